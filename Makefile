@@ -1,0 +1,41 @@
+# attnviz: `make demo` and `make test` do all of the set-up on a fresh machine (Python 3.11).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= runs/founding-case
+
+.PHONY: install demo test test-fast lint bench stress clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/attnviz train --out $(DEMO) --epochs 15 --force
+	$(BIN)/attnviz animate $(DEMO) -o $(DEMO)/attention.gif
+	$(BIN)/attnviz score $(DEMO) --mask delimiter --mask prefix
+	@echo "run directory: $(DEMO)   GIF: $(DEMO)/attention.gif"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check attnviz tests benchmarks
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+stress: install
+	ATTNVIZ_STRESS=1 $(BIN)/python -m pytest -q tests/test_reliability.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

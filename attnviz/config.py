@@ -1,0 +1,109 @@
+"""The training configuration: a frozen dataclass saved as JSON in every run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from attnviz.errors import AttnvizError
+
+ENCODERS = ("lstm", "gru", "bilstm", "dense")
+ATTENTIONS = ("luong", "bahdanau", "self")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything needed to rebuild the data, the model and the training of a run."""
+
+    task: str = "add-before-delimiter"  # a name from attnviz.tasks.TASKS
+    encoder: str = "lstm"  # lstm | gru | bilstm | dense (position-wise, no recurrence)
+    attention: str = "luong"  # luong | bahdanau | self (multi-head self-attention)
+    seq_len: int = 20  # L, the sequence length
+    units: int = 100  # encoder width, as in the founding case's LSTM(100)
+    attention_units: int = 128  # width of the attention vector (the `attention` package's 128)
+    heads: int = 2  # heads of self-attention; ignored by luong and bahdanau
+    dropout: float = 0.2  # dropout after attention, as in the founding case
+    samples: int = 20_000  # training samples
+    val_samples: int = 4_000  # validation samples
+    probe_size: int = 10  # samples in the probe batch whose attention is recorded
+    epochs: int = 20  # total epochs of the run (resume trains up to this)
+    batch_size: int = 64
+    learning_rate: float = 1e-3  # Adam
+    seed: int = 7  # seeds data, initialisation and shuffling
+    checkpoint_every: int = 5  # a .keras checkpoint every N epochs, and always the last
+    record_every: int = 1  # record probe attention every N epochs (epoch 0 and the last always)
+    record_heads: str = "all"  # self-attention: "all" heads, or "mean" of heads (H times less)
+    attribution: bool = False  # also record gradient x input attribution on the probe batch
+    jit_compile: bool = True  # XLA-compile the train step (about 2x faster on CPU)
+    steps_per_execution: int = 32  # batches per compiled call
+    strategy: str = "default"  # default | mirrored | multi-worker (tf.distribute)
+
+    def validate(self) -> TrainConfig:
+        """Raise AttnvizError naming the first bad field; return self when all are fine."""
+        from attnviz.tasks import get_task
+
+        task = get_task(self.task)
+        _choice("encoder", self.encoder, ENCODERS)
+        _choice("attention", self.attention, ATTENTIONS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("record-heads", self.record_heads, ("all", "mean"))
+        if self.seq_len < task.min_seq_len:
+            raise AttnvizError(
+                f"--seq-len {self.seq_len} is too short for {self.task}: use at least "
+                f"{task.min_seq_len}"
+            )
+        for name, minimum in (
+            ("epochs", 1), ("units", 1), ("attention_units", 1), ("heads", 1),
+            ("probe_size", 1), ("batch_size", 1), ("checkpoint_every", 1),
+            ("record_every", 1), ("steps_per_execution", 1), ("val_samples", 1),
+        ):
+            value = getattr(self, name)
+            if value < minimum:
+                flag = "--" + name.replace("_", "-")
+                raise AttnvizError(f"{flag} must be at least {minimum}, got {value}")
+        if self.samples < self.batch_size:
+            raise AttnvizError(
+                f"--samples {self.samples} is fewer than --batch-size {self.batch_size}: "
+                "raise --samples or lower --batch-size"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise AttnvizError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not self.learning_rate > 0:
+            raise AttnvizError(f"--learning-rate must be positive, got {self.learning_rate}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Rebuild from JSON, refusing unknown keys and wrong types with a clear message."""
+        if not isinstance(data, dict):
+            raise AttnvizError("config must be a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise AttnvizError(f"config has unknown keys {unknown}")
+        values = {}
+        for name, value in data.items():
+            expected = type(getattr(cls(), name))
+            ok = isinstance(value, expected) and not (
+                expected is not bool and isinstance(value, bool)
+            )
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value, ok = float(value), True
+            if not ok:
+                raise AttnvizError(
+                    f"config key {name!r} should be {expected.__name__}, got {value!r}"
+                )
+            values[name] = value
+        return cls(**values).validate()
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise AttnvizError(f"unknown --{flag} {value!r}: choose one of {', '.join(choices)}")

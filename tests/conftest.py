@@ -1,0 +1,65 @@
+"""Shared fixtures: hermetic output dirs, synthetic runs (no TensorFlow), one trained run."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
+import numpy as np
+import pytest
+
+from attnviz.config import TrainConfig
+from attnviz.run import Run
+from attnviz.tasks import get_task
+
+
+def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="luong",
+                       heads=2, seq_len=20, probe_size=10, seed=0):
+    """A run written through the real Run API with attention that drifts onto the main mask.
+
+    Needs no TensorFlow: for tests of readers (score, animate, inspect) that must not train.
+    """
+    config = TrainConfig(task=task, attention=attention, heads=heads, seq_len=seq_len,
+                         probe_size=probe_size, epochs=epochs, samples=256, val_samples=64)
+    spec = get_task(task)
+    rng = np.random.default_rng(seed)
+    probe = spec.probe(probe_size, seq_len, rng)
+    if attention == "self":
+        info = {"kind": "self", "shape": [probe_size, heads, seq_len, seq_len],
+                "dtype": "float16", "heads": heads, "record_heads": "all"}
+    else:
+        info = {"kind": "temporal", "shape": [probe_size, seq_len], "dtype": "float32",
+                "heads": None, "record_heads": "all"}
+    task_info = {
+        "name": spec.name, "description": spec.description, "mask_names": list(spec.mask_names),
+        "main_mask": spec.main_mask, "erase_value": spec.erase_value(seq_len),
+        "baselines": [{"name": b.name, "mse": b.mse, "description": b.description}
+                      for b in spec.baselines(seq_len)],
+    }
+    run = Run.create(root, config, task_info, info, probe)
+    target = probe.masks[spec.main_mask].astype(np.float64)
+    target /= target.sum(axis=1, keepdims=True)
+    for epoch in range(epochs + 1):
+        noise = rng.dirichlet(np.ones(seq_len), size=probe_size)
+        share = epoch / epochs
+        rows = share * target + (1 - share) * noise  # (n, L), rows sum to 1
+        if attention == "self":
+            weights = np.broadcast_to(rows[:, None, None, :],
+                                      (probe_size, heads, seq_len, seq_len)).copy()
+        else:
+            weights = rows
+        run.save_attention(epoch, weights)
+        if epoch == 0:
+            run.commit()
+        else:
+            run.commit({"epoch": epoch, "loss": 1.0 / epoch, "val_loss": 1.1 / epoch,
+                        "seconds": 0.1}, finished=epoch == epochs)
+    return Run.open(root)
+
+
+@pytest.fixture
+def synthetic_run(tmp_path):
+    """A 5-epoch synthetic luong run on the founding task."""
+    return make_synthetic_run(tmp_path / "run")
