@@ -6,15 +6,20 @@ TensorFlow is imported inside the commands that need it, never at module level, 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from functools import wraps
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 from attnviz import __version__
+from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
+
+_DEFAULTS = TrainConfig()
 
 app = typer.Typer(
     name="attnviz",
@@ -29,7 +34,7 @@ def console(stderr: bool = False):
     """One rich Console per stream; NO_COLOR is honoured by rich itself."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -50,6 +55,21 @@ def handle_errors(command):
     return wrapper
 
 
+def quiet_tensorflow_import() -> None:
+    """Import TensorFlow with its C++ start-up chatter (oneDNN, absl) sent to /dev/null."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401  (imports tensorflow, the backend)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"attnviz {__version__}")
@@ -68,6 +88,130 @@ def root(
 # ---- commands (each one: options, one call into the core, output) ---------------------------
 
 
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return ""
+
+
+@app.command()
+@handle_errors
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = Path(
+        "runs/latest"
+    ),
+    task: Annotated[str, typer.Option(help="add-before-delimiter | add-after-delimiters | "
+                                      "find-max | mean-before-delimiter")] = _DEFAULTS.task,
+    encoder: Annotated[str, typer.Option(help="lstm | gru | bilstm | dense (position-wise).")]
+    = _DEFAULTS.encoder,
+    attention: Annotated[str, typer.Option(help="luong | bahdanau | self (multi-head).")]
+    = _DEFAULTS.attention,
+    seq_len: Annotated[int, typer.Option(help="Sequence length L.")] = _DEFAULTS.seq_len,
+    units: Annotated[int, typer.Option(help="Encoder width.")] = _DEFAULTS.units,
+    heads: Annotated[int, typer.Option(help="Heads of self-attention.")] = _DEFAULTS.heads,
+    samples: Annotated[int, typer.Option(help="Training samples.")] = _DEFAULTS.samples,
+    val_samples: Annotated[int, typer.Option(help="Validation samples.")] = _DEFAULTS.val_samples,
+    probe_size: Annotated[int, typer.Option(help="Samples in the recorded probe batch.")]
+    = _DEFAULTS.probe_size,
+    epochs: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer needs Optional)
+        help=f"Epochs in total [default: {_DEFAULTS.epochs}; with --resume: the run's].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = _DEFAULTS.batch_size,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")]
+    = _DEFAULTS.learning_rate,
+    seed: Annotated[int, typer.Option(help="Seed of data, weights and shuffling.")]
+    = _DEFAULTS.seed,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N epochs (and last).")]
+    = _DEFAULTS.checkpoint_every,
+    record_every: Annotated[int, typer.Option(help="Record attention every N epochs.")]
+    = _DEFAULTS.record_every,
+    record_heads: Annotated[str, typer.Option(help="Self-attention: record 'all' heads or "
+                                              "their 'mean'.")] = _DEFAULTS.record_heads,
+    attribution: Annotated[bool, typer.Option(help="Also record gradient x input per epoch.")]
+    = False,
+    strategy: Annotated[str, typer.Option(help="default | mirrored | multi-worker.")]
+    = _DEFAULTS.strategy,
+    no_jit: Annotated[bool, typer.Option("--no-jit", help="Do not XLA-compile.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last "
+                                         "checkpoint.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Train a model on a task and record its attention after every epoch."""
+    quiet_tensorflow_import()
+    from attnviz import train as core
+
+    config = None
+    if not resume:
+        config = TrainConfig(
+            task=task, encoder=encoder, attention=attention, seq_len=seq_len, units=units,
+            heads=heads, samples=samples, val_samples=val_samples, probe_size=probe_size,
+            epochs=_DEFAULTS.epochs if epochs is None else epochs, batch_size=batch_size,
+            learning_rate=learning_rate, seed=seed, checkpoint_every=checkpoint_every,
+            record_every=record_every, record_heads=record_heads, attribution=attribution,
+            strategy=strategy, jit_compile=not no_jit,
+        ).validate()
+    plan = core.plan(config, out, resume=resume, force=force, epochs=epochs)
+    config = plan.run.config
+    err = console(stderr=True)
+    show = not (quiet or json_output)
+    if show:
+        if plan.rolled_back_from is not None:
+            err.print(f"resuming {out}: {plan.rolled_back_from} epochs were recorded, the last "
+                      f"checkpoint is epoch {plan.start_epoch}: continuing from there")
+        elif resume:
+            err.print(f"resuming {out} from epoch {plan.start_epoch}")
+        err.print(f"{config.task} · {config.encoder} + {config.attention} · L={config.seq_len} · "
+                  f"{config.samples} samples · epochs {plan.start_epoch}->{config.epochs}")
+        err.print(f"recording {_size(plan.bytes_per_record)} of attention per epoch; projected "
+                  f"run size {_size(plan.projected_bytes)} with checkpoints")
+
+    def announce_stop():
+        err.print("[yellow]Ctrl-C: stopping after this epoch is saved (again to abort now)[/]")
+
+    try:
+        with core.graceful_interrupt(announce_stop) as stop_requested:
+            if show:
+                from attnviz.progress import TrainDisplay
+
+                with TrainDisplay(err, config.epochs, plan.start_epoch,
+                                  plan.steps_per_epoch) as display:
+                    result = core.fit(plan, on_epoch=display.on_epoch, on_batch=display.on_batch,
+                                      stop_requested=stop_requested)
+            else:
+                result = core.fit(plan, stop_requested=stop_requested)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the run is kept as of its last commit; continue with "
+                  f"`attnviz train --out {out} --resume`")
+        raise typer.Exit(130) from None
+    if result.interrupted:
+        err.print(f"stopped after epoch {result.epochs_done}; continue with "
+                  f"`attnviz train --out {out} --resume`")
+        raise typer.Exit(130)
+    summary = _train_summary(result.run)
+    if json_output:
+        print(json.dumps(summary, indent=2))
+    elif not quiet:
+        last = summary["last"]
+        err.print(f"[green]done[/]: {result.epochs_done} epochs in {out}  "
+                  f"(val_loss {last.get('val_loss', float('nan')):.4f}; mass "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in last.get("mass", {}).items()) + ")")
+
+
+def _train_summary(run) -> dict:
+    return {
+        "run": str(run.root),
+        "config": run.config.to_dict(),
+        "epochs_done": run.epochs_done,
+        "checkpoints": run.checkpoints,
+        "attention_epochs": run.attention_epochs,
+        "baselines": run.task["baselines"],
+        "last": run.history[-1] if run.history else {},
+    }
+
+
 def main() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(app())

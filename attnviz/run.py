@@ -141,6 +141,8 @@ class Run:
         run._verify(CONFIG)
         try:
             run.config = TrainConfig.from_dict(header["config"])
+            if "epochs" in state:
+                run.config = TrainConfig.from_dict({**header["config"], "epochs": state["epochs"]})
         except AttnvizError as err:
             raise RunFormatError(f"{root / CONFIG}: {err}") from None
         return run
@@ -232,7 +234,9 @@ class Run:
             raise AttnvizError(f"epoch {epoch} has no recorded attention in {self.root}")
         return self._load_npy(_epoch_name("attention", epoch, ".npy"), self.attention_info["shape"])
 
-    def iter_attention(self, epochs: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_attention(
+        self, epochs: Iterable[int] | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (epoch, attention) one epoch at a time, so memory stays one epoch deep."""
         for epoch in self.state["attention_epochs"] if epochs is None else epochs:
             yield epoch, self.attention(epoch)
@@ -285,6 +289,13 @@ class Run:
             save(tmp)
         self.state["files"][name] = sha256_file(self.root / name)
         self._add_epoch("checkpoints", epoch)
+
+    def extend(self, epochs: int) -> None:
+        """Train to `epochs` in total (resume with more --epochs); recorded in state.json, so
+        config.json, written once, keeps its checksum."""
+        self.state["epochs"] = epochs
+        self.config = self.config.replace(epochs=epochs)
+        self.commit()
 
     def commit(self, record: dict | None = None, finished: bool = False) -> None:
         """Append the epoch's history record (if any) and write state.json atomically."""

@@ -130,7 +130,9 @@ def _after_delimiters_batch(
     marked = np.zeros((n, seq_len), dtype=bool)
     marked[rows, first] = True
     marked[rows, second] = True
-    return TaskBatch(x[..., None].astype(np.float32), y[:, None].astype(np.float32), {"marked": marked})
+    return TaskBatch(
+        x[..., None].astype(np.float32), y[:, None].astype(np.float32), {"marked": marked}
+    )
 
 
 def _find_max_batch(

@@ -63,3 +63,28 @@ def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="l
 def synthetic_run(tmp_path):
     """A 5-epoch synthetic luong run on the founding task."""
     return make_synthetic_run(tmp_path / "run")
+
+
+TINY = dict(samples=512, val_samples=128, units=16, attention_units=16, batch_size=64,
+            steps_per_execution=8)
+
+
+def tiny_config(**changes) -> TrainConfig:
+    """A real but tiny training configuration: a few seconds per run on 2 CPU cores."""
+    return TrainConfig(**{**TINY, "epochs": 3, "checkpoint_every": 2, **changes})
+
+
+def train_tiny(root, **changes) -> Run:
+    from attnviz import train
+
+    plan = train.plan(tiny_config(**changes), root)
+    return train.fit(plan).run
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Run:
+    """One real 3-epoch LSTM + Luong run on the founding task, shared by the whole session.
+
+    Readers must not modify it: copy it (shutil.copytree) before damaging files.
+    """
+    return train_tiny(tmp_path_factory.mktemp("shared") / "run")

@@ -1,0 +1,90 @@
+"""The Keras callback that commits each epoch into the run: attention, checkpoint, history."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+from attnviz.run import Run
+from attnviz.score import attention_rows, mass
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """After every epoch: read probe attention, write what is due, then commit state.json.
+
+    The probe model is built once and shares the trained model's layers, so reading the
+    weights costs one forward pass of the probe batch (about 2 ms on CPU).
+    """
+
+    def __init__(
+        self,
+        run: Run,
+        probe_model: keras.Model,
+        attribute: Callable[[np.ndarray], np.ndarray] | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+        on_batch: Callable[[int, dict], None] | None = None,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ):
+        super().__init__()
+        self.run = run
+        self.config = run.config
+        self.probe_model = probe_model
+        self.probe_x = run.probe.x
+        self.masks = run.probe.masks
+        self.attribute = attribute
+        self.on_epoch = on_epoch
+        self.on_batch = on_batch
+        self.stop_requested = stop_requested
+        self._epoch_start = 0.0
+
+    def probe_attention(self) -> np.ndarray:
+        """(n, L) or (n, H, L, L) weights of the probe batch, as the run stores them."""
+        weights = np.asarray(self.probe_model.predict_on_batch(self.probe_x))
+        if weights.ndim == 4 and self.config.record_heads == "mean":
+            weights = weights.mean(axis=1, keepdims=True)  # (n, 1, L, L)
+        return weights
+
+    def record(self, epoch: int, force: bool = False) -> dict[str, float]:
+        """Write attention (and attribution) of `epoch` if due; return the mass on each mask."""
+        weights = self.probe_attention()
+        due = force or epoch % self.config.record_every == 0 or epoch == self.config.epochs
+        if due:
+            self.run.save_attention(epoch, weights)
+            if self.attribute is not None:
+                self.run.save_attribution(epoch, self.attribute(self.probe_x))
+        rows = attention_rows(weights.astype(np.float32))
+        return {name: mass(rows, mask) for name, mask in self.masks.items()}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.on_batch is not None:
+            self.on_batch(batch, logs or {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        done = epoch + 1  # Keras counts from 0; a run's epoch N is the state after N epochs
+        fit_seconds = time.perf_counter() - self._epoch_start
+        stopping = self.stop_requested()
+        started = time.perf_counter()
+        masses = self.record(done, force=stopping)
+        record_seconds = time.perf_counter() - started
+        if stopping or done % self.config.checkpoint_every == 0 or done == self.config.epochs:
+            self.run.write_checkpoint(done, self.model.save)
+        entry = {
+            "epoch": done,
+            "loss": float(logs.get("loss", float("nan"))),
+            "val_loss": float(logs.get("val_loss", float("nan"))),
+            "seconds": round(fit_seconds, 4),
+            "record_seconds": round(record_seconds, 5),
+            "mass": masses,
+        }
+        self.run.commit(entry, finished=done == self.config.epochs)
+        if self.on_epoch is not None:
+            self.on_epoch(entry)
+        if stopping:
+            self.model.stop_training = True
