@@ -1,0 +1,525 @@
+"""Attention over training as pictures: numpy -> palette frames -> GIF, MP4 or PNG.
+
+Every frame is a 2-D uint8 array of indices into one 256-colour palette: the first
+`CMAP_LEVELS` entries are the colour map, the rest draw the header, lines and gaps. Values
+become indices through a lookup, cells become pixels through integer upscaling, and the
+GIF is written with that palette as its only colour table, so nothing is quantised per frame.
+
+Layout of a frame (pixels; `s` = --scale, n samples, L positions):
+
+    header          epoch / loss / mass text                 HEADER_LINE_PX per line
+    attention       n*s x L*s  [gap  |attribution| n*s x L*s]
+    separator       a grey line, separator_px(s) tall
+    mask            n*s x L*s  [gap  mask again    n*s x L*s]
+
+No TensorFlow here, and matplotlib only to look up a colour map other than 'hot'.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.errors import AttnvizError
+from attnviz.fsutil import atomic_path
+from attnviz.run import Run
+from attnviz.score import attention_rows, mass
+
+CMAP_LEVELS = 248  # palette entries for the colour map; 248..255 are for everything else
+BACKGROUND = 248  # header and the gap between panels
+TEXT = 249  # header text
+SEPARATOR = 250  # the line between attention rows and mask rows
+NOT_RECORDED = 251  # an attribution panel at an epoch whose attribution was not recorded
+RESERVED_RGB = {
+    BACKGROUND: (24, 24, 24),
+    TEXT: (240, 240, 240),
+    SEPARATOR: (128, 128, 128),
+    NOT_RECORDED: (56, 56, 64),
+}
+HEADER_LINE_PX = 12  # one line of Pillow's 6 x 11 px bitmap font plus leading
+HEADER_PAD_PX = 4
+HOLD_LAST_MS = 2000  # the last frame stays this long before the loop starts again
+GIF_MAX_FPS = 50  # GIF delays are in 1/100 s and viewers slow anything under 2/100 s
+SUFFIXES = (".gif", ".mp4")
+SOME_CMAPS = "hot, viridis, magma, inferno, gray, Blues"
+
+# matplotlib's 'hot' segment data, so the default colour map needs no matplotlib import
+_HOT = (
+    ((0.0, 0.0416), (0.365079, 1.0), (1.0, 1.0)),  # red: (x, y) knots
+    ((0.0, 0.0), (0.365079, 0.0), (0.746032, 1.0), (1.0, 1.0)),  # green
+    ((0.0, 0.0), (0.746032, 0.0), (1.0, 1.0)),  # blue
+)
+
+
+# ---- colour --------------------------------------------------------------------------------
+
+
+def colormap_lut(name: str, levels: int = CMAP_LEVELS) -> np.ndarray:
+    """(levels, 3) uint8 colours of matplotlib colour map `name`, sampled evenly from 0 to 1.
+
+    Byte-identical to `matplotlib.colormaps[name](np.linspace(0, 1, levels), bytes=True)`;
+    'hot' is computed here so the default path never imports matplotlib.
+    """
+    # matplotlib samples a 256-entry table at index int(v * 256), and truncates to bytes
+    index = np.minimum((np.linspace(0.0, 1.0, levels) * 256).astype(int), 255)
+    if name == "hot":
+        grid = np.linspace(0.0, 1.0, 256)
+        table = np.stack(
+            [np.interp(grid, [x for x, _ in knots], [y for _, y in knots]) for knots in _HOT],
+            axis=1,
+        )  # (256, 3) floats in [0, 1]
+        return (table[index] * 255).astype(np.uint8)
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise AttnvizError(
+            f"unknown --cmap {name!r}: use a matplotlib colour map, e.g. {SOME_CMAPS}"
+        ) from None
+    return cmap(np.linspace(0.0, 1.0, levels), bytes=True)[:, :3]
+
+
+def palette_for(lut: np.ndarray) -> np.ndarray:
+    """The (256, 3) uint8 palette: the colour map's levels, then the reserved colours."""
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:CMAP_LEVELS] = lut
+    for index, rgb in RESERVED_RGB.items():
+        palette[index] = rgb
+    return palette
+
+
+def to_indices(values: np.ndarray, vmax: float) -> np.ndarray:
+    """Map values in [0, vmax] onto colour-map palette indices (clipping outside)."""
+    scaled = np.rint(values * ((CMAP_LEVELS - 1) / vmax))
+    return np.clip(scaled, 0, CMAP_LEVELS - 1).astype(np.uint8)
+
+
+def upscale(cells: np.ndarray, scale: int) -> np.ndarray:
+    """Repeat each cell of a 2-D array into a scale x scale block of pixels."""
+    rows, cols = cells.shape
+    blocks = np.broadcast_to(cells[:, None, :, None], (rows, scale, cols, scale))
+    return blocks.reshape(rows * scale, cols * scale)
+
+
+# ---- frames --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameData:
+    """What one frame shows: one recorded epoch."""
+
+    epoch: int
+    rows: np.ndarray  # (n, L) attention rows over key positions, in [0, 1]
+    attribution: np.ndarray | None  # (n, L) |attribution| / row max; None: not recorded
+    header: tuple[str, ...]  # lines of text above the picture
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything sits in a frame, in pixels."""
+
+    samples: int  # n, probe rows shown
+    positions: int  # L
+    scale: int  # pixels per cell side
+    panel: bool  # an attribution panel to the right of the attention
+    header: int  # header height
+    text_width: int  # widest header line
+
+    @property
+    def grid_width(self) -> int:
+        return self.positions * self.scale
+
+    @property
+    def gap(self) -> int:
+        return max(2, self.scale // 2)
+
+    @property
+    def separator(self) -> int:
+        return max(1, self.scale // 8)
+
+    @property
+    def panel_left(self) -> int:
+        return self.grid_width + self.gap
+
+    @property
+    def content_width(self) -> int:
+        return self.panel_left + self.grid_width if self.panel else self.grid_width
+
+    @property
+    def width(self) -> int:
+        return max(self.content_width, self.text_width + 2 * HEADER_PAD_PX)
+
+    @property
+    def attention_top(self) -> int:
+        return self.header
+
+    @property
+    def mask_top(self) -> int:
+        return self.header + self.samples * self.scale + self.separator
+
+    @property
+    def height(self) -> int:
+        return self.mask_top + self.samples * self.scale
+
+
+class FrameRenderer:
+    """Turns FrameData into palette-index frames; the parts that never change are drawn once."""
+
+    def __init__(self, mask: np.ndarray, headers: Sequence[Sequence[str]], scale: int,
+                 vmax: float, panel: bool):
+        from PIL import ImageFont
+
+        # the bitmap font: ten times faster to draw than FreeType, and two-tone, so palette-safe
+        self.font = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+        self.vmax = vmax
+        lines = max(len(header) for header in headers)
+        text_width = max(
+            (int(np.ceil(self.font.getlength(line))) for header in headers for line in header),
+            default=0,
+        )
+        samples, positions = mask.shape
+        self.layout = layout = Layout(
+            samples=samples, positions=positions, scale=scale, panel=panel,
+            header=lines * HEADER_LINE_PX + 2 * HEADER_PAD_PX, text_width=text_width,
+        )
+        template = np.full((layout.height, layout.width), BACKGROUND, np.uint8)
+        mask_pixels = upscale(np.where(mask, CMAP_LEVELS - 1, 0).astype(np.uint8), scale)
+        rule = slice(layout.mask_top - layout.separator, layout.mask_top)
+        template[rule, : layout.content_width] = SEPARATOR
+        template[layout.mask_top :, : layout.grid_width] = mask_pixels
+        if panel:
+            template[layout.mask_top :, layout.panel_left : layout.content_width] = mask_pixels
+        self.template = template
+
+    def render(self, frame: FrameData) -> np.ndarray:
+        """One (height, width) uint8 frame of palette indices."""
+        layout = self.layout
+        image = self.template.copy()
+        image[: layout.header] = self._header(frame.header)
+        rows = slice(layout.attention_top, layout.attention_top + layout.samples * layout.scale)
+        image[rows, : layout.grid_width] = upscale(to_indices(frame.rows, self.vmax),
+                                                   layout.scale)
+        if layout.panel:
+            panel = slice(layout.panel_left, layout.content_width)
+            if frame.attribution is None:
+                image[rows, panel] = NOT_RECORDED
+            else:
+                image[rows, panel] = upscale(to_indices(frame.attribution, 1.0), layout.scale)
+        return image
+
+    def _header(self, lines: Sequence[str]) -> np.ndarray:
+        from PIL import Image, ImageDraw
+
+        strip = Image.new("L", (self.layout.width, self.layout.header), 0)
+        draw = ImageDraw.Draw(strip)
+        for number, line in enumerate(lines):
+            draw.text((HEADER_PAD_PX, HEADER_PAD_PX + number * HEADER_LINE_PX), line,
+                      fill=255, font=self.font)
+        return np.where(np.asarray(strip) > 127, TEXT, BACKGROUND).astype(np.uint8)
+
+
+def render_frames(frames: Sequence[FrameData], mask: np.ndarray, scale: int = 16,
+                  vmax: float = 1.0) -> list[np.ndarray]:
+    """Palette-index frames for `frames`, with `mask` (n, L) drawn under the attention."""
+    if not frames:
+        raise AttnvizError("no frames to render: the run has no recorded attention")
+    panel = any(frame.attribution is not None for frame in frames)
+    renderer = FrameRenderer(mask, [frame.header for frame in frames], scale, vmax, panel)
+    return [renderer.render(frame) for frame in frames]
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+
+def frame_durations_ms(count: int, fps: float) -> list[int]:
+    """Each frame 1/fps, the last one held for HOLD_LAST_MS (or longer, at a slow fps)."""
+    step = int(round(1000 / fps))
+    return [step] * (count - 1) + [max(step, HOLD_LAST_MS)]
+
+
+def _palette_image(frame: np.ndarray, palette: np.ndarray):
+    from PIL import Image
+
+    height, width = frame.shape
+    image = Image.frombytes("P", (width, height), np.ascontiguousarray(frame).tobytes())
+    image.putpalette(palette.tobytes())
+    return image
+
+
+def write_gif(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps: float) -> None:
+    """An endlessly looping GIF whose only colour table is `palette`; replaces `path` whole.
+
+    Pillow's `save(save_all=True)` remaps every frame onto the palette and diffs frames as
+    images, which costs more than drawing them; the frames already share one palette, so
+    each is LZW-encoded directly (Pillow's getheader/getdata), cropped to what changed.
+    """
+    from PIL import GifImagePlugin
+
+    durations = frame_durations_ms(len(frames), fps)
+    first = _palette_image(frames[0], palette)
+    header, _ = GifImagePlugin.getheader(first, None, {"loop": 0})
+    chunks = [*header, *GifImagePlugin.getdata(first, duration=durations[0], disposal=1)]
+    for previous, frame, duration in zip(frames[:-1], frames[1:], durations[1:], strict=True):
+        changed = frame != previous
+        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+        if rows.size == 0:  # an identical frame still counts, as one pixel redrawn
+            rows, cols = np.array([0]), np.array([0])
+        top, left = int(rows[0]), int(cols[0])
+        box = frame[top : rows[-1] + 1, left : cols[-1] + 1]
+        chunks += GifImagePlugin.getdata(_palette_image(box, palette), offset=(left, top),
+                                         duration=duration, disposal=1)
+    chunks.append(b";")
+    with atomic_path(path, suffix=".gif") as tmp:
+        tmp.write_bytes(b"".join(chunks))
+
+
+def write_mp4(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps: float) -> None:
+    """An H.264 MP4 through imageio's ffmpeg plugin; the last frame repeats to hold it."""
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise AttnvizError(
+            "writing .mp4 needs ffmpeg for imageio: pip install 'attnviz[mp4]', or write a .gif"
+        )
+    import imageio.v2 as imageio
+
+    hold = max(1, int(round(HOLD_LAST_MS / 1000 * fps)))
+    with atomic_path(path, suffix=".mp4") as tmp:
+        # the temporary name ends in .tmp, so ffmpeg is told the container
+        writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                    macro_block_size=2, output_params=["-f", "mp4"])
+        try:
+            for number, frame in enumerate(frames):
+                rgb = palette[_even(frame)]  # (h, w, 3); yuv420p needs even sides
+                for _ in range(hold if number == len(frames) - 1 else 1):
+                    writer.append_data(rgb)
+        finally:
+            writer.close()
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    height, width = frame.shape
+    return np.pad(frame, ((0, height % 2), (0, width % 2)), constant_values=BACKGROUND)
+
+
+def write_pngs(directory: Path, frames: Sequence[np.ndarray], epochs: Sequence[int],
+               palette: np.ndarray) -> list[Path]:
+    """One palette PNG per frame, DIR/epoch_0007.png, each replaced whole."""
+    paths = []
+    for frame, epoch in zip(frames, epochs, strict=True):
+        path = directory / f"epoch_{epoch:04d}.png"
+        with atomic_path(path, suffix=".png") as tmp:
+            _palette_image(frame, palette).save(tmp, format="PNG")
+        paths.append(path)
+    return paths
+
+
+# ---- from a run ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    """The `attnviz animate` options; see docs/animate.md."""
+
+    output: Path | None = None  # .gif or .mp4; None: RUN/attention.gif
+    fps: float = 10.0  # frames per second (the last frame holds HOLD_LAST_MS)
+    mask: str | None = None  # ground truth drawn under the attention; None: the main mask
+    cmap: str = "hot"  # a matplotlib colour map name
+    every: int = 1  # keep every K-th recorded epoch (the last is always kept)
+    samples: int | None = None  # show the first N probe samples; None: all
+    scale: int = 16  # pixels per attention cell
+    head: str | None = None  # self-attention: a head index or "mean" (None: "mean")
+    query: str | None = None  # self-attention: a query index, "last" or "mean" (None: "last")
+    vmax: str = "1"  # the value drawn in the top colour: a number, or "auto" (run maximum)
+    frames_dir: Path | None = None  # also write one PNG per frame here
+
+
+@dataclass(frozen=True)
+class Animation:
+    """What `animate` wrote."""
+
+    path: Path
+    frames: int
+    width: int
+    height: int
+    size_bytes: int
+    epochs: list[int]
+    vmax: float
+    attribution: bool  # whether the attribution panel is shown
+    png_paths: list[Path]
+    seconds: float  # reading, rendering and writing
+
+
+def animate(run_dir: Path, options: AnimateOptions) -> Animation:
+    """Render the run's recorded attention, one frame per epoch, to a GIF or MP4."""
+    started = time.perf_counter()
+    _check_numbers(options)
+    fixed_vmax = _parse_vmax(options.vmax)
+    lut = colormap_lut(options.cmap)
+    run = Run.open(run_dir)
+    output = Path(options.output) if options.output else run.root / "attention.gif"
+    _check_output(output, options.fps)
+    if options.frames_dir is not None:
+        _prepare_frames_dir(Path(options.frames_dir))
+    frames, mask = collect_frames(run, options)
+    # 'auto': the largest attention value of the whole run, so frames share one scale
+    vmax = fixed_vmax or max(float(frame.rows.max()) for frame in frames) or 1.0
+    pictures = render_frames(frames, mask, options.scale, vmax)
+    palette = palette_for(lut)
+    try:
+        if output.suffix.lower() == ".mp4":
+            write_mp4(output, pictures, palette, options.fps)
+        else:
+            write_gif(output, pictures, palette, options.fps)
+        png_paths = []
+        if options.frames_dir is not None:
+            png_paths = write_pngs(Path(options.frames_dir), pictures,
+                                   [frame.epoch for frame in frames], palette)
+    except OSError as err:
+        raise AttnvizError(f"cannot write {err.filename or output}: {err.strerror}") from None
+    height, width = pictures[0].shape
+    return Animation(
+        path=output, frames=len(pictures), width=width, height=height,
+        size_bytes=output.stat().st_size, epochs=[frame.epoch for frame in frames], vmax=vmax,
+        attribution=any(frame.attribution is not None for frame in frames),
+        png_paths=png_paths, seconds=time.perf_counter() - started,
+    )
+
+
+def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], np.ndarray]:
+    """The frames' data from a run, and the mask (n, L) shown under them."""
+    mask = run.mask(options.mask)
+    mask_name = options.mask or run.task["main_mask"]
+    recorded = sorted(run.attention_epochs)
+    if not recorded:
+        raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
+    epochs = recorded[:: options.every]
+    if epochs[-1] != recorded[-1]:
+        epochs.append(recorded[-1])
+    samples = _resolve_samples(options.samples, mask.shape[0])
+    head, query = _resolve_reduction(run, options.head, options.query)
+    losses = {record["epoch"]: record.get("loss") for record in run.history}
+    attributed = set(run.attribution_epochs)
+    total = run.config.epochs
+    frames = []
+    for epoch, attention in run.iter_attention(epochs):
+        rows = attention_rows(attention, head=head, query=query)  # (n, L)
+        loss = losses.get(epoch)
+        header = [
+            f"epoch {epoch}/{total}   loss " + ("-" if loss is None else f"{loss:.4g}"),
+            f"mass on {mask_name} {mass(rows, mask):.3f}",
+        ]
+        if attributed:
+            header.append("left: attention   right: |attribution|")
+        attribution = None
+        if epoch in attributed:
+            attribution = _normalise_rows(np.abs(run.attribution(epoch))[:samples])
+        frames.append(FrameData(epoch=epoch, rows=rows[:samples], attribution=attribution,
+                                header=tuple(header)))
+    return frames, mask[:samples]
+
+
+def _normalise_rows(values: np.ndarray) -> np.ndarray:
+    """Divide each row by its maximum (rows of zeros stay zero)."""
+    peak = values.max(axis=1, keepdims=True)
+    return np.divide(values, peak, out=np.zeros_like(values), where=peak > 0)
+
+
+def _check_numbers(options: AnimateOptions) -> None:
+    if not options.fps > 0:
+        raise AttnvizError(f"--fps {options.fps:g} must be above 0 (e.g. --fps 10)")
+    if options.every < 1:
+        raise AttnvizError(f"--every {options.every} must be 1 or more (1 keeps every epoch)")
+    if options.scale < 1:
+        raise AttnvizError(f"--scale {options.scale} must be 1 or more pixels per cell")
+    if options.samples is not None and options.samples < 1:
+        raise AttnvizError(f"--samples {options.samples} must be 1 or more")
+
+
+def _check_output(output: Path, fps: float) -> None:
+    if output.is_dir():
+        raise AttnvizError(f"-o {output} is a directory: name a .gif or .mp4 file")
+    suffix = output.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise AttnvizError(
+            f"-o {output}: unknown file type {suffix or '(none)'!r}: use .gif or .mp4 "
+            "(and --frames DIR for PNGs)"
+        )
+    if suffix == ".gif" and fps > GIF_MAX_FPS:
+        raise AttnvizError(
+            f"--fps {fps:g} is faster than GIF viewers play ({GIF_MAX_FPS} at most): lower it "
+            "or write an .mp4"
+        )
+    _check_writable_dir(output.parent, f"-o {output}")
+
+
+def _prepare_frames_dir(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise AttnvizError(f"--frames {directory} is a file: name a directory for the PNGs")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AttnvizError(f"--frames {directory}: cannot create it ({err.strerror})") from None
+    _check_writable_dir(directory, f"--frames {directory}")
+
+
+def _check_writable_dir(directory: Path, option: str) -> None:
+    if not directory.is_dir():
+        raise AttnvizError(
+            f"{option}: the directory {directory} does not exist: create it or choose another"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise AttnvizError(f"{option}: the directory {directory} is not writable")
+
+
+def _resolve_samples(samples: int | None, available: int) -> int:
+    if samples is None:
+        return available
+    if samples > available:
+        raise AttnvizError(
+            f"--samples {samples} is more than the probe batch holds: choose 1..{available}"
+        )
+    return samples
+
+
+def _resolve_reduction(run: Run, head: str | None, query: str | None) -> tuple:
+    """Parse --head and --query into what score.attention_rows takes."""
+    if run.attention_info["kind"] != "self":
+        if head is not None or query is not None:
+            raise AttnvizError(
+                f"--head and --query apply to self-attention runs; {run.root} recorded "
+                f"{run.attention_info['kind']} attention (one row per sample): drop them"
+            )
+        return "mean", "last"
+    return _choice_or_index("--head", head or "mean", ("mean",)), _choice_or_index(
+        "--query", query or "last", ("last", "mean")
+    )
+
+
+def _choice_or_index(option: str, value: str, words: tuple[str, ...]) -> str | int:
+    if value in words:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise AttnvizError(
+            f"{option} {value!r}: use a number or {' or '.join(words)}"
+        ) from None
+
+
+def _parse_vmax(vmax: str) -> float | None:
+    """A number above 0, or None for 'auto'."""
+    if vmax == "auto":
+        return None
+    try:
+        value = float(vmax)
+    except ValueError:
+        raise AttnvizError(f"--vmax {vmax!r}: use a number above 0 or 'auto'") from None
+    if not value > 0 or not np.isfinite(value):
+        raise AttnvizError(f"--vmax {vmax} must be a number above 0 (or 'auto')")
+    return value

@@ -1,0 +1,232 @@
+"""`attnviz animate` end to end on synthetic runs: the GIF read back, PNG frames, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from conftest import make_synthetic_run
+from PIL import Image
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.render import HEADER_LINE_PX, HEADER_PAD_PX, HOLD_LAST_MS, NOT_RECORDED, RESERVED_RGB
+
+SCALE = 16  # the default --scale
+N, L = 10, 20  # make_synthetic_run's probe size and sequence length
+HEADER = 2 * HEADER_LINE_PX + 2 * HEADER_PAD_PX  # two lines of text
+SEPARATOR = SCALE // 8
+HEIGHT = HEADER + N * SCALE + SEPARATOR + N * SCALE
+TOP = (255, 255, 255)  # 'hot' at 1.0
+BOTTOM = (10, 0, 0)  # 'hot' at 0.0
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["animate", *map(str, args)])
+
+
+def read_gif(path) -> np.ndarray:
+    return iio.imread(path, index=None)[..., :3]  # (frames, height, width, 3)
+
+
+def mask_pixels(frames: np.ndarray, left: int = 0) -> np.ndarray:
+    """The mask rows of every frame, sampled at the centre of each cell: (frames, N, L, 3)."""
+    top = HEADER + N * SCALE + SEPARATOR + SCALE // 2
+    return frames[:, top :: SCALE, left + SCALE // 2 : left + L * SCALE : SCALE][:, :N]
+
+
+def test_gif_has_one_frame_per_epoch_and_loops(synthetic_run):
+    result = invoke(synthetic_run.root)
+    assert result.exit_code == 0, result.output
+    path = synthetic_run.root / "attention.gif"
+    assert f"wrote {path}: 6 frames (epochs 0-5)" in result.stdout
+    frames = read_gif(path)
+    assert frames.shape == (6, HEIGHT, L * SCALE, 3)
+    assert iio.immeta(path)["loop"] == 0
+    with Image.open(path) as gif:
+        durations = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            durations.append(gif.info["duration"])
+    assert durations == [100] * 5 + [HOLD_LAST_MS]
+
+
+def test_mask_pixels_are_the_colour_maps_ends(synthetic_run):
+    path = synthetic_run.root / "out.gif"
+    assert invoke(synthetic_run.root, "-o", path).exit_code == 0
+    mask = synthetic_run.mask()  # (N, L), the delimiter
+    cells = mask_pixels(read_gif(path))
+    assert (cells[:, mask] == TOP).all()
+    assert (cells[:, ~mask] == BOTTOM).all()
+
+
+def test_attention_reaches_the_top_colour_once_learned(synthetic_run):
+    """The synthetic run ends with all mass on the delimiter: the last frame's attention rows
+    then look exactly like the mask rows under them."""
+    path = synthetic_run.root / "out.gif"
+    assert invoke(synthetic_run.root, "-o", path).exit_code == 0
+    last = read_gif(path)[-1]
+    rows = last[HEADER + SCALE // 2 : HEADER + N * SCALE : SCALE, SCALE // 2 :: SCALE]  # (N, L, 3)
+    assert (rows[synthetic_run.mask()] == TOP).all()
+
+
+def test_other_mask_and_every(synthetic_run):
+    path = synthetic_run.root / "prefix.gif"
+    result = invoke(synthetic_run.root, "-o", path, "--mask", "prefix", "--every", "2")
+    assert result.exit_code == 0, result.output
+    frames = read_gif(path)
+    assert len(frames) == 4  # epochs 0, 2, 4 and the last, 5
+    prefix = synthetic_run.mask("prefix")
+    assert (mask_pixels(frames)[:, prefix] == TOP).all()
+
+
+def test_samples_and_scale_shrink_the_frame(synthetic_run):
+    path = synthetic_run.root / "small.gif"
+    assert invoke(synthetic_run.root, "-o", path, "--samples", "3", "--scale", "20").exit_code == 0
+    assert read_gif(path).shape[1:3] == (HEADER + 3 * 20 + 20 // 8 + 3 * 20, L * 20)
+
+
+def test_vmax_auto_and_cmap(synthetic_run):
+    path = synthetic_run.root / "viridis.gif"
+    result = invoke(synthetic_run.root, "-o", path, "--cmap", "viridis", "--vmax", "auto")
+    assert result.exit_code == 0, result.output
+    top = (253, 231, 36)  # viridis at 1.0
+    cells = mask_pixels(read_gif(path))
+    assert (cells[:, synthetic_run.mask()] == top).all()
+
+
+def test_frames_dir_writes_one_png_per_frame(synthetic_run, tmp_path):
+    gif, pngs = tmp_path / "a.gif", tmp_path / "frames"
+    result = invoke(synthetic_run.root, "-o", gif, "--frames", pngs)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in pngs.iterdir())
+    assert names == [f"epoch_{epoch:04d}.png" for epoch in range(6)]
+    frames = read_gif(gif)
+    for index, name in enumerate(names):
+        np.testing.assert_array_equal(iio.imread(pngs / name)[..., :3], frames[index])
+
+
+def test_self_attention_run_by_head_and_query(tmp_path):
+    run = make_synthetic_run(tmp_path / "self", attention="self", heads=2)
+    for options in ([], ["--head", "1", "--query", "mean"], ["--head", "mean", "--query", "3"]):
+        path = tmp_path / "self.gif"
+        result = invoke(run.root, "-o", path, *options)
+        assert result.exit_code == 0, result.output
+        frames = read_gif(path)
+        assert frames.shape == (6, HEIGHT, L * SCALE, 3)
+        assert (mask_pixels(frames)[:, run.mask()] == TOP).all()
+
+
+def test_attribution_adds_a_panel_on_the_right(tmp_path):
+    run = make_synthetic_run(tmp_path / "run")
+    rng = np.random.default_rng(0)
+    for epoch in (1, 5):
+        run.save_attribution(epoch, rng.normal(size=(N, L)))
+    run.commit(finished=True)
+    path = tmp_path / "panel.gif"
+    result = invoke(run.root, "-o", path)
+    assert result.exit_code == 0, result.output
+    frames = read_gif(path)
+    gap = SCALE // 2
+    header = HEADER + HEADER_LINE_PX  # a third line names the panels
+    assert frames.shape == (6, header + 2 * N * SCALE + SEPARATOR, 2 * L * SCALE + gap, 3)
+    panel = frames[:, header : header + N * SCALE, L * SCALE + gap :]
+    assert (panel[0] == RESERVED_RGB[NOT_RECORDED]).all()  # epoch 0: nothing recorded
+    assert (panel[1] == TOP).any()  # each row's largest |attribution| is the top colour
+    right_mask = frames[:, header + N * SCALE + SEPARATOR + SCALE // 2 :: SCALE,
+                        L * SCALE + gap + SCALE // 2 :: SCALE]
+    assert (right_mask[:, run.mask()] == TOP).all()
+
+
+def test_replaces_an_existing_output_whole(synthetic_run, tmp_path):
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "out" / "a.gif"
+    path.write_bytes(b"old")
+    assert invoke(synthetic_run.root, "-o", path).exit_code == 0
+    assert len(read_gif(path)) == 6
+    assert [p.name for p in path.parent.iterdir()] == ["a.gif"]  # no temporary left
+
+
+def test_mp4_without_ffmpeg_names_the_extra(synthetic_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    path = tmp_path / "a.mp4"
+    path.write_bytes(b"old video")
+    result = invoke(synthetic_run.root, "-o", path)
+    assert result.exit_code == 2
+    assert "pip install 'attnviz[mp4]'" in result.stderr
+    assert path.read_bytes() == b"old video"
+
+
+def _without_attention(root):
+    run = make_synthetic_run(root)
+    run.state["attention_epochs"] = []
+    run.commit(finished=True)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{missing}"], "no run at"),
+        (["{empty}"], "no attention recorded"),
+        (["{run}", "--mask", "nope"], "unknown mask 'nope'"),
+        (["{run}", "--fps", "0"], "--fps 0 must be above 0"),
+        (["{run}", "--fps", "-2"], "--fps -2 must be above 0"),
+        (["{run}", "--fps", "60"], "faster than GIF viewers play"),
+        (["{run}", "--every", "0"], "--every 0"),
+        (["{run}", "--scale", "0"], "--scale 0"),
+        (["{run}", "--samples", "0"], "--samples 0"),
+        (["{run}", "--samples", "11"], "choose 1..10"),
+        (["{run}", "--cmap", "nope"], "unknown --cmap 'nope'"),
+        (["{run}", "--vmax", "0"], "--vmax 0"),
+        (["{run}", "--vmax", "big"], "--vmax 'big'"),
+        (["{run}", "--head", "0"], "apply to self-attention runs"),
+        (["{run}", "-o", "{tmp}/no/such/dir/a.gif"], "does not exist"),
+        (["{run}", "-o", "{tmp}/a_file/a.gif"], "does not exist"),
+        (["{run}", "-o", "{tmp}/a.png"], "use .gif or .mp4"),
+        (["{run}", "-o", "{tmp}"], "is a directory"),
+        (["{run}", "--frames", "{tmp}/a_file"], "is a file"),
+        (["{self}", "--head", "7"], "--head 7 is out of range"),
+        (["{self}", "--query", "first"], "--query 'first'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    places = {"missing": tmp_path / "missing", "tmp": tmp_path, "run": tmp_path / "run",
+              "empty": tmp_path / "empty", "self": tmp_path / "self"}
+    needed = " ".join(args)
+    if "{run}" in needed:
+        make_synthetic_run(places["run"])
+    if "{empty}" in needed:
+        _without_attention(places["empty"])
+    if "{self}" in needed:
+        make_synthetic_run(places["self"], attention="self")
+    (tmp_path / "a_file").write_text("not a directory")
+    result = invoke(*(arg.format(**places) for arg in args))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def test_failed_command_leaves_the_existing_output_alone(synthetic_run, tmp_path):
+    path = tmp_path / "keep.gif"
+    assert invoke(synthetic_run.root, "-o", path).exit_code == 0
+    before = path.read_bytes()
+    for bad in (["--mask", "nope"], ["--cmap", "nope"], ["--head", "0"], ["--samples", "99"]):
+        result = invoke(synthetic_run.root, "-o", path, "--every", "2", *bad)
+        assert result.exit_code == 2
+        assert path.read_bytes() == before
+
+
+def test_animate_does_not_import_tensorflow(synthetic_run):
+    code = (
+        "import sys; from typer.testing import CliRunner; from attnviz.cli import app; "
+        f"r = CliRunner().invoke(app, ['animate', {str(synthetic_run.root)!r}]); "
+        "print(r.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules, "
+        "'matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False", "False", "False"]
