@@ -38,7 +38,11 @@ def console(stderr: bool = False):
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    # escaped: messages quote user input and options such as 'attnviz[mp4]' verbatim
+    console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True,
+                               highlight=False)
     return typer.Exit(code)
 
 
@@ -211,6 +215,50 @@ def _train_summary(run) -> dict:
         "last": run.history[-1] if run.history else {},
     }
 
+
+@app.command()
+@handle_errors
+def animate(
+    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional)
+        "--output", "-o", help="A .gif or .mp4 file (default: RUN/attention.gif).",
+        show_default=False)] = None,
+    fps: Annotated[float, typer.Option(help="Frames per second (the last frame holds 2 s).")]
+    = 10.0,
+    mask: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Ground-truth mask drawn under the attention (default: the task's main mask).",
+        show_default=False)] = None,
+    cmap: Annotated[str, typer.Option(help="A matplotlib colour map.")] = "hot",
+    every: Annotated[int, typer.Option(help="Keep every K-th recorded epoch (and the last).")]
+    = 1,
+    samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Show the first N probe samples (default: all).", show_default=False)] = None,
+    scale: Annotated[int, typer.Option(help="Pixels per attention cell.")] = 16,
+    head: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Self-attention: a head index or 'mean' (default: mean).", show_default=False)]
+    = None,
+    query: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Self-attention: a query index, 'last' or 'mean' (default: last).",
+        show_default=False)] = None,
+    vmax: Annotated[str, typer.Option(help="Value drawn in the top colour: a number, or "
+                                      "'auto' (the run's largest).")] = "1",
+    frames: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Also write one PNG per frame into this directory.", show_default=False)] = None,
+) -> None:
+    """Make a GIF (or MP4) of probe attention over training: one frame per recorded epoch."""
+    from attnviz.render import AnimateOptions
+    from attnviz.render import animate as core
+
+    result = core(run, AnimateOptions(
+        output=output, fps=fps, mask=mask, cmap=cmap, every=every, samples=samples, scale=scale,
+        head=head, query=query, vmax=vmax, frames_dir=frames,
+    ))
+    out = console()
+    out.print(f"wrote {result.path}: {result.frames} frames (epochs {result.epochs[0]}-"
+              f"{result.epochs[-1]}), {result.width}x{result.height} px, "
+              f"{_size(result.size_bytes)}, in {result.seconds:.2f} s")
+    if result.png_paths:
+        out.print(f"wrote {len(result.png_paths)} PNG frames to {frames}")
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
