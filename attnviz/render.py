@@ -496,6 +496,11 @@ def _resolve_reduction(run: Run, head: str | None, query: str | None) -> tuple:
                 f"{run.attention_info['kind']} attention (one row per sample): drop them"
             )
         return "mean", "last"
+    if run.attention_info.get("record_heads") == "mean" and head not in (None, "mean", "0"):
+        raise AttnvizError(
+            f"--head {head}: {run.root} recorded only the mean of its heads "
+            "(--record-heads mean): use --head mean"
+        )
     return _choice_or_index("--head", head or "mean", ("mean",)), _choice_or_index(
         "--query", query or "last", ("last", "mean")
     )
