@@ -1,0 +1,75 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.run import Run
+
+runner = CliRunner()
+TINY = ["--samples", "256", "--val-samples", "64", "--units", "8", "--quiet"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "sum"], "unknown task 'sum'"),
+    (["--encoder", "cnn"], "unknown --encoder 'cnn'"),
+    (["--attention", "dot"], "unknown --attention 'dot'"),
+    (["--seq-len", "2"], "--seq-len 2 is too short"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--samples", "10"], "fewer than --batch-size"),
+    (["--heads", "0"], "--heads must be at least 1"),
+    (["--resume", "--force"], "contradict"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    result = invoke("train", "--out", tmp_path / "run", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_is_a_file(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    result = invoke("train", "--out", target, *TINY)
+    assert result.exit_code == 2 and "is a file" in result.output
+    assert target.read_text() == "keep me"
+
+
+def test_resume_without_a_run(tmp_path):
+    result = invoke("train", "--out", tmp_path / "none", "--resume")
+    assert result.exit_code == 2 and "nothing to resume" in result.output
+
+
+def test_existing_run_is_never_overwritten(trained_run):
+    before = {p: p.read_bytes() for p in trained_run.root.rglob("*") if p.is_file()}
+    result = invoke("train", "--out", trained_run.root, *TINY)
+    assert result.exit_code == 2 and "--resume" in result.output
+    assert {p: p.read_bytes() for p in trained_run.root.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_train_then_resume_through_the_cli(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", "--out", out, "--epochs", "1", "--json", *TINY)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["epochs_done"] == 1 and summary["attention_epochs"] == [0, 1]
+    assert summary["last"]["val_loss"] > 0
+    result = invoke("train", "--out", out, "--resume", "--epochs", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert [h["epoch"] for h in Run.open(out).history] == [1, 2]
+
+
+@pytest.mark.slow
+def test_progress_lines_show_loss_and_mass(tmp_path):
+    result = invoke("train", "--out", tmp_path / "run", "--epochs", "2",
+                    *[a for a in TINY if a != "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.output and "mass on delimiter" in result.output
+    assert "projected run size" in result.output

@@ -1,0 +1,121 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from attnviz.errors import AttnvizError, RunFormatError
+from attnviz.run import FORMAT_VERSION, Run
+
+from conftest import make_synthetic_run
+
+
+def test_synthetic_run_round_trips(synthetic_run):
+    run = Run.open(synthetic_run.root)
+    assert run.epochs_done == 5
+    assert run.attention_epochs == [0, 1, 2, 3, 4, 5]
+    assert run.attention(5).shape == (10, 20)
+    np.testing.assert_allclose(run.attention(3).sum(axis=1), 1.0, atol=1e-5)
+    assert run.mask("prefix").sum() == 40  # probe delimiter at 4: 4 prefix positions x 10
+    run.verify_all()
+
+
+def test_resolve_epoch(synthetic_run):
+    assert synthetic_run.resolve_epoch("last") == 5
+    assert synthetic_run.resolve_epoch(None) == 5
+    assert synthetic_run.resolve_epoch("2") == 2
+    with pytest.raises(AttnvizError, match="recorded epochs are 0-5"):
+        synthetic_run.resolve_epoch(9)
+    with pytest.raises(AttnvizError, match="not a number"):
+        synthetic_run.resolve_epoch("final")
+
+
+def test_unknown_mask_lists_the_masks(synthetic_run):
+    with pytest.raises(AttnvizError, match="delimiter, prefix"):
+        synthetic_run.mask("argmax")
+
+
+def test_create_refuses_existing_run_and_non_runs(tmp_path, synthetic_run):
+    from attnviz.config import TrainConfig
+
+    probe = synthetic_run.probe
+    args = (TrainConfig(), synthetic_run.task, synthetic_run.attention_info, probe)
+    with pytest.raises(AttnvizError, match="--resume"):
+        Run.create(synthetic_run.root, *args)
+    stranger = tmp_path / "home"
+    stranger.mkdir()
+    (stranger / "thesis.tex").write_text("precious")
+    with pytest.raises(AttnvizError, match="not an attnviz run"):
+        Run.create(stranger, *args, force=True)
+    assert (stranger / "thesis.tex").read_text() == "precious"
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(AttnvizError, match="is a file"):
+        Run.create(a_file, *args)
+
+
+def test_force_replaces_a_run(synthetic_run):
+    run = Run.create(synthetic_run.root, synthetic_run.config, synthetic_run.task,
+                     synthetic_run.attention_info, synthetic_run.probe, force=True)
+    assert Run.open(run.root).attention_epochs == []
+    assert not list((run.root / "attention").iterdir())
+
+
+def test_tampered_attention_is_refused_naming_the_file(synthetic_run):
+    path = synthetic_run.root / "attention" / "epoch_0003.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunFormatError, match="epoch_0003.npy: checksum mismatch"):
+        Run.open(synthetic_run.root).attention(3)
+
+
+def test_edited_state_is_refused(synthetic_run):
+    path = synthetic_run.root / "state.json"
+    state = json.loads(path.read_text())
+    state["history"][0]["loss"] = 0.0
+    path.write_text(json.dumps(state))
+    with pytest.raises(RunFormatError, match="state.json: checksum mismatch"):
+        Run.open(synthetic_run.root)
+
+
+def test_newer_format_is_refused(synthetic_run):
+    path = synthetic_run.root / "config.json"
+    header = json.loads(path.read_text())
+    header["format_version"] = FORMAT_VERSION + 1
+    path.write_text(json.dumps(header))
+    with pytest.raises(RunFormatError, match="newer than this attnviz reads"):
+        Run.open(synthetic_run.root)
+
+
+def test_unlisted_files_do_not_exist_for_readers(synthetic_run):
+    # A kill after an attention file is written but before state.json: the epoch is absent.
+    shutil.copy(synthetic_run.root / "attention" / "epoch_0005.npy",
+                synthetic_run.root / "attention" / "epoch_0006.npy")
+    run = Run.open(synthetic_run.root)
+    assert run.attention_epochs[-1] == 5
+    with pytest.raises(AttnvizError, match="no recorded attention"):
+        run.attention(6)
+
+
+def test_rollback_forgets_later_epochs(tmp_path):
+    run = make_synthetic_run(tmp_path / "r", epochs=4)
+    run.rollback_to(2)
+    again = Run.open(run.root)
+    assert again.epochs_done == 2 and again.attention_epochs == [0, 1, 2]
+    assert "attention/epoch_0003.npy" not in again.state["files"]
+
+
+def test_self_attention_run_stores_float16(tmp_path):
+    run = make_synthetic_run(tmp_path / "s", attention="self", heads=3, epochs=2)
+    assert (run.root / "attention" / "epoch_0001.npy").stat().st_size < 10 * 3 * 20 * 20 * 2 + 200
+    assert run.attention(1).shape == (10, 3, 20, 20)
+    assert run.attention(1).dtype == np.float32
+
+
+def test_missing_run_and_missing_state(tmp_path):
+    with pytest.raises(AttnvizError, match="no run at"):
+        Run.open(tmp_path / "nothing")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(RunFormatError, match="state.json: missing"):
+        Run.open(tmp_path / "half")
