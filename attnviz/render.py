@@ -9,7 +9,7 @@ Layout of a frame (pixels; `s` = --scale, n samples, L positions):
 
     header          epoch / loss / mass text                 HEADER_LINE_PX per line
     attention       n*s x L*s  [gap  |attribution| n*s x L*s]
-    separator       a grey line, separator_px(s) tall
+    separator       a grey line, max(1, s // 8) tall
     mask            n*s x L*s  [gap  mask again    n*s x L*s]
 
 No TensorFlow here, and matplotlib only to look up a colour map other than 'hot'.
@@ -282,17 +282,13 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps
 
 def write_mp4(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps: float) -> None:
     """An H.264 MP4 through imageio's ffmpeg plugin; the last frame repeats to hold it."""
-    if importlib.util.find_spec("imageio_ffmpeg") is None:
-        raise AttnvizError(
-            "writing .mp4 needs ffmpeg for imageio: pip install 'attnviz[mp4]', or write a .gif"
-        )
+    require_ffmpeg()
     import imageio.v2 as imageio
 
     hold = max(1, int(round(HOLD_LAST_MS / 1000 * fps)))
     with atomic_path(path, suffix=".mp4") as tmp:
-        # the temporary name ends in .tmp, so ffmpeg is told the container
         writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                    macro_block_size=2, output_params=["-f", "mp4"])
+                                    macro_block_size=2)
         try:
             for number, frame in enumerate(frames):
                 rgb = palette[_even(frame)]  # (h, w, 3); yuv420p needs even sides
@@ -300,6 +296,18 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps
                     writer.append_data(rgb)
         finally:
             writer.close()
+
+
+def has_ffmpeg() -> bool:
+    """Whether the optional extra attnviz[mp4] (imageio-ffmpeg) is installed."""
+    return importlib.util.find_spec("imageio_ffmpeg") is not None
+
+
+def require_ffmpeg() -> None:
+    if not has_ffmpeg():
+        raise AttnvizError(
+            "writing .mp4 needs ffmpeg for imageio: pip install 'attnviz[mp4]', or write a .gif"
+        )
 
 
 def _even(frame: np.ndarray) -> np.ndarray:
@@ -364,9 +372,9 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
     run = Run.open(run_dir)
     output = Path(options.output) if options.output else run.root / "attention.gif"
     _check_output(output, options.fps)
+    frames, mask = collect_frames(run, options)
     if options.frames_dir is not None:
         _prepare_frames_dir(Path(options.frames_dir))
-    frames, mask = collect_frames(run, options)
     # 'auto': the largest attention value of the whole run, so frames share one scale
     vmax = fixed_vmax or max(float(frame.rows.max()) for frame in frames) or 1.0
     pictures = render_frames(frames, mask, options.scale, vmax)
@@ -431,7 +439,7 @@ def _normalise_rows(values: np.ndarray) -> np.ndarray:
 
 
 def _check_numbers(options: AnimateOptions) -> None:
-    if not options.fps > 0:
+    if not 0 < options.fps < float("inf"):
         raise AttnvizError(f"--fps {options.fps:g} must be above 0 (e.g. --fps 10)")
     if options.every < 1:
         raise AttnvizError(f"--every {options.every} must be 1 or more (1 keeps every epoch)")
@@ -450,6 +458,8 @@ def _check_output(output: Path, fps: float) -> None:
             f"-o {output}: unknown file type {suffix or '(none)'!r}: use .gif or .mp4 "
             "(and --frames DIR for PNGs)"
         )
+    if suffix == ".mp4":
+        require_ffmpeg()
     if suffix == ".gif" and fps > GIF_MAX_FPS:
         raise AttnvizError(
             f"--fps {fps:g} is faster than GIF viewers play ({GIF_MAX_FPS} at most): lower it "

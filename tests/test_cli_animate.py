@@ -8,12 +8,13 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import make_synthetic_run
 from PIL import Image
 from typer.testing import CliRunner
 
 from attnviz.cli import app
 from attnviz.render import HEADER_LINE_PX, HEADER_PAD_PX, HOLD_LAST_MS, NOT_RECORDED, RESERVED_RGB
+
+from conftest import make_synthetic_run
 
 SCALE = 16  # the default --scale
 N, L = 10, 20  # make_synthetic_run's probe size and sequence length

@@ -140,3 +140,35 @@ def test_gif_round_trip_is_exact_and_keeps_repeated_frames(tmp_path, mask):
     decoded = iio.imread(path, index=None)[..., :3]  # (frames, h, w, 3)
     np.testing.assert_array_equal(decoded, np.stack([palette[p] for p in pictures]))
     assert iio.immeta(path)["loop"] == 0
+
+
+def test_mp4_frames_are_even_sized_and_the_last_repeats(tmp_path, mask, monkeypatch):
+    """ffmpeg itself is an optional extra; this checks what attnviz hands to it."""
+    import imageio.v2
+
+    from attnviz import render
+
+    written = []
+
+    class Writer:
+        def __init__(self, path, **options):
+            self.path, self.options = path, options
+
+        def append_data(self, rgb):
+            written.append(rgb)
+
+        def close(self):
+            self.path.write_bytes(b"mp4")
+
+    monkeypatch.setattr(render, "has_ffmpeg", lambda: True)
+    monkeypatch.setattr(imageio.v2, "get_writer", Writer)
+    rng = np.random.default_rng(3)
+    pictures = render_frames([frame(epoch, rng) for epoch in range(3)], mask, scale=3)
+    assert pictures[0].shape[0] % 2 == 1  # odd height, to be padded
+    palette = palette_for(colormap_lut("hot"))
+    render.write_mp4(tmp_path / "a.mp4", pictures, palette, fps=5)
+    assert len(written) == 2 + 10  # the last frame held 2 s at 5 fps
+    height, width = pictures[0].shape
+    assert all(rgb.shape == (height + 1, width + width % 2, 3) for rgb in written)
+    np.testing.assert_array_equal(written[0][:height, :width], palette[pictures[0]])
+    assert (tmp_path / "a.mp4").read_bytes() == b"mp4"
