@@ -120,7 +120,7 @@ def train(
     probe_size: Annotated[int, typer.Option(help="Samples in the recorded probe batch.")]
     = _DEFAULTS.probe_size,
     epochs: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer needs Optional)
-        help=f"Epochs in total [default: {_DEFAULTS.epochs}; with --resume: the run's].")] = None,
+        help=f"Epochs in total (default {_DEFAULTS.epochs}; with --resume: the run's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = _DEFAULTS.batch_size,
     learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")]
     = _DEFAULTS.learning_rate,
@@ -136,6 +136,10 @@ def train(
     = False,
     strategy: Annotated[str, typer.Option(help="default | mirrored | multi-worker.")]
     = _DEFAULTS.strategy,
+    cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices "
+                                             "(try --strategy mirrored without GPUs).")] = 1,
+    tensorboard: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Also write TensorBoard logs (loss, attention images, metrics) here.")] = None,
     no_jit: Annotated[bool, typer.Option("--no-jit", help="Do not XLA-compile.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last "
                                          "checkpoint.")] = False,
@@ -147,6 +151,12 @@ def train(
     quiet_tensorflow_import()
     from attnviz import train as core
 
+    if cpu_devices < 1:
+        raise AttnvizError(f"--cpu-devices must be at least 1, got {cpu_devices}")
+    if cpu_devices > 1:
+        core.split_cpu(cpu_devices)
+    if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
+        raise AttnvizError(f"--tensorboard {tensorboard} is a file: give a directory")
     config = None
     if not resume:
         config = TrainConfig(
@@ -183,9 +193,9 @@ def train(
                 with TrainDisplay(err, config.epochs, plan.start_epoch,
                                   plan.steps_per_epoch) as display:
                     result = core.fit(plan, on_epoch=display.on_epoch, on_batch=display.on_batch,
-                                      stop_requested=stop_requested)
+                                      stop_requested=stop_requested, tensorboard=tensorboard)
             else:
-                result = core.fit(plan, stop_requested=stop_requested)
+                result = core.fit(plan, stop_requested=stop_requested, tensorboard=tensorboard)
     except KeyboardInterrupt:
         err.print(f"interrupted: the run is kept as of its last commit; continue with "
                   f"`attnviz train --out {out} --resume`")
@@ -259,6 +269,143 @@ def animate(
               f"{_size(result.size_bytes)}, in {result.seconds:.2f} s")
     if result.png_paths:
         out.print(f"wrote {len(result.png_paths)} PNG frames to {frames}")
+
+
+@app.command()
+@handle_errors
+def inspect(
+    target: Annotated[Path, typer.Argument(help="A run directory or a .keras model file.",
+                                           show_default=False)],
+    epoch: Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional)
+        help="Run: a recorded epoch or 'last' [default: last].", show_default=False)] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Run: recompute attention with this checkpoint: an epoch, 'last' or its file "
+        "name.", show_default=False)] = None,
+    input_path: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--input", help="Samples to read attention on: .npy, .npz or .csv (a run's "
+        "--checkpoint defaults to its probe batch).", show_default=False)] = None,
+    key: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="The array of an .npz --input.", show_default=False)] = None,
+    layer: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Model file: read this layer (name or path outer/inner); any layer whose output "
+        "is a probability map.", show_default=False)] = None,
+    list_layers: Annotated[bool, typer.Option("--list", help="Model file: list its layers.")]
+    = False,
+    unsafe: Annotated[bool, typer.Option(help="Load models whose Lambda layers run code from "
+                                         "the file.")] = False,
+    head: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Self-attention: a head index or 'mean' (default: mean).", show_default=False)]
+    = None,
+    query: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Self-attention: a query index, 'last' or 'mean' (default: last).",
+        show_default=False)] = None,
+    samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Heatmap rows: the first N samples (default: 20).", show_default=False)] = None,
+    png: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Write a labelled figure to this .png file.", show_default=False)] = None,
+    save: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Write the weights to this .npy file: (n, L) or (n, heads, Lq, Lk).",
+        show_default=False)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show attention: numbers, a terminal heatmap and files, for a run or a .keras model."""
+    from attnviz import inspect as core
+
+    options = core.InspectOptions(epoch=epoch, checkpoint=checkpoint, input=input_path,
+                                  key=key, layer=layer, unsafe=unsafe, head=head, query=query,
+                                  samples=samples)
+    if core.needs_keras(target, options, list_layers):
+        quiet_tensorflow_import()
+    out, err = console(), console(stderr=True)
+    if unsafe:
+        err.print("[yellow]warning:[/] --unsafe runs Python code stored in the model file")
+    if list_layers:
+        layers = core.list_layers(target, options)
+        if json_output:
+            print(json.dumps([vars(info) for info in layers], indent=2))
+        else:
+            out.print(core.layers_renderable(layers))
+        return
+    inspection = core.inspect_target(target, options)
+    written = core.write_files(inspection, save, png)
+    for view in inspection.views:
+        for warning in view.warnings:
+            err.print(f"[yellow]warning:[/] {warning}", markup=True)
+    if json_output:
+        print(json.dumps({**inspection.to_json(), "written": written}, indent=2))
+        return
+    for renderable in core.renderables(inspection):
+        out.print(renderable)
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+@app.command()
+@handle_errors
+def score(
+    run: Annotated[Optional[Path], typer.Argument(  # noqa: UP045 (typer needs Optional)
+        help="The run directory (or use --attention).", show_default=False)] = None,
+    mask: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--mask", "-m", help="A mask to score against; repeat for several [default: every mask "
+        "of the task, main first]. With --attention: an (n, L) 0/1 .npy file.",
+        show_default=False)] = None,
+    epoch: Annotated[str, typer.Option(help="Run: 'last', 'all' or an epoch number.")] = "last",
+    minimum: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--min", metavar="METRIC[@MASK]=X", help="Exit 1 unless METRIC >= X, for metrics where "
+        "higher is better; MASK defaults to the first mask. Repeatable.",
+        show_default=False)] = None,
+    maximum: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--max", metavar="METRIC[@MASK]=X", help="Exit 1 unless METRIC <= X, for metrics where "
+        "lower is better (jsd, entropy). Repeatable.", show_default=False)] = None,
+    query: Annotated[str, typer.Option(help="Self-attention: the query row scored: 'last', "
+                                       "'mean' or an index.")] = "last",
+    attention: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--attention", help="Score your own weights instead of a run: an (n, L) or "
+        "(n, heads, L, L) .npy file.", show_default=False)] = None,
+    normalize: Annotated[bool, typer.Option(help="--attention: divide each row by its sum "
+                                            "instead of refusing rows that do not sum to 1.")]
+    = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema: "
+                                              "docs/metrics.md).")] = False,
+    junit: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Write JUnit XML: one test case per threshold.", show_default=False)] = None,
+    plot: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Write a PNG of every metric and the loss over epochs.", show_default=False)]
+    = None,
+) -> None:
+    """Score attention against ground-truth masks; exit 1 if a --min/--max is missed."""
+    from attnviz import score as core
+    from attnviz import score_output as show
+
+    thresholds = core.parse_thresholds(minimum or [], maximum or [])
+    for path, flag in ((junit, "--junit"), (plot, "--plot")):
+        if path is not None:
+            show.check_output_path(path, flag)
+    report = core.score_target(run, attention, mask or [], epoch, query, normalize,
+                               over_epochs=plot is not None)
+    shown = report.select(epoch)
+    checks = core.check_thresholds(shown, thresholds)
+    written = []
+    if junit is not None:
+        show.write_junit(junit, shown, checks)
+        written.append(junit)
+    if plot is not None:
+        from attnviz.plots import plot_scores
+
+        plot_scores(plot, report, checks)
+        written.append(plot)
+    out = console(stderr=json_output)
+    if json_output:
+        print(json.dumps(show.as_json(shown, checks), indent=2))
+    else:
+        for table in show.tables(shown, checks):
+            out.print(table)
+        out.print(show.verdict(checks))
+    for path in written:
+        out.print(f"wrote {path}")
+    if not all(check.passed for check in checks):
+        raise typer.Exit(1)
+
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -130,15 +130,22 @@ def build_model(config: TrainConfig) -> keras.Model:
 def attention_model(model: keras.Model) -> keras.Model:
     """A model sharing `model`'s layers that returns the attention weights; build it once."""
     weights = model.get_layer(ATTENTION_LAYER).output[1]
-    return keras.Model(model.inputs, weights, name="attention_weights")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, weights, name="attention_weights")
 
 
 def compile_model(model: keras.Model, config: TrainConfig, optimizer=None) -> keras.Model:
-    """MSE + Adam as in the founding case; pass `optimizer` to keep a restored one's state."""
+    """MSE + Adam as in the founding case; pass `optimizer` to keep a restored one's state.
+
+    Under a tf.distribute strategy, XLA and multi-step execution are turned off: with
+    TensorFlow 2.21 both fail on recurrent layers across replicas ("You must feed a value
+    for placeholder tensor ... while/cond").
+    """
+    distributed = config.strategy != "default"
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
         loss="mse",
-        jit_compile=config.jit_compile,
-        steps_per_execution=config.steps_per_execution,
+        jit_compile=config.jit_compile and not distributed,
+        steps_per_execution=1 if distributed else config.steps_per_execution,
     )
     return model

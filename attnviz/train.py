@@ -13,7 +13,7 @@ import numpy as np
 
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
-from attnviz.run import Run
+from attnviz.run import CONFIG, STATE, Run, read_config
 from attnviz.tasks import TaskBatch, get_task
 
 # Independent random streams of one seed, so adding a stream never shifts another.
@@ -92,7 +92,10 @@ def plan(
     if resume:
         if force:
             raise AttnvizError("--resume and --force contradict each other: pick one")
-        if not (out / "state.json").is_file():
+        if not (out / STATE).exists() and (out / CONFIG).is_file():
+            # killed before its first commit: nothing was trained, start again from its config
+            return plan(_with_epochs(read_config(out), epochs), out, force=True)
+        if not (out / STATE).exists():
             raise AttnvizError(
                 f"nothing to resume at {out}: no committed run there; drop --resume to start one"
             )
@@ -107,6 +110,7 @@ def plan(
         if run.epochs_done > start:
             rolled_back_from = run.epochs_done
             run.rollback_to(start)
+        run.remove_stale_files()
     else:
         if config is None:
             raise AttnvizError("no configuration given")
@@ -128,6 +132,10 @@ def plan(
     )
 
 
+def _with_epochs(config: TrainConfig, epochs: int | None) -> TrainConfig:
+    return config if epochs is None else config.replace(epochs=epochs)
+
+
 def _checkpoint_bytes(config: TrainConfig) -> int:
     """Rough .keras size: float32 weights plus two Adam slots."""
     units = config.units
@@ -143,8 +151,12 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     on_batch: Callable[[int, dict], None] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    tensorboard: Path | None = None,
 ) -> TrainResult:
-    """Train `plan.run` from `plan.start_epoch` to its configured epochs, committing each."""
+    """Train `plan.run` from `plan.start_epoch` to its configured epochs, committing each.
+
+    With `tensorboard`, Keras' scalars and attnviz's attention images and metrics go there.
+    """
     import keras
 
     from attnviz.models import attention_model, build_model, compile_model
@@ -175,6 +187,12 @@ def fit(
     if 0 not in run.attention_epochs:
         recorder.record(0, force=True)
         run.commit()
+    callbacks = [recorder]
+    if tensorboard is not None:
+        from attnviz.tensorboard import AttentionBoard
+
+        callbacks += [AttentionBoard(tensorboard, recorder),
+                      keras.callbacks.TensorBoard(str(tensorboard), write_graph=False)]
     model.fit(
         train.x, train.y,
         validation_data=(val.x, val.y),
@@ -183,7 +201,7 @@ def fit(
         batch_size=config.batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[recorder],
+        callbacks=callbacks,
     )
     return TrainResult(run, run.epochs_done, interrupted=run.epochs_done < config.epochs)
 
@@ -203,8 +221,26 @@ def _strategy_scope(name: str):
     import tensorflow as tf
 
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy().scope()
-    return tf.distribute.MultiWorkerMirroredStrategy().scope()
+        # All local GPUs; on a machine without them, all logical CPUs (see --cpu-devices).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices]).scope()
+    return tf.distribute.MultiWorkerMirroredStrategy().scope()  # cluster from TF_CONFIG
+
+
+def split_cpu(devices: int) -> None:
+    """Expose the CPU as `devices` logical devices (before TensorFlow initialises), so
+    `--strategy mirrored` can be tried, and tested, on a machine without GPUs."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(devices)]
+        )
+    except RuntimeError:
+        raise AttnvizError(
+            "--cpu-devices must be set before TensorFlow starts: run it in a new process"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -1,0 +1,62 @@
+"""TensorBoard output of `attnviz train --tensorboard DIR`: attention images and metrics.
+
+Keras' own `keras.callbacks.TensorBoard` writes the loss scalars under DIR/train and
+DIR/validation; this callback adds, under DIR/attention, per epoch the probe attention
+heatmap with its mask rows below (the `hot` colour map, as `animate` draws it) and every
+alignment metric of `attnviz score` for every mask as scalars.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from attnviz.record import EpochRecorder
+from attnviz.render import colormap_lut, to_indices, upscale
+from attnviz.score import METRIC_NAMES, attention_rows, mean_scores, sample_scores
+
+PIXELS = 8  # each attention cell becomes PIXELS x PIXELS
+
+
+def heatmap_image(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: attention rows (n, L) over a black line over the mask rows (n, L)."""
+    lut = colormap_lut("hot")
+    cells = np.concatenate([to_indices(rows, 1.0), np.zeros((1, rows.shape[1]), np.uint8),
+                            to_indices(mask.astype(np.float32), 1.0)])
+    return lut[upscale(cells, PIXELS)]
+
+
+class AttentionBoard(keras.callbacks.Callback):
+    """Writes what the EpochRecorder just measured; list it after the recorder."""
+
+    def __init__(self, log_dir: Path, recorder: EpochRecorder):
+        super().__init__()
+        self.recorder = recorder
+        self.masks = recorder.run.probe.masks
+        self.main_mask = recorder.run.task["main_mask"]
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "attention"))
+
+    def write(self, epoch: int, weights: np.ndarray) -> None:
+        rows = attention_rows(np.asarray(weights, np.float32))
+        with self.writer.as_default(step=epoch):
+            image = heatmap_image(rows, self.masks[self.main_mask])
+            tf.summary.image(f"probe attention (mask: {self.main_mask})", image[None])
+            for name, mask in self.masks.items():
+                means = mean_scores(sample_scores(rows, mask))
+                for metric, value in zip(METRIC_NAMES, means, strict=True):
+                    if np.isfinite(value):
+                        tf.summary.scalar(f"{metric}/{name}", float(value))
+        self.writer.flush()
+
+    def on_train_begin(self, logs=None):
+        if self.recorder.last_weights is not None and not self.recorder.run.epochs_done:
+            self.write(0, self.recorder.last_weights)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.write(epoch + 1, self.recorder.last_weights)
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
