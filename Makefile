@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= runs/founding-case
 
-.PHONY: install demo test test-fast lint bench stress clean
+.PHONY: install demo test test-fast lint docs bench stress clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check attnviz tests benchmarks
+
+docs: install
+	$(BIN)/python docs/update_help.py
 
 bench: install
 	$(BIN)/python -m benchmarks
