@@ -1,0 +1,545 @@
+"""What `attnviz inspect` shows: a run's (or a model's) attention, summarised (numpy only).
+
+An `Inspection` holds facts about the source (run, task, losses, baselines; or model file
+and input) and one `View` per attention map. A view keeps the weights as recorded (or as
+the layer returns them) and the (n, L) rows the heatmap draws. Worked example, L = 4:
+
+    rows [[.1, .7, .1, .1], [.0, .0, .0, 1.]], mask "m" [[0, 1, 0, 0], [0, 0, 0, 1]]
+    -> mass on m (.7 + 1) / 2 = .85, argmax histogram [0, 1, 0, 1],
+       entropy (0.94 + 0) / 2 = 0.47 nats, 0.47 / ln 4 = 0.34 of the maximum
+
+Reading a checkpoint or a model file needs Keras: that is attnviz.extract. This module
+never imports TensorFlow, so inspecting a run's recorded attention starts at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.errors import AttnvizError
+from attnviz.fsutil import atomic_path
+from attnviz.run import Run
+from attnviz.score import attention_rows, mass, parse_query
+
+ROW_SUM_TOLERANCE = 1e-3  # a layer named with --layer whose rows stray further is warned about
+DEFAULT_SAMPLES = 20  # heatmap rows shown unless --samples says otherwise
+INPUT_SUFFIXES = (".npy", ".npz", ".csv")
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    """The options of `attnviz inspect`, as the command line gives them."""
+
+    epoch: str | None = None  # a recorded epoch or "last" (runs)
+    checkpoint: str | None = None  # an epoch, "last" or a file under RUN/checkpoints
+    input: Path | None = None  # .npy, .npz or .csv
+    key: str | None = None  # the array of an .npz
+    layer: str | None = None  # a layer name or nested path "outer/inner"
+    unsafe: bool = False  # load models with Lambda layers (runs their code)
+    head: str | None = None  # self-attention: a head index or "mean"
+    query: str | None = None  # self-attention: a query index, "last" or "mean"
+    samples: int | None = None  # heatmap rows
+
+
+@dataclass(frozen=True)
+class RowSummary:
+    """Statistics of (n, L) attention rows, averaged over the n samples."""
+
+    masses: dict[str, float]  # mask name -> mean attention mass on it
+    entropy: float | None  # mean entropy in nats; None when rows have negative values
+    entropy_ratio: float | None  # entropy / ln L: 0 one position, 1 uniform
+    argmax_histogram: list[int]  # samples whose largest weight falls at each position
+
+
+@dataclass(frozen=True)
+class View:
+    """One attention map: weights as the source holds them and the rows a heatmap draws."""
+
+    name: str  # "attention" for a run; the layer's path for a model file
+    layer_class: str | None  # the Keras class of the layer, when read from a model
+    weights: np.ndarray  # (n, L), (n, Lq, Lk) or (n, heads, Lq, Lk), float32
+    rows: np.ndarray  # (n, L) float32
+    reduction: str | None  # how weights became rows, e.g. "mean of 2 heads, query 19 (last)"
+    summary: RowSummary
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Inspection:
+    kind: str  # "run" (recorded attention), "checkpoint" or "model"
+    facts: dict  # JSON-ready: what was inspected (see docs/inspect.md)
+    views: list[View]
+    masks: dict[str, np.ndarray] = field(default_factory=dict)  # (n, L) bool, probe only
+    samples: int = DEFAULT_SAMPLES  # heatmap rows to show
+
+    def to_json(self) -> dict:
+        shown = min(self.samples, self.views[0].rows.shape[0]) if self.views else 0
+        return {
+            "kind": self.kind,
+            **self.facts,
+            "masks": {name: mask[:shown].astype(int).tolist() for name, mask in self.masks.items()},
+            "views": [_view_json(view, shown) for view in self.views],
+        }
+
+
+def _view_json(view: View, shown: int) -> dict:
+    summary = view.summary
+    return {
+        "name": view.name,
+        "layer_class": view.layer_class,
+        "shape": list(view.weights.shape),
+        "reduction": view.reduction,
+        "mass": summary.masses,
+        "entropy": summary.entropy,
+        "entropy_ratio": summary.entropy_ratio,
+        "argmax_histogram": summary.argmax_histogram,
+        "warnings": list(view.warnings),
+        "rows": np.round(view.rows[:shown].astype(np.float64), 6).tolist(),
+    }
+
+
+# ---- statistics of rows --------------------------------------------------------------------
+
+
+def row_entropy(rows: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row after dividing it by its sum, with 0 ln 0 = 0."""
+    rows = np.asarray(rows, dtype=np.float64)
+    sums = rows.sum(axis=-1, keepdims=True)
+    p = rows / np.where(sums > 0, sums, 1.0)
+    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+    return -(p * logs).sum(axis=-1)
+
+
+def summarize(rows: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> RowSummary:
+    """Mass on each mask, entropy and the argmax histogram of (n, L) rows."""
+    seq_len = rows.shape[-1]
+    entropy = entropy_ratio = None
+    if not (rows < 0).any():
+        entropy = float(row_entropy(rows).mean())
+        entropy_ratio = entropy / math.log(seq_len) if seq_len > 1 else 0.0
+    histogram = np.bincount(rows.argmax(axis=-1), minlength=seq_len)
+    return RowSummary(
+        masses={name: mass(rows, mask) for name, mask in (masks or {}).items()},
+        entropy=entropy, entropy_ratio=entropy_ratio,
+        argmax_histogram=[int(count) for count in histogram],
+    )
+
+
+def to_rows(weights: np.ndarray, head: str | None = None,
+            query: str | None = None) -> tuple[np.ndarray, str | None]:
+    """(n, L) rows of attention weights, and how they were reduced (None: as they are).
+
+    (n, L) is kept; (n, L, 1) is squeezed; (n, Lq, Lk) keeps one query row; (n, H, Lq, Lk)
+    averages heads (or keeps `head`) and keeps one query row ("last" by default).
+    """
+    weights = np.asarray(weights, dtype=np.float32)
+    if weights.ndim == 3 and weights.shape[-1] == 1:
+        weights = weights[..., 0]
+    if weights.ndim == 2:
+        if head is not None or query is not None:
+            raise AttnvizError(
+                f"--head and --query apply to self-attention; these weights are "
+                f"{weights.shape} (one row per sample): drop them"
+            )
+        return weights, None
+    if weights.ndim == 3:
+        if head is not None:
+            raise AttnvizError(f"--head: these weights {weights.shape} have no heads: drop it")
+        weights = weights[:, None]  # (n, 1, Lq, Lk)
+    if weights.ndim != 4:
+        raise AttnvizError(
+            f"attention of shape {weights.shape} cannot be drawn as rows: expected (n, L), "
+            "(n, Lq, Lk) or (n, heads, Lq, Lk); --save writes it as it is"
+        )
+    heads, queries = weights.shape[1], weights.shape[2]
+    chosen_head = _head(head or "mean")
+    chosen_query = parse_query(query or "last")
+    rows = attention_rows(weights, chosen_head, chosen_query)
+    parts = []
+    if heads > 1:
+        parts.append(f"mean of {heads} heads" if chosen_head == "mean" else f"head {chosen_head}")
+    parts.append({"last": f"query {queries - 1} (last)", "mean": "mean over queries"}.get(
+        chosen_query, f"query {chosen_query}"))
+    return rows, ", ".join(parts)
+
+
+def _head(head: str) -> str | int:
+    if head == "mean":
+        return head
+    try:
+        return int(head)
+    except ValueError:
+        raise AttnvizError(f"--head {head!r}: use a head index or mean") from None
+
+
+def view_of(name: str, weights: np.ndarray, options: InspectOptions,
+            masks: dict[str, np.ndarray] | None = None, layer_class: str | None = None,
+            check_rows: bool = False, notes: tuple[str, ...] = ()) -> View:
+    """A View of `weights`; `check_rows` warns when rows are not probability distributions."""
+    rows, reduction = to_rows(weights, options.head, options.query)
+    warnings = notes
+    if check_rows:
+        sums = rows.sum(axis=-1, dtype=np.float64)
+        if (rows < 0).any() or np.abs(sums - 1.0).max() > ROW_SUM_TOLERANCE:
+            warnings += (
+                f"layer {name}: rows sum to {sums.min():.4g}..{sums.max():.4g} (min weight "
+                f"{rows.min():.4g}), not 1: its output may not be a probability map",
+            )
+    return View(name, layer_class, np.asarray(weights, dtype=np.float32), rows, reduction,
+                summarize(rows, masks), warnings)
+
+
+def samples_shown(options: InspectOptions) -> int:
+    if options.samples is None:
+        return DEFAULT_SAMPLES
+    if options.samples < 1:
+        raise AttnvizError(f"--samples {options.samples} must be at least 1")
+    return options.samples
+
+
+# ---- runs ----------------------------------------------------------------------------------
+
+
+def run_facts(run: Run, epoch: int) -> dict:
+    """Task, model, epochs trained and the loss at `epoch` next to the task's baselines."""
+    config = run.config
+    record = run.history[epoch - 1] if 1 <= epoch <= run.epochs_done else None
+    return {
+        "run": str(run.root),
+        "task": run.task["name"],
+        "model": {"encoder": config.encoder, "attention": config.attention,
+                  "units": config.units, "seq_len": config.seq_len,
+                  "heads": config.heads if config.attention == "self" else None},
+        "epochs_trained": run.epochs_done,
+        "epochs_planned": config.epochs,
+        "epoch": epoch,
+        "loss": None if record is None else {"loss": record["loss"],
+                                             "val_loss": record["val_loss"]},
+        "baselines": [{"name": b["name"], "mse": b["mse"]} for b in run.task["baselines"]],
+    }
+
+
+def inspect_run(run: Run, options: InspectOptions) -> Inspection:
+    """The recorded probe attention of `options.epoch` (default: the last recorded)."""
+    for flag, value in (("--input", options.input), ("--key", options.key),
+                        ("--layer", options.layer), ("--unsafe", options.unsafe or None)):
+        if value is not None:
+            raise AttnvizError(
+                f"{flag} reads a checkpoint or a model file: add --checkpoint N (or last) to "
+                f"recompute {run.root}'s attention on new data"
+            )
+    epoch = run.resolve_epoch(options.epoch)
+    masks = probe_masks(run)
+    view = view_of("attention", run.attention(epoch), _run_view_options(run, options), masks)
+    return Inspection("run", run_facts(run, epoch), [view], masks, samples_shown(options))
+
+
+def probe_masks(run: Run) -> dict[str, np.ndarray]:
+    """The probe batch's masks, the task's main mask first."""
+    main = run.task["main_mask"]
+    return {name: run.mask(name) for name in [main, *(m for m in run.mask_names if m != main)]}
+
+
+def _run_view_options(run: Run, options: InspectOptions) -> InspectOptions:
+    if run.attention_info["kind"] == "self" and run.attention_info.get("record_heads") == "mean":
+        if options.head not in (None, "mean", "0"):
+            raise AttnvizError(f"--head {options.head}: {run.root} recorded only the mean of "
+                               "its heads (--record-heads mean): use --head mean")
+        return InspectOptions(query=options.query)
+    return options
+
+
+def checkpoint_epoch(run: Run, name: str) -> int:
+    """--checkpoint as an epoch: a number, 'last', or a file name under RUN/checkpoints."""
+    if name == "last":
+        if not run.checkpoints:
+            raise AttnvizError(f"{run.root} has no checkpoint yet")
+        return run.checkpoints[-1]
+    match = re.fullmatch(r"(?:checkpoints/)?epoch_(\d+)\.keras|(\d+)", name)
+    if match is None:
+        listed = ", ".join(f"epoch_{e:04d}.keras" for e in run.checkpoints) or "none"
+        raise AttnvizError(f"--checkpoint {name!r}: give an epoch number, last, or a file "
+                           f"under {run.root}/checkpoints ({listed})")
+    return int(match.group(1) or match.group(2))
+
+
+# ---- inputs --------------------------------------------------------------------------------
+
+
+def load_input(path: Path, key: str | None = None) -> np.ndarray | dict[str, np.ndarray]:
+    """The array in a .npy, .csv (numbers, one sample per line) or an .npz (`key`).
+
+    An .npz without `key` gives its only array, or every array by name (one per model input).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AttnvizError(f"--input {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_SUFFIXES:
+        raise AttnvizError(f"--input {path}: use a .npy, .npz or .csv file")
+    if key is not None and suffix != ".npz":
+        raise AttnvizError(f"--key {key} picks an array of an .npz file, not of {path.name}")
+    if suffix == ".csv":
+        return _load_csv(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise AttnvizError(f"--input {path}: not a readable {suffix} file ({err})") from None
+    if isinstance(loaded, np.ndarray):
+        return _numeric(loaded, str(path))
+    with loaded as archive:
+        names = list(archive.files)
+        if key is not None:
+            if key not in names:
+                raise AttnvizError(f"--key {key}: {path} holds {', '.join(names) or 'nothing'}")
+            names = [key]
+        if not names:
+            raise AttnvizError(f"--input {path}: the archive holds no array")
+        try:
+            arrays = {name: _numeric(archive[name], f"{path}[{name}]") for name in names}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise AttnvizError(f"--input {path}: not a readable .npz file ({err})") from None
+    return arrays[names[0]] if len(arrays) == 1 else arrays
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """Numbers separated by commas, one sample per line; a header line is skipped."""
+    with open(path, newline="") as handle:
+        lines = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    if lines and not _numbers(lines[0]):
+        lines = lines[1:]
+    if not lines:
+        raise AttnvizError(f"--input {path}: no rows of numbers")
+    width = len(lines[0])
+    for number, row in enumerate(lines, start=1):
+        if len(row) != width:
+            raise AttnvizError(f"--input {path}: data row {number} has {len(row)} values, the "
+                               f"first has {width}")
+        if not _numbers(row):
+            raise AttnvizError(f"--input {path}: data row {number} is not all numbers: "
+                               f"{','.join(row)[:60]}")
+    return np.array([[float(cell) for cell in row] for row in lines], dtype=np.float32)
+
+
+def _numbers(row: list[str]) -> bool:
+    try:
+        [float(cell) for cell in row]
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric(array: np.ndarray, source: str) -> np.ndarray:
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise AttnvizError(f"--input {source}: dtype {array.dtype} is not numeric")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise AttnvizError(f"--input {source}: contains NaN or Inf")
+    if array.ndim == 0 or array.shape[0] == 0:
+        raise AttnvizError(f"--input {source}: has shape {array.shape}: no samples")
+    return array
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+
+def single_view(inspection: Inspection, flag: str) -> View:
+    """The one view that --save or --png writes; refuse when a model has several."""
+    if len(inspection.views) != 1:
+        names = ", ".join(view.name for view in inspection.views)
+        raise AttnvizError(f"{flag} writes one attention map and the model has "
+                           f"{len(inspection.views)} ({names}): pick one with --layer")
+    return inspection.views[0]
+
+
+def save_weights(view: View, path: Path) -> Path:
+    """Write the view's weights as .npy, atomically."""
+    path = Path(path)
+    if path.suffix != ".npy":
+        raise AttnvizError(f"--save {path}: name a .npy file")
+    _check_parent(path, "--save")
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, view.weights, allow_pickle=False)
+    return path
+
+
+def save_png(inspection: Inspection, view: View, path: Path, title: str) -> Path:
+    """Write the labelled figure of the view's rows (and the masks below them) atomically."""
+    from attnviz.figures import attention_figure
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise AttnvizError(f"--png {path}: name a .png file")
+    _check_parent(path, "--png")
+    shown = min(inspection.samples, view.rows.shape[0])
+    figure = attention_figure(view.rows[:shown], shown_masks(inspection.masks, shown), title)
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def shown_masks(masks: dict[str, np.ndarray], shown: int) -> dict[str, np.ndarray]:
+    """The mask rows of the first `shown` samples; one row when they are all the same (a
+    probe batch with fixed positions)."""
+    return {name: mask[:1] if (mask[:shown] == mask[0]).all() else mask[:shown]
+            for name, mask in masks.items()}
+
+
+def _check_parent(path: Path, flag: str) -> None:
+    if not path.parent.is_dir():
+        raise AttnvizError(f"{flag} {path}: the directory {path.parent} does not exist")
+    if path.is_dir():
+        raise AttnvizError(f"{flag} {path} is a directory: name a file")
+
+
+# ---- terminal ------------------------------------------------------------------------------
+
+
+def title(inspection: Inspection, view: View) -> str:
+    """One line naming what a heatmap or figure shows."""
+    facts = inspection.facts
+    if inspection.kind == "run":
+        where = f"{facts['run']} · epoch {facts['epoch']}"
+    elif inspection.kind == "checkpoint":
+        where = f"{facts['run']} · checkpoint epoch {facts['epoch']} · {facts['input']}"
+    else:
+        where = f"{Path(facts['model']).name} · {view.name} · {Path(facts['input']).name}"
+    return where + (f" · {view.reduction}" if view.reduction else "")
+
+
+def renderables(inspection: Inspection) -> list:
+    """What the terminal shows: the facts, then per view its numbers and its heatmap."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from attnviz.heatmap import Heatmap
+
+    out: list = [Text(line) for line in _fact_lines(inspection)]
+    for view in inspection.views:
+        summary = view.summary
+        n = view.rows.shape[0]
+        out.append(Text(""))
+        out.append(Text(title(inspection, view), style="bold"))
+        if view.layer_class:
+            out.append(Text(f"{view.layer_class} → weights {tuple(view.weights.shape)}"))
+        if summary.masses:
+            table = Table(show_header=True, box=None, pad_edge=False)
+            table.add_column("mask")
+            table.add_column("mass", justify="right")
+            for name, value in summary.masses.items():
+                table.add_row(name, f"{value:.3f}")
+            out.append(table)
+        if summary.entropy is not None:
+            out.append(Text(f"entropy {summary.entropy:.3f} nats ({summary.entropy_ratio:.2f} "
+                            "of uniform's)"))
+        out.append(Text("argmax at " + _argmax_text(summary.argmax_histogram, n)))
+        shown = min(inspection.samples, n)
+        if shown < n:
+            out.append(Text(f"showing the first {shown} of {n} samples (--samples N)"))
+        out.append(Heatmap(view.rows[:shown], shown_masks(inspection.masks, shown),
+                           np.array(summary.argmax_histogram)))
+    return out
+
+
+def _fact_lines(inspection: Inspection) -> list[str]:
+    facts = inspection.facts
+    if inspection.kind == "model":
+        return [f"model {facts['model']} · input {facts['input']} {tuple(facts['input_shape'])}"
+                f" · read in {facts['seconds']['extract']:.2f} s"]
+    model = facts["model"]
+    heads = f", {model['heads']} heads" if model["heads"] else ""
+    lines = [
+        f"run {facts['run']} · task {facts['task']} · {model['encoder']} + "
+        f"{model['attention']} ({model['units']} units{heads}) · L={model['seq_len']} · "
+        f"{facts['epochs_trained']}/{facts['epochs_planned']} epochs trained"
+    ]
+    loss = facts["loss"]
+    if loss is None:
+        baselines = " · ".join(f"{b['name']} {b['mse']:.4g}" for b in facts["baselines"])
+        lines.append(f"epoch {facts['epoch']}: untrained · baselines (MSE): {baselines}")
+    else:
+        val = loss["val_loss"]
+        baselines = " · ".join(
+            f"{b['name']} {b['mse']:.4g} ({'beaten' if val < b['mse'] else 'not beaten'})"
+            for b in facts["baselines"])
+        lines.append(f"epoch {facts['epoch']}: loss {loss['loss']:.4g} · val_loss {val:.4g} "
+                     f"· baselines (MSE): {baselines}")
+    if inspection.kind == "checkpoint":
+        lines.append(f"recomputed from checkpoint epoch {facts['epoch']} on {facts['input']} "
+                     f"in {facts['seconds']['extract']:.2f} s")
+    return lines
+
+
+def _argmax_text(histogram: list[int], n: int, top: int = 4) -> str:
+    order = sorted(range(len(histogram)), key=lambda p: (-histogram[p], p))
+    parts = [f"position {p} in {histogram[p]}/{n}" for p in order[:top] if histogram[p]]
+    rest = n - sum(histogram[p] for p in order[:top])
+    return ", ".join(parts) + (f", elsewhere {rest}/{n}" if rest else "")
+
+
+# ---- one entry point for the command line --------------------------------------------------
+
+
+def is_model_file(target: Path) -> bool:
+    return Path(target).suffix == ".keras" and not Path(target).is_dir()
+
+
+def needs_keras(target: Path, options: InspectOptions, list_layers: bool = False) -> bool:
+    """Whether inspecting `target` loads a model (so TensorFlow is imported)."""
+    return is_model_file(target) or (options.checkpoint is not None and not list_layers)
+
+
+def inspect_target(target: Path, options: InspectOptions) -> Inspection:
+    """Inspect a run directory (recorded or, with --checkpoint, recomputed) or a .keras file."""
+    target = Path(target)
+    if is_model_file(target):
+        from attnviz.extract import inspect_model
+
+        return inspect_model(target, options)
+    if target.is_file():
+        raise AttnvizError(f"{target} is neither a run directory nor a .keras model file")
+    run = Run.open(target)
+    if options.checkpoint is not None:
+        from attnviz.extract import inspect_checkpoint
+
+        return inspect_checkpoint(run, options)
+    return inspect_run(run, options)
+
+
+def list_layers(target: Path, options: InspectOptions) -> list:
+    """Every layer of a .keras model, nested ones by path, attention layers marked."""
+    if not is_model_file(target):
+        raise AttnvizError(f"--list reads a .keras model file; {target} is not one (for a run, "
+                           "its attention layer is 'attention')")
+    from attnviz.extract import layer_table, load_model
+
+    return layer_table(load_model(target, options.unsafe))
+
+
+def layers_renderable(layers: list):
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("layer", "class", "output shape", "attention"):
+        table.add_column(column)
+    for info in layers:
+        table.add_row(info.path, info.class_name, info.output_shape,
+                      "yes" if info.attention else "")
+    return table
+
+
+def write_files(inspection: Inspection, save: Path | None, png: Path | None) -> list[str]:
+    """Write --save and --png; return the paths written."""
+    written = []
+    if save is not None:
+        written.append(str(save_weights(single_view(inspection, "--save"), save)))
+    if png is not None:
+        view = single_view(inspection, "--png")
+        written.append(str(save_png(inspection, view, png, title(inspection, view))))
+    return written
