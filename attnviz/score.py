@@ -1,14 +1,60 @@
 """Alignment of attention with ground-truth masks (numpy only).
 
 Every metric is computed per sample on rows of shape (n, L) that sum to 1, then averaged;
-formulas are in docs/metrics.md.
+formulas, ranges and tie rules are in docs/metrics.md. `score_run` streams a run's epochs
+one at a time, so memory stays one epoch deep however long the history is.
+
+Worked example, one sample with L = 4:
+
+    attention [.5, .5, 0, 0], mask [1, 1, 0, 0]  ->  mass 1, topk-f1 1, jsd 0
+    attention [.25, .25, .25, .25], same mask    ->  mass .5, topk-precision .5 (all tie)
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
 import numpy as np
 
 from attnviz.errors import AttnvizError
+
+ROW_SUM_TOLERANCE = 1e-2  # float16 attention of L = 512 sums to 1 only within ~1e-3
+SPAN_IOU = 0.5  # ERASER: a predicted span matches a true span when their IoU >= 0.5
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    better: str  # "higher" or "lower": so a threshold on it is a minimum or a maximum
+    low: float  # the range of the metric, both ends attainable
+    high: float
+    summary: str  # one line, for tables and docs
+
+
+METRICS: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        Metric("mass", "higher", 0.0, 1.0, "attention mass on the mask"),
+        Metric("topk-precision", "higher", 0.0, 1.0,
+               "share of the top-k positions (k = mask size) inside the mask"),
+        Metric("topk-recall", "higher", 0.0, 1.0, "share of the mask inside the top-k positions"),
+        Metric("topk-f1", "higher", 0.0, 1.0, "ERASER token F1 of the top-k positions"),
+        Metric("auprc", "higher", 0.0, 1.0, "average precision of attention ranking the mask"),
+        Metric("iou-f1", "higher", 0.0, 1.0,
+               "ERASER span F1: top-k spans matching mask spans at IoU >= 0.5"),
+        Metric("jsd", "lower", 0.0, math.log(2.0),
+               "Jensen-Shannon divergence from the uniform distribution on the mask"),
+        Metric("entropy", "lower", 0.0, 1.0, "attention entropy divided by ln L"),
+    )
+}
+METRIC_NAMES = tuple(METRICS)
+AUPRC = METRIC_NAMES.index("auprc")
+
+
+# ---- rows and masks ------------------------------------------------------------------------
 
 
 def attention_rows(
@@ -45,3 +91,503 @@ def attention_rows(
 def mass(rows: np.ndarray, mask: np.ndarray) -> float:
     """Mean over samples of the attention mass that falls on the mask."""
     return float(np.where(mask, rows, 0.0).sum(axis=-1).mean())
+
+
+def parse_query(query: str | int) -> str | int:
+    """--query as attention_rows takes it: "last", "mean" or a non-negative index."""
+    if query in ("last", "mean"):
+        return query
+    try:
+        index = int(query)
+    except (TypeError, ValueError):
+        index = -1
+    if index < 0:
+        raise AttnvizError(f"--query {query!r}: use last, mean or a query position 0..L-1")
+    return index
+
+
+def check_attention(attention: np.ndarray, source: str, normalize: bool = False) -> np.ndarray:
+    """Refuse attention that is not a distribution per row; return float32 rows summing to 1."""
+    _check_shape(attention, source)
+    attention = np.asarray(attention, dtype=np.float32)
+    if not np.isfinite(attention).all():
+        raise AttnvizError(f"{source}: attention contains NaN or Inf: record it again")
+    if (attention < 0).any():
+        raise AttnvizError(
+            f"{source}: attention has negative weights: pass softmax weights, not logits"
+        )
+    sums = attention.sum(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
+    if normalize:
+        if (sums <= 0).any():
+            raise AttnvizError(f"{source}: some attention rows are all zero: they cannot be "
+                               "normalised: drop those samples")
+    elif np.abs(sums - 1.0).max() > ROW_SUM_TOLERANCE:
+        raise AttnvizError(
+            f"{source}: attention rows sum to {sums.min():.4g}..{sums.max():.4g}, not 1: pass "
+            "softmax weights, or --normalize to divide each row by its sum"
+        )
+    # Rows within the tolerance are divided by their sum too, so every metric sees a
+    # distribution and stays inside its range.
+    return attention / sums
+
+
+def _check_shape(attention: np.ndarray, source: str) -> None:
+    if attention.ndim not in (2, 4) or 0 in attention.shape:
+        raise AttnvizError(
+            f"{source}: attention has shape {attention.shape}: expected (n, L) temporal "
+            "attention or (n, heads, L, L) self-attention"
+        )
+
+
+def check_mask(mask: np.ndarray, shape: tuple[int, int], source: str) -> np.ndarray:
+    """Refuse a mask that is not 0/1 of `shape` (n, L) or has a sample with nothing marked."""
+    if mask.shape != tuple(shape):
+        raise AttnvizError(
+            f"{source}: mask has shape {mask.shape} but the attention rows are {tuple(shape)} "
+            "(n samples, L key positions): save a mask of that shape"
+        )
+    if mask.dtype != bool:
+        if not np.issubdtype(mask.dtype, np.number) or not np.isin(mask, (0, 1)).all():
+            raise AttnvizError(f"{source}: mask values must be 0/1 or bool")
+        mask = mask.astype(bool)
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if empty.size:
+        raise AttnvizError(
+            f"{source}: {empty.size} sample(s) mark no position (first: sample {empty[0]}): "
+            "every metric needs at least one; drop those samples"
+        )
+    return mask
+
+
+# ---- metrics per sample --------------------------------------------------------------------
+
+
+def sample_scores(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Every metric of every sample: (len(METRICS), n) float64, in METRIC_NAMES order.
+
+    `rows` (n, L) are non-negative and sum to 1; `mask` (n, L) bool marks >= 1 position per
+    sample. auprc is NaN for samples whose mask is all one class.
+    """
+    return _score_masks(rows, [Truth.of(mask)])[0]
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A ground-truth mask and what scoring needs from it, computed once for every epoch."""
+
+    mask: np.ndarray  # (n, L) bool
+    marked: np.ndarray  # (n,) k, the mask size of each sample
+    outside: np.ndarray  # (n, L) uint32: 1 outside the mask (the label in the sort keys)
+    positions: np.ndarray  # flat indices of the mask positions, row by row
+    rows: np.ndarray  # the sample of each mask position
+    run_starts: np.ndarray  # flat index of the first position of each run of the mask
+    run_lengths: np.ndarray
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> Truth:
+        mask = np.ascontiguousarray(mask, dtype=bool)
+        positions = np.flatnonzero(mask)
+        _, run_starts, run_lengths = _runs(positions, mask.shape[1])
+        return cls(mask, mask.sum(axis=1), (~mask).astype(np.uint32), positions,
+                   positions // mask.shape[1], run_starts, run_lengths)
+
+
+def _score_masks(rows: np.ndarray, truths: Sequence[Truth]) -> np.ndarray:
+    """sample_scores of `rows` against each truth: (len(truths), len(METRICS), n)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    n, seq_len = rows.shape
+    samples = np.arange(n)
+    # For x >= 0 the float32 bit pattern orders like x, so (bits << 1) | label sorts by
+    # score with a label in the lowest bit: one np.sort ranks scores and carries labels,
+    # exactly and 10x faster than argsort. & drops the sign bit of -0.0.
+    shifted_bits = (rows.view(np.uint32) & np.uint32(0x7FFFFFFF)) << 1  # (n, L)
+    row_entropy = _entropy(rows)
+    out = np.empty((len(truths), len(METRICS), n))
+    for truth, scores in zip(truths, out, strict=True):
+        marked = truth.marked
+        on_mask = rows.ravel()[truth.positions].astype(np.float64)  # attention on the mask
+        scores[0] = np.bincount(truth.rows, weights=on_mask, minlength=n)
+
+        # The label is 1 *outside* the mask, so among tied scores the outside positions rank
+        # first: ties count against the attention. ~ reverses the order of uint32, so sorting
+        # ~keys ascending ranks best first, with the low bit now 1 *inside* the mask.
+        keys = shifted_bits | truth.outside  # (n, L)
+        ranked = ~keys
+        ranked.sort(axis=1)  # (n, L) best first
+        positive = np.flatnonzero((ranked & 1) == 1)  # mask positions by row, best first
+        positive_row, rank = np.divmod(positive, seq_len)
+        hits = np.bincount(positive_row, weights=rank < marked[positive_row], minlength=n)
+        # k predicted and k true positions: precision, recall and F1 coincide (ERASER's
+        # token F1).
+        scores[1] = scores[2] = scores[3] = hits / marked
+        scores[4] = _average_precision(ranked, positive, positive_row, rank, marked)
+
+        kth = ~ranked[samples, marked - 1]  # (n,) the key at rank k
+        top = keys >= kth[:, None]  # (n, L) the top-k prediction...
+        after = ~ranked[samples, np.minimum(marked, seq_len - 1)]
+        if ((after < kth) | (marked == seq_len)).all():
+            scores[5] = _span_iou_f1(np.flatnonzero(top), truth)
+        else:  # ...unless identical keys straddle rank k: then take the leftmost of them
+            tied = keys == kth[:, None]
+            left = marked - (top & ~tied).sum(axis=1)
+            top &= ~tied | (np.cumsum(tied, axis=1, dtype=np.int32) <= left[:, None])
+            scores[5] = _span_iou_f1(np.flatnonzero(top), truth)
+
+        # JSD(P, U) with U uniform on the mask and M = (P + U) / 2: off the mask M = P / 2,
+        # which adds ln 2 * (1 - mass) / 2, so only mask positions need logarithms.
+        uniform = 1.0 / marked[truth.rows]
+        midpoint = 0.5 * (on_mask + uniform)
+        terms = uniform * np.log(uniform / midpoint)
+        terms += on_mask * np.log(np.where(on_mask > 0, on_mask, 1.0) / midpoint)
+        jsd = 0.5 * (math.log(2.0) * (1.0 - scores[0])
+                     + np.bincount(truth.rows, weights=terms, minlength=n))
+        scores[6] = np.clip(jsd, 0.0, math.log(2.0))  # rounding can step a hair outside
+        scores[7] = row_entropy / math.log(seq_len) if seq_len > 1 else 0.0
+    return out
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats of each row, with 0 ln 0 = 0."""
+    logs = np.log(np.maximum(p, np.finfo(np.float32).tiny))  # 0 * ln(tiny) = 0
+    return 0.0 - np.einsum("ij,ij->i", p, logs, dtype=np.float64)  # 0.0 - x: no -0.0
+
+
+def _average_precision(
+    ranked: np.ndarray, positive: np.ndarray, positive_row: np.ndarray, rank: np.ndarray,
+    marked: np.ndarray,
+) -> np.ndarray:
+    """AP of each row from its ranking; tied scores are one threshold, so each positive is
+    credited with the precision at the end of its tie group."""
+    n, seq_len = ranked.shape
+    score = ranked.ravel()[positive] >> 1  # equal exactly when the scores are equal
+    row_start = np.cumsum(marked) - marked  # where each row's positives begin in `positive`
+    found = np.arange(positive.size) - row_start[positive_row] + 1  # positives so far
+    # Mask positions rank last within a tie, so a tie group ends at its last positive.
+    group_last = np.ones(positive.size, dtype=bool)
+    group_last[:-1] = (positive_row[1:] != positive_row[:-1]) | (score[1:] != score[:-1])
+    last_index = np.where(group_last, np.arange(positive.size), positive.size)
+    group_end = np.minimum.accumulate(last_index[::-1])[::-1]
+    precision = found[group_end] / (rank[group_end] + 1.0)
+    average = np.bincount(positive_row, weights=precision, minlength=n) / marked
+    return np.where(marked < seq_len, average, np.nan)
+
+
+def _runs(positions: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of consecutive flat positions within a row: (run of each, run starts, lengths)."""
+    new_run = np.ones(positions.size, dtype=bool)
+    new_run[1:] = (positions[1:] != positions[:-1] + 1) | (positions[1:] % seq_len == 0)
+    run = np.cumsum(new_run) - 1
+    return run, positions[new_run], np.bincount(run, minlength=int(new_run.sum()))
+
+
+def _span_iou_f1(predicted: np.ndarray, truth: Truth) -> np.ndarray:
+    """Per row, ERASER's IoU F1 between the runs of the `predicted` flat positions and the
+    runs of the mask."""
+    n, seq_len = truth.mask.shape
+    pred_run, pred_starts, pred_lengths = _runs(predicted, seq_len)
+    in_mask = truth.mask.ravel()[predicted]
+    both = predicted[in_mask]
+    pair_pred = pred_run[in_mask]
+    pair_true = np.searchsorted(truth.run_starts, both, side="right") - 1
+    # Two runs (intervals) overlap in one interval, so each (predicted, true) pair of runs
+    # is one stretch of consecutive entries of `both`.
+    new_pair = np.ones(both.size, dtype=bool)
+    new_pair[1:] = (pair_pred[1:] != pair_pred[:-1]) | (pair_true[1:] != pair_true[:-1])
+    first = np.flatnonzero(new_pair)
+    overlap = np.diff(np.append(first, both.size))
+    pair_pred, pair_true = pair_pred[first], pair_true[first]
+    union = pred_lengths[pair_pred] + truth.run_lengths[pair_true] - overlap
+    match = overlap >= SPAN_IOU * union
+    pred_matched = np.zeros(pred_starts.size)
+    pred_matched[pair_pred[match]] = 1.0
+    true_matched = np.zeros(truth.run_starts.size)
+    true_matched[pair_true[match]] = 1.0
+    pred_row, true_row = pred_starts // seq_len, truth.run_starts // seq_len
+    precision = (np.bincount(pred_row, weights=pred_matched, minlength=n)
+                 / np.bincount(pred_row, minlength=n))
+    recall = (np.bincount(true_row, weights=true_matched, minlength=n)
+              / np.bincount(true_row, minlength=n))
+    total = precision + recall
+    return np.where(total > 0, 2.0 * precision * recall / np.where(total > 0, total, 1.0), 0.0)
+
+
+def mean_scores(scores: np.ndarray) -> np.ndarray:
+    """Average (metrics, ..., n) per-sample scores over samples, ignoring skipped (NaN) ones."""
+    valid = ~np.isnan(scores)
+    count = valid.sum(axis=-1)
+    total = np.where(valid, scores, 0.0).sum(axis=-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+# ---- scoring runs and arrays ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """Mean metrics of every scored epoch, mask and head view."""
+
+    source: str  # the run directory or the attention file
+    kind: str  # "temporal" (n, L) or "self" (n, H, L, L)
+    query: str | int | None  # self-attention: the query row scored; None for temporal
+    heads: list  # [None] for temporal; ["mean", 0, 1, ...] for self ("mean" is gated)
+    masks: list[str]  # the first one is what a threshold without @MASK applies to
+    epochs: list  # scored epochs, ascending ([None] for arrays outside a run)
+    samples: int
+    values: np.ndarray  # (epochs, masks, heads, metrics) float64; NaN where undefined
+    auprc_skipped: dict[str, int]  # per mask: samples whose mask is all one class
+    history: list[dict]  # the run's per-epoch loss records ([] for arrays)
+
+    def value(self, metric: str, mask: str, head=None, epoch_index: int = -1) -> float:
+        head = self.heads[0] if head is None else head
+        return float(self.values[epoch_index, self.masks.index(mask), self.heads.index(head),
+                                 METRIC_NAMES.index(metric)])
+
+    def curve(self, metric: str, mask: str, head=None) -> np.ndarray:
+        """The metric over the scored epochs, for the gated head view unless `head`."""
+        head = self.heads[0] if head is None else head
+        return self.values[:, self.masks.index(mask), self.heads.index(head),
+                           METRIC_NAMES.index(metric)]
+
+    def select(self, epoch: str | int) -> ScoreReport:
+        """The report at --epoch `epoch`: "all" keeps every scored epoch, else one of them."""
+        if epoch == "all" or len(self.epochs) == 1:
+            return self
+        index = len(self.epochs) - 1 if epoch == "last" else self.epochs.index(int(epoch))
+        return replace(self, epochs=[self.epochs[index]], values=self.values[index:index + 1])
+
+
+def score_stream(
+    stream: Iterable[tuple[int | None, np.ndarray]], masks: dict[str, np.ndarray], query,
+    source: str, normalize: bool = False,
+) -> tuple[list, list, np.ndarray]:
+    """Score (epoch, attention) pairs one at a time: (epochs, head views, values).
+
+    `masks` are (n, L) bool arrays already passed through `check_mask`. Each epoch is one
+    vectorised pass over all its head views, so memory stays one epoch deep.
+    """
+    query = parse_query(query)
+    truths = None
+    epochs, values, heads = [], [], [None]
+    for epoch, raw in stream:
+        where = source if epoch is None else f"{source} epoch {epoch}"
+        attention = check_attention(raw, where, normalize)
+        rows, heads = _head_rows(attention, query)  # (V, n, L)
+        if truths is None:  # the views of one epoch are scored as one (V*n, L) batch
+            truths = [Truth.of(np.tile(mask, (len(heads), 1))) for mask in masks.values()]
+        scores = _score_masks(rows.reshape(-1, rows.shape[-1]), truths)  # (M, metrics, V*n)
+        per_view = scores.reshape(len(masks), len(METRICS), len(heads), -1)
+        values.append(np.moveaxis(mean_scores(per_view), 1, -1))  # (M, V, metrics)
+        epochs.append(epoch)
+        del raw, attention, rows  # release this epoch before the next one is read
+    return epochs, heads, np.array(values)
+
+
+def _head_rows(attention: np.ndarray, query) -> tuple[np.ndarray, list]:
+    """(V, n, L) rows for each head view: the head average first, then each head."""
+    if attention.ndim == 2:
+        return attention[None], [None]
+    heads = attention.shape[1]
+    per_head = np.stack([attention_rows(attention, head, query) for head in range(heads)])
+    if heads == 1:  # one recorded head: the run recorded the mean of its heads
+        return per_head, ["mean"]
+    # The head average of rows equals the rows of the head-averaged attention.
+    return np.concatenate([per_head.mean(axis=0, keepdims=True), per_head]), ["mean",
+                                                                            *range(heads)]
+
+
+def _skipped(masks: dict[str, np.ndarray]) -> dict[str, int]:
+    return {name: int(mask.all(axis=1).sum()) for name, mask in masks.items()}
+
+
+def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last",
+              query: str | int = "last") -> ScoreReport:
+    """Score a run's recorded attention: `epoch` is "last", "all" or an epoch number."""
+    main = run.task["main_mask"]
+    names = list(masks) if masks else [main, *(m for m in run.mask_names if m != main)]
+    if len(set(names)) != len(names):
+        raise AttnvizError(f"--mask given twice: {', '.join(names)}")
+    shape = run.attention_info["shape"]
+    mask_arrays = {name: check_mask(run.mask(name), (shape[0], shape[-1]), f"mask {name}")
+                   for name in names}
+    if epoch not in ("all", "last") and not str(epoch).isdigit():
+        raise AttnvizError(f"--epoch {epoch!r}: use last, all or a recorded epoch number")
+    if epoch == "all":
+        epochs = run.attention_epochs
+        if not epochs:
+            raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
+    else:
+        epochs = [run.resolve_epoch(epoch)]
+    kind = run.attention_info["kind"]
+    scored, heads, values = score_stream(run.iter_attention(epochs), mask_arrays, query,
+                                         str(run.root))
+    return ScoreReport(
+        source=str(run.root), kind=kind, query=parse_query(query) if kind == "self" else None,
+        heads=heads, masks=names, epochs=scored, samples=int(mask_arrays[names[0]].shape[0]),
+        values=values, auprc_skipped=_skipped(mask_arrays), history=list(run.history),
+    )
+
+
+def load_array(path: Path, what: str) -> np.ndarray:
+    """np.load a plain .npy (no pickles), naming the file and the fix when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise AttnvizError(f"{what} {path}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise AttnvizError(f"{what} {path}: not a readable .npy array ({err})") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise AttnvizError(f"{what} {path}: is an .npz archive: save one array with np.save")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise AttnvizError(f"{what} {path}: dtype {array.dtype} is not numeric")
+    return array
+
+
+def score_files(attention_path: Path, mask_paths: Sequence[str], query: str | int = "last",
+                normalize: bool = False) -> ScoreReport:
+    """Score a user's (n, L) or (n, H, L, L) attention .npy against (n, L) mask .npy files."""
+    if not mask_paths:
+        raise AttnvizError("--attention needs --mask M.npy: an (n, L) 0/1 array of the "
+                           "ground-truth positions")
+    attention = load_array(Path(attention_path), "--attention")
+    _check_shape(attention, str(attention_path))
+    shape = (attention.shape[0], attention.shape[-1])
+    masks = {}
+    for mask_path in mask_paths:
+        name = Path(mask_path).stem
+        if name in masks:
+            raise AttnvizError(f"two --mask files are named {name}: rename one")
+        masks[name] = check_mask(load_array(Path(mask_path), "--mask"), shape,
+                                 f"--mask {mask_path}")
+    source = str(attention_path)
+    scored, heads, values = score_stream([(None, attention)], masks, query, source, normalize)
+    kind = "self" if attention.ndim == 4 else "temporal"
+    return ScoreReport(
+        source=source, kind=kind, query=parse_query(query) if kind == "self" else None,
+        heads=heads, masks=list(masks), epochs=scored, samples=int(attention.shape[0]),
+        values=values, auprc_skipped=_skipped(masks), history=[],
+    )
+
+
+def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[str],
+                 epoch: str = "last", query: str | int = "last", normalize: bool = False,
+                 over_epochs: bool = False) -> ScoreReport:
+    """What `attnviz score` scores: a run directory, or --attention with --mask files.
+
+    `over_epochs` scores every recorded epoch whatever `epoch` is (for plots); narrow the
+    report with `ScoreReport.select(epoch)`.
+    """
+    if attention is not None:
+        if run_dir is not None:
+            raise AttnvizError(f"give a RUN or --attention, not both: drop {run_dir} to score "
+                               f"{attention}, or drop --attention")
+        if epoch != "last":
+            raise AttnvizError("--epoch picks a run's recorded epoch: --attention files have "
+                               "none, drop --epoch")
+        return score_files(attention, masks, query, normalize)
+    if run_dir is None:
+        raise AttnvizError("nothing to score: give a RUN directory, or --attention A.npy "
+                           "--mask M.npy")
+    if normalize:
+        raise AttnvizError("--normalize applies to --attention files: a run records softmax "
+                           "weights already")
+    from attnviz.run import Run
+
+    run = Run.open(run_dir)
+    if over_epochs and epoch != "all":
+        run.resolve_epoch(epoch)  # refuse an unrecorded --epoch before scoring them all
+    return score_run(run, masks, "all" if over_epochs else epoch, query)
+
+
+# ---- thresholds ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    mask: str | None  # None: the first scored mask
+    bound: str  # "min" (metric >= value) or "max" (metric <= value)
+    value: float
+
+
+@dataclass(frozen=True)
+class Check:
+    """One threshold judged on the last scored epoch, for the gated head view."""
+
+    threshold: Threshold
+    mask: str
+    head: str | None  # "mean" for self-attention, None for temporal
+    epoch: int | None
+    value: float
+    passed: bool
+    first_epoch: int | None  # from this epoch on the threshold holds to the end; None: never
+
+    @property
+    def name(self) -> str:
+        sign = ">=" if self.threshold.bound == "min" else "<="
+        return f"{self.threshold.metric}@{self.mask} {sign} {self.threshold.value:g}"
+
+
+def parse_threshold(spec: str, bound: str) -> Threshold:
+    """Parse `--min METRIC[@MASK]=X` or `--max ...`, checking the metric's direction and range."""
+    flag = f"--{bound}"
+    target, sep, number = spec.partition("=")
+    metric, _, mask = target.strip().partition("@")
+    if not sep or not metric:
+        raise AttnvizError(f"{flag} {spec!r}: write METRIC=X or METRIC@MASK=X, e.g. "
+                           f"{flag} {'mass' if bound == 'min' else 'jsd'}=0.5")
+    if metric not in METRICS:
+        raise AttnvizError(f"{flag} {spec!r}: unknown metric {metric!r}: choose one of "
+                           f"{', '.join(METRIC_NAMES)}")
+    info = METRICS[metric]
+    wanted = "min" if info.better == "higher" else "max"
+    if bound != wanted:
+        raise AttnvizError(f"{flag} {spec!r}: {metric} is better when {info.better}, so its "
+                           f"threshold is a {wanted}imum: write --{wanted} {spec}")
+    try:
+        value = float(number)
+    except ValueError:
+        value = math.nan
+    if not info.low <= value <= info.high:
+        raise AttnvizError(f"{flag} {spec!r}: {metric} lies in [{info.low:g}, {info.high:.4g}]: "
+                           "give a number in that range")
+    return Threshold(metric, mask.strip() or None, bound, value)
+
+
+def parse_thresholds(minimums: Sequence[str], maximums: Sequence[str]) -> list[Threshold]:
+    return ([parse_threshold(spec, "min") for spec in minimums]
+            + [parse_threshold(spec, "max") for spec in maximums])
+
+
+def first_sustained_epoch(epochs: Sequence, values: np.ndarray, threshold: float,
+                          bound: str = "min") -> int | None:
+    """The first epoch from which `values` meet `threshold` through the last epoch, or None."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        meets = values >= threshold if bound == "min" else values <= threshold
+    if not meets.size or not meets[-1]:
+        return None
+    misses = np.flatnonzero(~meets)
+    return epochs[misses[-1] + 1] if misses.size else epochs[0]
+
+
+def check_thresholds(report: ScoreReport, thresholds: Sequence[Threshold]) -> list[Check]:
+    """Judge each threshold on the report's last epoch and find when it was first held."""
+    checks = []
+    head = report.heads[0]
+    for threshold in thresholds:
+        mask = threshold.mask or report.masks[0]
+        if mask not in report.masks:
+            raise AttnvizError(f"threshold on mask {mask!r}, which is not scored: scored masks "
+                               f"are {', '.join(report.masks)}; add --mask {mask}")
+        curve = report.curve(threshold.metric, mask)
+        value = float(curve[-1])
+        if math.isnan(value):
+            raise AttnvizError(f"{threshold.metric}@{mask} is undefined: every sample's mask "
+                               "is all one class: drop that threshold")
+        first = (first_sustained_epoch(report.epochs, curve, threshold.value, threshold.bound)
+                 if report.epochs[0] is not None else None)
+        passed = value >= threshold.value if threshold.bound == "min" else value <= threshold.value
+        checks.append(Check(threshold, mask, head, report.epochs[-1], value, passed, first))
+    return checks
