@@ -402,7 +402,7 @@ def score(
             out.print(table)
         out.print(show.verdict(checks))
     for path in written:
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", markup=False)
     if not all(check.passed for check in checks):
         raise typer.Exit(1)
 

@@ -1,0 +1,236 @@
+"""How `attnviz score` shows a report: rich tables for people, one JSON object, JUnit XML.
+
+The JSON object and the JUnit layout are documented in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from attnviz.errors import AttnvizError
+from attnviz.fsutil import atomic_write_bytes
+from attnviz.score import METRIC_NAMES, METRICS, Check, ScoreReport
+
+JSON_SCHEMA_VERSION = 1
+SPARKS = "▁▂▃▄▅▆▇█"
+CURVE_WIDTH = 40  # characters of an epoch curve; longer histories are sampled evenly
+
+
+def head_label(head) -> str:
+    return "-" if head is None else "mean" if head == "mean" else f"head {head}"
+
+
+def _cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def _arrow(metric: str) -> str:
+    return "↑" if METRICS[metric].better == "higher" else "↓"
+
+
+def _epoch_label(epoch) -> str:
+    return "-" if epoch is None else str(epoch)
+
+
+# ---- rich tables ---------------------------------------------------------------------------
+
+
+def tables(report: ScoreReport, checks: list[Check]) -> list:
+    """Every table for the terminal: metrics by mask, per head, the epoch curve, thresholds."""
+    shown = [_metrics_table(report)]
+    if len(report.heads) > 1:
+        shown += [_heads_table(report, mask) for mask in report.masks]
+    if len(report.epochs) > 1:
+        shown.append(_curve_table(report))
+    if checks:
+        shown.append(_checks_table(report, checks))
+    return shown
+
+
+def _metrics_table(report: ScoreReport):
+    from rich.markup import escape
+    from rich.table import Table
+
+    parts = [escape(report.source)]
+    if report.epochs[-1] is not None:
+        parts.append(f"epoch {report.epochs[-1]}")
+    if report.kind == "self":
+        parts.append(f"self-attention, query {report.query}, "
+                     + ("heads averaged" if len(report.heads) > 1 else "recorded head mean"))
+    else:
+        parts.append("temporal attention")
+    table = Table(title="alignment · " + " · ".join(parts), title_justify="left")
+    table.add_column("metric")
+    for mask in report.masks:
+        table.add_column(escape(mask), justify="right")
+    for metric in METRIC_NAMES:
+        table.add_row(f"{metric} {_arrow(metric)}",
+                      *(_cell(report.value(metric, mask)) for mask in report.masks))
+    skipped = [f"{escape(mask)} {count}" for mask, count in report.auprc_skipped.items() if count]
+    table.caption = (f"{report.samples} samples, averaged; ↑ higher is better, ↓ lower"
+                     + (f"; auprc skipped samples whose mask is all one class: "
+                        f"{', '.join(skipped)}" if skipped else ""))
+    return table
+
+
+def _heads_table(report: ScoreReport, mask: str):
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"per head · mask {escape(mask)} "
+                        "(mean = metrics of the head-averaged rows)", title_justify="left")
+    table.add_column("metric")
+    for head in report.heads:
+        table.add_column(head_label(head), justify="right")
+    for metric in METRIC_NAMES:
+        table.add_row(f"{metric} {_arrow(metric)}",
+                      *(_cell(report.value(metric, mask, head)) for head in report.heads))
+    return table
+
+
+def sparkline(values: np.ndarray, low: float, high: float, width: int = CURVE_WIDTH) -> str:
+    """Values as block characters scaled to [low, high]; NaN is a space."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size > width:
+        values = values[np.linspace(0, values.size - 1, width).round().astype(int)]
+    levels = np.clip((values - low) / (high - low), 0.0, 1.0) * (len(SPARKS) - 1)
+    return "".join(" " if math.isnan(v) else SPARKS[int(round(v))] for v in levels)
+
+
+def _curve_table(report: ScoreReport):
+    from rich.markup import escape
+    from rich.table import Table
+
+    view = " (head mean)" if report.kind == "self" else ""
+    table = Table(title=f"over epochs {report.epochs[0]}-{report.epochs[-1]}{view}",
+                  title_justify="left")
+    table.add_column("metric")
+    for mask in report.masks:
+        table.add_column(escape(mask))
+    for metric in METRIC_NAMES:
+        info = METRICS[metric]
+        cells = []
+        for mask in report.masks:
+            curve = report.curve(metric, mask)
+            cells.append(f"{sparkline(curve, info.low, info.high)} "
+                         f"{_cell(curve[0])} → {_cell(curve[-1])}")
+        table.add_row(f"{metric} {_arrow(metric)}", *cells)
+    return table
+
+
+def _checks_table(report: ScoreReport, checks: list[Check]):
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="thresholds", title_justify="left")
+    for column in ("threshold", "epoch", "value", "result"):
+        table.add_column(column, justify="right" if column in ("epoch", "value") else "left")
+    if len(report.epochs) > 1:
+        table.add_column("held since epoch", justify="right")
+    for check in checks:
+        row = [escape(check.name), _epoch_label(check.epoch), f"{check.value:.3f}",
+               "[green]pass[/]" if check.passed else "[bold red]FAIL[/]"]
+        if len(report.epochs) > 1:
+            row.append("-" if check.first_epoch is None else str(check.first_epoch))
+        table.add_row(*row)
+    return table
+
+
+def verdict(checks: list[Check]) -> str:
+    """One line: how many thresholds were met (rich markup)."""
+    missed = [check for check in checks if not check.passed]
+    if not checks:
+        return "no thresholds given (--min METRIC=X, --max METRIC=X): exit code 0"
+    if not missed:
+        return f"[green]all {len(checks)} threshold(s) met[/]"
+    return f"[bold red]{len(missed)} of {len(checks)} threshold(s) missed[/]"
+
+
+# ---- JSON ----------------------------------------------------------------------------------
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 6)
+
+
+def as_json(report: ScoreReport, checks: list[Check]) -> dict:
+    """The one JSON object of `attnviz score --json` (schema in docs/metrics.md)."""
+    scores = [
+        {"epoch": epoch, "mask": mask, "head": head,
+         **{metric: _number(report.values[e, m, h, i]) for i, metric in enumerate(METRIC_NAMES)}}
+        for e, epoch in enumerate(report.epochs)
+        for m, mask in enumerate(report.masks)
+        for h, head in enumerate(report.heads)
+    ]
+    return {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "source": report.source,
+        "kind": report.kind,
+        "query": report.query,
+        "samples": report.samples,
+        "masks": report.masks,
+        "heads": report.heads,
+        "gated_head": report.heads[0],
+        "epochs": report.epochs,
+        "metrics": {name: {"better": m.better, "range": [m.low, m.high], "summary": m.summary}
+                    for name, m in METRICS.items()},
+        "auprc_skipped": report.auprc_skipped,
+        "scores": scores,
+        "thresholds": [
+            {"name": check.name, "metric": check.threshold.metric, "mask": check.mask,
+             "head": check.head, "bound": check.threshold.bound,
+             "threshold": check.threshold.value, "epoch": check.epoch,
+             "value": _number(check.value), "passed": check.passed,
+             "first_epoch": check.first_epoch}
+            for check in checks
+        ],
+        "passed": all(check.passed for check in checks),
+    }
+
+
+# ---- JUnit XML -----------------------------------------------------------------------------
+
+
+def junit_xml(report: ScoreReport, checks: list[Check]) -> bytes:
+    """One <testsuite> with one <testcase> per threshold; a missed one holds a <failure>."""
+    failures = sum(not check.passed for check in checks)
+    suites = ET.Element("testsuites", name="attnviz score", tests=str(len(checks)),
+                        failures=str(failures), errors="0")
+    suite = ET.SubElement(suites, "testsuite", name=f"attnviz score {report.source}",
+                          tests=str(len(checks)), failures=str(failures), errors="0",
+                          skipped="0", time="0")
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("source", report.source), ("kind", report.kind),
+                        ("epoch", _epoch_label(report.epochs[-1])),
+                        ("head", head_label(report.heads[0]))):
+        ET.SubElement(properties, "property", name=name, value=value)
+    for check in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"attnviz.score.{check.mask}",
+                             name=check.name, time="0")
+        if not check.passed:
+            failure = ET.SubElement(
+                case, "failure", type="threshold",
+                message=f"{check.threshold.metric}@{check.mask} = {check.value:.4f} at epoch "
+                        f"{_epoch_label(check.epoch)}, needs {check.name.split(' ', 1)[1]}",
+            )
+            failure.text = METRICS[check.threshold.metric].summary
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def check_output_path(path: Path, flag: str) -> Path:
+    """Refuse an output path whose folder is missing or that is a directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise AttnvizError(f"{flag} {path} is a directory: give a file path")
+    if not path.parent.is_dir():
+        raise AttnvizError(f"{flag} {path}: folder {path.parent} does not exist: create it first")
+    return path
+
+
+def write_junit(path: Path, report: ScoreReport, checks: list[Check]) -> None:
+    atomic_write_bytes(check_output_path(path, "--junit"), junit_xml(report, checks))
