@@ -346,8 +346,8 @@ def score(
     run: Annotated[Optional[Path], typer.Argument(  # noqa: UP045 (typer needs Optional)
         help="The run directory (or use --attention).", show_default=False)] = None,
     mask: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        "--mask", "-m", help="A mask to score against; repeat for several [default: every mask "
-        "of the task, main first]. With --attention: an (n, L) 0/1 .npy file.",
+        "--mask", "-m", help="A mask to score against; repeat for several (default: every mask "
+        "of the task, main first). With --attention: an (n, L) 0/1 .npy file.",
         show_default=False)] = None,
     epoch: Annotated[str, typer.Option(help="Run: 'last', 'all' or an epoch number.")] = "last",
     minimum: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
