@@ -277,7 +277,7 @@ def inspect(
     target: Annotated[Path, typer.Argument(help="A run directory or a .keras model file.",
                                            show_default=False)],
     epoch: Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional)
-        help="Run: a recorded epoch or 'last' [default: last].", show_default=False)] = None,
+        help="Run: a recorded epoch or 'last' (default: last).", show_default=False)] = None,
     checkpoint: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Run: recompute attention with this checkpoint: an epoch, 'last' or its file "
         "name.", show_default=False)] = None,
@@ -291,8 +291,8 @@ def inspect(
         "is a probability map.", show_default=False)] = None,
     list_layers: Annotated[bool, typer.Option("--list", help="Model file: list its layers.")]
     = False,
-    unsafe: Annotated[bool, typer.Option(help="Load models whose Lambda layers run code from "
-                                         "the file.")] = False,
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Load models whose Lambda layers run "
+                                         "code from the file.")] = False,
     head: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Self-attention: a head index or 'mean' (default: mean).", show_default=False)]
     = None,
