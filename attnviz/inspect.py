@@ -371,7 +371,7 @@ def save_weights(view: View, path: Path) -> Path:
 
 def save_png(inspection: Inspection, view: View, path: Path, title: str) -> Path:
     """Write the labelled figure of the view's rows (and the masks below them) atomically."""
-    from attnviz.figures import attention_figure
+    from attnviz.plots import attention_figure
 
     path = Path(path)
     if path.suffix.lower() != ".png":
