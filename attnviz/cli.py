@@ -407,6 +407,36 @@ def score(
         raise typer.Exit(1)
 
 
+@app.command()
+@handle_errors
+def explain(
+    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    epoch: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer needs Optional)
+        help="A checkpointed epoch [default: the latest checkpoint].", show_default=False)]
+    = None,
+    samples: Annotated[int, typer.Option(help="Held-out samples to measure on.")] = 1000,
+    steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 64,
+    top_k: Annotated[int, typer.Option(help="Positions erased or kept by the faithfulness "
+                                       "tests.")] = 1,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema: "
+                                              "docs/explain.md).")] = False,
+) -> None:
+    """Say why attention looks the way it does: attribution, faithfulness, baselines, verdict."""
+    quiet_tensorflow_import()
+    from attnviz.explain import explain_run
+    from attnviz.explain_output import renderables
+    from attnviz.verdict import compose
+
+    report = explain_run(run, epoch, samples=samples, steps=steps, top_k=top_k)
+    verdict = compose(report)
+    if json_output:
+        print(json.dumps({**report, "verdict": verdict}, indent=2))
+        return
+    out = console()
+    for renderable in renderables(report, verdict):
+        out.print(renderable)
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(app())

@@ -1,0 +1,71 @@
+"""`attnviz explain` end to end on the shared tiny trained run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.verdict import compose
+
+FAST = ["--samples", "200", "--steps", "16"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["explain", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def explained(trained_run):
+    """The --json output on the shared run, computed once for this module."""
+    result = invoke(trained_run.root, "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_json_has_every_part_and_a_verdict_that_follows_its_numbers(explained, trained_run):
+    assert {"run", "epoch", "task", "encoder", "masks", "mask_share", "mask_order",
+            "attention", "integrated_gradients", "gradient_x_input", "faithfulness",
+            "baselines", "verdict"} <= set(explained)
+    assert explained["epoch"] == trained_run.checkpoints[-1]
+    assert explained["samples"] == {"probe": 10, "heldout": 200}
+    verdict = explained.pop("verdict")
+    assert verdict == compose(explained)
+    # The tiny run's own numbers appear in its verdict.
+    joined = "\n".join(verdict)
+    assert f"Held-out MSE {explained['baselines']['heldout_mse']:.3g}" in joined
+    top = explained["faithfulness"]["comprehensiveness"]["top"]
+    assert f"changes the prediction by {top:.2f}" in joined
+    assert "weighs states, not inputs" in joined  # an LSTM run
+
+
+@pytest.mark.slow
+def test_tables_and_verdict_for_people(trained_run):
+    result = invoke(trained_run.root, *FAST, "--epoch", trained_run.checkpoints[0])
+    assert result.exit_code == 0, result.output
+    for part in ("where attention and attribution sit", "faithfulness", "baselines",
+                 "half-delimiter-index", "verdict", f"epoch {trained_run.checkpoints[0]}"):
+        assert part in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epoch", "99"], "checkpointed epochs are"),
+    (["--top-k", "0"], "--top-k must be in 1.."),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--samples", "1"], "--samples must be at least 2"),
+])
+def test_bad_options_are_one_line_exit_2(trained_run, args, message):
+    result = invoke(trained_run.root, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_missing_run_is_one_line_exit_2(tmp_path):
+    result = invoke(tmp_path / "nothing")
+    assert result.exit_code == 2 and "no run at" in result.output
+    assert "Traceback" not in result.output
