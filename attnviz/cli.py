@@ -412,7 +412,7 @@ def score(
 def explain(
     run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
     epoch: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer needs Optional)
-        help="A checkpointed epoch [default: the latest checkpoint].", show_default=False)]
+        help="A checkpointed epoch (default: the latest checkpoint).", show_default=False)]
     = None,
     samples: Annotated[int, typer.Option(help="Held-out samples to measure on.")] = 1000,
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 64,

@@ -34,10 +34,9 @@ def _mass_table(report: dict):
                           report["gradient_x_input"])
     table = Table(title="where attention and attribution sit: share of each sample's total",
                   title_justify="left")
-    for name, justify in (("", "left"), ("positions", "right"), ("attention", "right"),
-                          ("attention (probe)", "right"), ("integrated grad.", "right"),
-                          ("gradient x input", "right")):
-        table.add_column(name, justify=justify)
+    table.add_column("", no_wrap=True)
+    for name in ("uniform", "attention", "probe attention", "IG", "grad x input"):
+        table.add_column(name, justify="right")
     for mask in report["masks"]:
         table.add_row(mask, _cell(report["mask_share"][mask]),
                       *(_cell(part["masks"][mask]) for part in (
@@ -47,11 +46,11 @@ def _mass_table(report: dict):
     table.add_row("outside the masks", _cell(max(0.0, outside)),
                   *(_cell(part["outside"]) for part in (
                       attention["heldout"], attention["probe"], ig["heldout"], gxi["heldout"])))
-    table.add_row("Kendall tau_b vs attention", "", "", "", _cell(ig["heldout"]["tau_b"]),
+    table.add_row("tau_b vs attention", "", "", "", _cell(ig["heldout"]["tau_b"]),
                   _cell(gxi["heldout"]["tau_b"]), end_section=True)
-    table.caption = (f"held-out samples unless marked; positions: the share uniform attention "
-                     f"would give; integrated gradients from a constant {ig['baseline']:g} "
-                     f"input in {ig['steps']} steps (completeness off by "
+    table.caption = (f"held-out samples unless marked; uniform: what uniform attention would "
+                     f"give; IG: integrated gradients from a constant {ig['baseline']:g} input "
+                     f"in {ig['steps']} steps (completeness off by "
                      f"{100 * ig['completeness_error']:.2g} %)")
     return table
 
