@@ -155,16 +155,36 @@ def test_report_on_the_trained_run(trained_run):
         [base["heldout_mse"] / p["mse"] for p in base["predictors"]])
 
 
+@pytest.fixture(scope="module")
+def dense_run(tmp_path_factory):
+    """A 1-epoch position-wise (non-recurrent) run trained with --attribution."""
+    return train_tiny(tmp_path_factory.mktemp("dense") / "run", encoder="dense",
+                      attribution=True, epochs=1, checkpoint_every=1)
+
+
 @pytest.mark.slow
-def test_train_with_attribution_records_it_every_epoch(tmp_path):
-    run = train_tiny(tmp_path / "run", attribution=True, epochs=1, checkpoint_every=1)
-    assert run.attribution_epochs == run.attention_epochs == [0, 1]
-    for epoch in run.attribution_epochs:
-        values = run.attribution(epoch)
-        assert values.shape == (run.config.probe_size, run.config.seq_len)
+def test_train_with_attribution_records_it_every_epoch(dense_run):
+    assert dense_run.attribution_epochs == dense_run.attention_epochs == [0, 1]
+    for epoch in dense_run.attribution_epochs:
+        values = dense_run.attribution(epoch)
+        assert values.shape == (dense_run.config.probe_size, dense_run.config.seq_len)
         np.testing.assert_allclose(np.abs(values).sum(axis=1), 1.0, rtol=1e-5)
-        delimiter = run.probe.masks["delimiter"]
-        assert not values[delimiter].any()  # gradient x input of the input 0.0 is 0
+        assert not values[dense_run.probe.masks["delimiter"]].any()  # x = 0.0 there
+
+
+@pytest.mark.slow
+def test_verdict_on_a_position_wise_run_follows_its_numbers(dense_run):
+    from attnviz.verdict import compose
+
+    report = explain.explain_run(dense_run, samples=200, steps=16)
+    assert not report["recurrent"]
+    joined = "\n".join(compose(report))
+    assert "recurrent" not in joined and "carries what" not in joined
+    mean, shortcut = report["baselines"]["predictors"]
+    assert f"{mean['ratio']:.2f}x the mean predictor's" in joined
+    # one epoch of a tiny model: whichever side of the baselines it lands, the verdict says it
+    assert ("has not beaten the mean predictor" in joined) == (mean["ratio"] >= 1)
+    assert ("SHORTCUT" in joined) == (shortcut["ratio"] >= 1 and mean["ratio"] < 0.5)
 
 
 def test_bad_epoch_names_the_checkpoints(synthetic_run):
