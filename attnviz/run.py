@@ -20,8 +20,10 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 import shutil
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -31,12 +33,25 @@ from attnviz import __version__
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
+from attnviz.npyguard import read_header
 from attnviz.tasks import TaskBatch
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
 STATE = "state.json"
 PROBE = "probe.npz"
+EPOCH_FOLDERS = ("attention", "attribution", "checkpoints")
+# every name state.json may list: a run never reads a path outside these
+LISTABLE = re.compile(r"config\.json|probe\.npz|(attention|attribution)/epoch_\d{4,}\.npy"
+                      r"|checkpoints/epoch_\d{4,}\.keras")
+EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)")
+# what fsutil.atomic_path leaves behind when a write is killed: .NAME.RANDOM.tmp[SUFFIX]
+TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|epoch_\d{4,}\.(npy|keras))"
+                       r"\.[A-Za-z0-9_]+\.tmp(\.keras)?")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+# errors np.load / zipfile raise on damaged bytes (zlib: a corrupt deflated member)
+_UNREADABLE = (ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError,
+               zipfile.BadZipFile, zlib.error)
 
 
 def _epoch_name(kind: str, epoch: int, suffix: str) -> str:
@@ -69,25 +84,19 @@ class Run:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise AttnvizError(f"--out {root} is a file: choose a directory path")
-        if root.is_dir() and any(root.iterdir()):
+        if root.is_dir() and _holds_files(root):
             if not force:
                 raise AttnvizError(
                     f"{root} already holds files: use --resume to continue it, --force to "
                     "replace it, or another --out"
                 )
-            if not (root / CONFIG).is_file():
+            if not ((root / CONFIG).is_file() or (root / STATE).is_file()):
                 raise AttnvizError(
                     f"{root} is not an attnviz run, so --force will not delete it: choose "
                     "another --out"
                 )
-            for child in (CONFIG, STATE, PROBE):
-                (root / child).unlink(missing_ok=True)
-            for sub in ("attention", "attribution", "checkpoints"):
-                shutil.rmtree(root / sub, ignore_errors=True)
-        for sub in ("", "attention", "checkpoints"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        if config.attribution:
-            (root / "attribution").mkdir(exist_ok=True)
+            _remove_run_files(root)
+        root.mkdir(parents=True, exist_ok=True)
         header = {
             "format_version": FORMAT_VERSION,
             "attnviz_version": __version__,
@@ -96,7 +105,10 @@ class Run:
             "task": task_info,
             "attention": attention_info,
         }
+        # config.json first: from then on `--resume` can start a killed creation again
         files = {CONFIG: atomic_write_json(root / CONFIG, header)}
+        for sub in ("attention", "checkpoints", *(("attribution",) if config.attribution else ())):
+            (root / sub).mkdir(exist_ok=True)
         buffer = io.BytesIO()
         np.savez(
             buffer, x=probe.x, y=probe.y,
@@ -121,30 +133,20 @@ class Run:
         if not root.is_dir():
             raise AttnvizError(f"{root} is a file, not a run directory")
         state = _read_json(root / STATE, "the run's commit record")
-        header = _read_json(root / CONFIG, "the run's config")
-        for name, obj in ((STATE, state), (CONFIG, header)):
-            version = obj.get("format_version")
-            if not isinstance(version, int):
-                raise RunFormatError(f"{root / name}: no format_version: not an attnviz run file")
-            if version > FORMAT_VERSION:
-                raise RunFormatError(
-                    f"{root / name}: format version {version} is newer than this attnviz reads "
-                    f"({FORMAT_VERSION}): upgrade attnviz"
-                )
+        _check_version(root / STATE, state)
+        header, config = _read_header(root)
         if state.get("checksum") != _checksum(state):
             raise RunFormatError(f"{root / STATE}: checksum mismatch: the file was edited or torn")
-        _require_keys(root / STATE, state, ("history", "attention_epochs", "attribution_epochs",
-                                            "checkpoints", "finished", "files"))
-        _require_keys(root / CONFIG, header, ("config", "task", "attention"))
+        _check_state(root / STATE, state)
         run = cls.__new__(cls)
         run.root, run.header, run.state, run._probe = root, header, state, None
         run._verify(CONFIG)
-        try:
-            run.config = TrainConfig.from_dict(header["config"])
-            if "epochs" in state:
+        run.config = config
+        if "epochs" in state:
+            try:
                 run.config = TrainConfig.from_dict({**header["config"], "epochs": state["epochs"]})
-        except AttnvizError as err:
-            raise RunFormatError(f"{root / CONFIG}: {err}") from None
+            except AttnvizError as err:
+                raise RunFormatError(f"{root / STATE}: {err}") from None
         return run
 
     # ---- reading -------------------------------------------------------------------------
@@ -184,20 +186,15 @@ class Run:
     @property
     def probe(self) -> TaskBatch:
         if self._probe is None:
-            data = self._load_npz(PROBE)
-            try:
-                x, y = data["x"], data["y"]
-                masks = {name: data[f"mask_{name}"].astype(bool) for name in self.mask_names}
-            except KeyError as err:
-                raise RunFormatError(f"{self.root / PROBE}: missing array {err}") from None
             n, seq_len = self.config.probe_size, self.config.seq_len
-            if x.shape != (n, seq_len, 1) or y.shape != (n, 1) or any(
-                m.shape != (n, seq_len) for m in masks.values()
-            ):
-                raise RunFormatError(
-                    f"{self.root / PROBE}: shapes do not match the config (n={n}, L={seq_len})"
-                )
-            self._probe = TaskBatch(x=x, y=y, masks=masks)
+            wanted = {"x": ((n, seq_len, 1), "fiu"), "y": ((n, 1), "fiu"),
+                      **{f"mask_{name}": ((n, seq_len), "biu") for name in self.mask_names}}
+            arrays = _read_npz(self._verify(PROBE), self.root / PROBE, wanted)
+            for key in ("x", "y"):
+                if not np.isfinite(arrays[key]).all():
+                    raise RunFormatError(f"{self.root / PROBE}: array {key} contains NaN or Inf")
+            masks = {name: arrays[f"mask_{name}"].astype(bool) for name in self.mask_names}
+            self._probe = TaskBatch(x=arrays["x"], y=arrays["y"], masks=masks)
         return self._probe
 
     def mask(self, name: str | None = None) -> np.ndarray:
@@ -270,6 +267,26 @@ class Run:
         for name in self.state["files"]:
             self._verify(name)
 
+    def remove_stale_files(self) -> list[Path]:
+        """Delete what killed writes left behind: temporary files of the run's own names, and
+        epoch files that state.json does not list (so they never existed for readers).
+
+        Only the process that owns the run (training, on resume) may call this.
+        """
+        removed = []
+        for folder in ("", *EPOCH_FOLDERS):
+            directory = self.root / folder
+            if directory.is_symlink() or not directory.is_dir():
+                continue
+            for path in directory.iterdir():
+                unlisted = bool(folder) and EPOCH_FILE.fullmatch(path.name) is not None and (
+                    f"{folder}/{path.name}" not in self.state["files"])
+                stale = TEMP_FILE.fullmatch(path.name) is not None or unlisted
+                if stale and path.is_file() and not path.is_symlink():
+                    path.unlink()
+                    removed.append(path)
+        return removed
+
     # ---- writing (used by training) ------------------------------------------------------
 
     def save_attention(self, epoch: int, weights: np.ndarray) -> None:
@@ -338,38 +355,197 @@ class Run:
             raise RunFormatError(f"{path}: not listed in {STATE}: the run is inconsistent")
         if not path.is_file():
             raise RunFormatError(f"{path}: missing (or not a file), though {STATE} lists it")
-        if name.endswith(".keras"):
-            actual = sha256_file(path)
-            data = None
-        else:
-            data = path.read_bytes()
-            actual = hashlib.sha256(data).hexdigest()
+        try:
+            if name.endswith(".keras"):
+                actual = sha256_file(path)
+                data = None
+            else:
+                data = path.read_bytes()
+                actual = hashlib.sha256(data).hexdigest()
+        except OSError as err:
+            raise RunFormatError(f"{path}: cannot read it ({err.strerror})") from None
         if actual != expected:
             raise RunFormatError(f"{path}: checksum mismatch: the file is torn or was modified")
         return data
 
     def _load_npy(self, name: str, shape: list[int]) -> np.ndarray:
-        data = self._verify(name)
-        try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise RunFormatError(f"{self.root / name}: not a readable .npy file ({err})") from None
-        if list(array.shape) != list(shape):
-            raise RunFormatError(
-                f"{self.root / name}: shape {array.shape} but the run says {tuple(shape)}"
-            )
+        array = _read_npy(io.BytesIO(self._verify(name)), self.root / name, shape, "f")
         array = array.astype(np.float32)
         if not np.isfinite(array).all():
             raise RunFormatError(f"{self.root / name}: contains NaN or Inf")
         return array
 
-    def _load_npz(self, name: str) -> dict[str, np.ndarray]:
-        data = self._verify(name)
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-                return {key: archive[key] for key in archive.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-            raise RunFormatError(f"{self.root / name}: not a readable .npz file ({err})") from None
+
+def _read_npy(handle, source: Path | str, shape, kinds: str) -> np.ndarray:
+    """One .npy array from `handle`, never a pickle. Its header is checked against `shape` and
+    the dtype kinds `kinds` before any data is read: a damaged header could ask for terabytes."""
+    try:
+        found, dtype = read_header(handle)
+    except _UNREADABLE as err:
+        raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
+    if dtype.kind not in kinds or dtype.hasobject or dtype.subdtype is not None:
+        expected = {"f": "floats", "fiu": "numbers", "biu": "0/1 or bool"}[kinds]
+        raise RunFormatError(f"{source}: dtype {dtype} but the run stores {expected}")
+    if list(found) != list(shape):
+        raise RunFormatError(f"{source}: shape {tuple(found)} but the run says {tuple(shape)}")
+    try:
+        handle.seek(0)
+        return np.lib.format.read_array(handle, allow_pickle=False)
+    except _UNREADABLE as err:
+        raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
+
+
+def _read_npz(data: bytes, source: Path, wanted: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """The arrays `wanted` ({name: (shape, dtype kinds)}) of .npz bytes, each header checked."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = set(archive.namelist())
+            for key, (shape, kinds) in wanted.items():
+                if f"{key}.npy" not in members:
+                    raise RunFormatError(f"{source}: missing array '{key}'")
+                with archive.open(f"{key}.npy") as member:
+                    arrays[key] = _read_npy(member, f"{source} (array {key})", shape, kinds)
+    except _UNREADABLE as err:
+        raise RunFormatError(f"{source}: not a readable .npz file ({err})") from None
+    return arrays
+
+
+def _holds_files(root: Path) -> bool:
+    """Whether `root` holds anything but temporary files a killed creation left."""
+    return any(TEMP_FILE.fullmatch(path.name) is None for path in root.iterdir())
+
+
+def _remove_run_files(root: Path) -> None:
+    """Delete a run for --force: state.json first (from then on nothing is committed),
+    config.json last (until then a second --force, or --resume, still knows it for a run).
+    Anything of the wrong kind where a run file belongs is left alone and named."""
+    for name in (STATE, PROBE, *EPOCH_FOLDERS, CONFIG):
+        path = root / name
+        folder = name in EPOCH_FOLDERS
+        if path.is_symlink() or (path.exists() and path.is_dir() != folder):
+            what = "a link" if path.is_symlink() else "a directory" if path.is_dir() else "a file"
+            raise AttnvizError(f"{path} is {what}, where a run keeps its own {name}: --force "
+                               "will not delete it; remove it yourself")
+    for name in (STATE, PROBE):
+        (root / name).unlink(missing_ok=True)
+    for name in EPOCH_FOLDERS:
+        shutil.rmtree(root / name, ignore_errors=True)
+    for path in root.iterdir():
+        if TEMP_FILE.fullmatch(path.name) and path.is_file():
+            path.unlink()
+    (root / CONFIG).unlink(missing_ok=True)
+
+
+def read_config(root: Path) -> TrainConfig:
+    """The config of the run at `root` from config.json alone: to start a run again that was
+    killed before its first commit."""
+    return _read_header(Path(root))[1]
+
+
+def _read_header(root: Path) -> tuple[dict, TrainConfig]:
+    """config.json, checked: format version, keys, the config and its consistency."""
+    path = root / CONFIG
+    header = _read_json(path, "the run's config")
+    _check_version(path, header)
+    _require_keys(path, header, ("config", "task", "attention"))
+    try:
+        config = TrainConfig.from_dict(header["config"])
+    except AttnvizError as err:
+        raise RunFormatError(f"{path}: {err}") from None
+    _check_header(path, header, config)
+    return header, config
+
+
+def _check_version(path: Path, obj: dict) -> None:
+    version = obj.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RunFormatError(f"{path}: no format_version: not an attnviz run file")
+    if version > FORMAT_VERSION:
+        raise RunFormatError(
+            f"{path}: format version {version} is newer than this attnviz reads "
+            f"({FORMAT_VERSION}): upgrade attnviz"
+        )
+
+
+def _check_header(path: Path, header: dict, config: TrainConfig) -> None:
+    """The task and attention blocks: well formed and consistent with the config."""
+    task, info = header["task"], header["attention"]
+    _expect(isinstance(task, dict), path, "'task' is not an object")
+    names = task.get("mask_names")
+    _expect(_is_list(names, str) and names, path, "task 'mask_names' is not a list of names")
+    _expect(task.get("main_mask") in names, path,
+            f"task 'main_mask' {task.get('main_mask')!r} is not one of {names}")
+    _expect(task.get("name") == config.task, path,
+            f"task {task.get('name')!r} but the config trains {config.task!r}")
+    baselines = task.get("baselines")
+    _expect(isinstance(baselines, list) and all(
+        isinstance(b, dict) and isinstance(b.get("name"), str) and _is_number(b.get("mse"))
+        for b in baselines), path, "task 'baselines' is not a list of {name, mse}")
+    _expect(isinstance(info, dict), path, "'attention' is not an object")
+    kind = "self" if config.attention == "self" else "temporal"
+    _expect(info.get("kind") == kind, path,
+            f"attention kind {info.get('kind')!r} but the config's {config.attention} "
+            f"attention is {kind!r}")
+    _expect(info.get("dtype") in ("float16", "float32"), path,
+            f"attention dtype {info.get('dtype')!r}: expected float16 or float32")
+    n, seq_len = config.probe_size, config.seq_len
+    shape = info.get("shape")
+    fits = [[n, seq_len]] if kind == "temporal" else [[n, h, seq_len, seq_len]
+                                                       for h in (config.heads, 1)]
+    _expect(shape in fits, path, f"attention shape {shape} does not fit the config "
+            f"(probe_size {n}, seq_len {seq_len})")
+
+
+def _check_state(path: Path, state: dict) -> None:
+    """The commit record: well-formed, its epochs consistent, every name one a run holds."""
+    _require_keys(path, state, ("history", "attention_epochs", "attribution_epochs",
+                                "checkpoints", "finished", "files"))
+    history = state["history"]
+    _expect(isinstance(history, list) and all(
+        isinstance(h, dict) and _is_number(h.get("loss")) and _is_number(h.get("val_loss"))
+        for h in history), path, "'history' is not a list of epoch records with losses")
+    done = len(history)
+    epochs = [h.get("epoch") for h in history]
+    _expect(_is_list(epochs, int) and epochs == list(range(1, done + 1)), path,
+            f"history epochs {epochs[:6]}... are not 1..{done} in order")
+    for key, low in (("attention_epochs", 0), ("attribution_epochs", 0), ("checkpoints", 1)):
+        values = state[key]
+        _expect(_is_list(values, int) and values == sorted(set(values)), path,
+                f"'{key}' is not a sorted list of epochs")
+        _expect(all(low <= epoch <= done for epoch in values), path,
+                f"'{key}' {values} lie outside the {done} epochs trained")
+    _expect(isinstance(state["finished"], bool), path, "'finished' is not true or false")
+    files = state["files"]
+    _expect(isinstance(files, dict) and all(
+        isinstance(digest, str) and SHA256.fullmatch(digest) for digest in files.values()),
+        path, "'files' does not map names to sha256 digests")
+    strangers = [name for name in files if not LISTABLE.fullmatch(name)]
+    _expect(not strangers, path, f"lists {strangers[:1]}, which is no file of a run")
+    needed = [CONFIG, PROBE]
+    for key, folder, suffix in (("attention_epochs", "attention", ".npy"),
+                                ("attribution_epochs", "attribution", ".npy"),
+                                ("checkpoints", "checkpoints", ".keras")):
+        needed += [_epoch_name(folder, epoch, suffix) for epoch in state[key]]
+    missing = [name for name in needed if name not in files]
+    _expect(not missing, path, f"records {missing[0] if missing else ''} but no checksum of it")
+    if "epochs" in state:
+        _expect(isinstance(state["epochs"], int) and state["epochs"] >= done, path,
+                f"'epochs' {state['epochs']!r} is not a count of at least {done}")
+
+
+def _expect(condition, path: Path, problem: str) -> None:
+    if not condition:
+        raise RunFormatError(f"{path}: {problem}")
+
+
+def _is_list(value, kind: type) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, kind) and not (kind is int and isinstance(item, bool)) for item in value)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -382,8 +558,10 @@ def _read_json(path: Path, what: str) -> dict:
         raise RunFormatError(f"{path}: is a directory, expected {what}")
     try:
         obj = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise RunFormatError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:
+        raise RunFormatError(f"{path}: cannot read it ({err.strerror})") from None
+    except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
+        raise RunFormatError(f"{path}: not valid JSON ({type(err).__name__}: {err})") from None
     if not isinstance(obj, dict):
         raise RunFormatError(f"{path}: expected a JSON object")
     return obj

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from attnviz.errors import AttnvizError, RunFormatError
-from attnviz.run import FORMAT_VERSION, Run
+from attnviz.run import FORMAT_VERSION, Run, _checksum
 
 from conftest import make_synthetic_run
 
@@ -119,3 +119,61 @@ def test_missing_run_and_missing_state(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(RunFormatError, match="state.json: missing"):
         Run.open(tmp_path / "half")
+
+
+def test_remove_stale_files_keeps_what_is_listed_and_what_is_not_the_runs(tmp_path):
+    run = make_synthetic_run(tmp_path / "r", epochs=3)
+    root = run.root
+    stale = [root / ".state.json.k2j3h4_x.tmp", root / "checkpoints" /
+             ".epoch_0004.keras.abcd1234.tmp.keras", root / "attention" / ".epoch_0004.npy.q.tmp",
+             root / "attention" / "epoch_0004.npy"]  # written, then killed before the commit
+    foreign = [root / "attention.gif", root / ".attention.gif.zz.tmp", root / "notes.txt",
+               root / "attention" / "README"]
+    for path in stale + foreign:
+        path.write_bytes(b"x")
+    listed = {name: (root / name).read_bytes() for name in run.state["files"]}
+    assert sorted(run.remove_stale_files()) == sorted(stale)
+    assert all(path.exists() for path in foreign)
+    assert {name: (root / name).read_bytes() for name in run.state["files"]} == listed
+    Run.open(root).verify_all()
+
+
+def test_a_creation_killed_before_config_json_does_not_block_a_new_run(tmp_path, synthetic_run):
+    root = tmp_path / "fresh"
+    root.mkdir()
+    (root / ".config.json.x1y2z3.tmp").write_bytes(b'{"format_ver')  # the killed write
+    run = Run.create(root, synthetic_run.config, synthetic_run.task,
+                     synthetic_run.attention_info, synthetic_run.probe)
+    assert Run.open(run.root).epochs_done == 0
+
+
+def test_force_refuses_a_directory_or_link_where_a_run_file_belongs(tmp_path, synthetic_run):
+    args = (synthetic_run.config, synthetic_run.task, synthetic_run.attention_info,
+            synthetic_run.probe)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(synthetic_run.root / "checkpoints")
+    (synthetic_run.root / "checkpoints").symlink_to(outside)
+    with pytest.raises(AttnvizError, match="checkpoints is a link"):
+        Run.create(synthetic_run.root, *args, force=True)
+    assert (synthetic_run.root / "state.json").is_file()  # refused before deleting anything
+
+
+def test_force_after_a_killed_force_still_knows_the_run(tmp_path, synthetic_run):
+    # --force deletes state.json first and config.json last: a kill in between leaves a
+    # directory that a second --force (or --resume) still recognises as a run
+    (synthetic_run.root / "state.json").unlink()
+    shutil.rmtree(synthetic_run.root / "attention")
+    run = Run.create(synthetic_run.root, synthetic_run.config, synthetic_run.task,
+                     synthetic_run.attention_info, synthetic_run.probe, force=True)
+    assert Run.open(run.root).attention_epochs == []
+
+
+def test_a_run_refuses_to_list_files_outside_itself(synthetic_run):
+    path = synthetic_run.root / "state.json"
+    state = json.loads(path.read_text())
+    state["files"]["../../../etc/hostname"] = "0" * 64
+    state["checksum"] = _checksum(state)
+    path.write_text(json.dumps(state))
+    with pytest.raises(RunFormatError, match="no file of a run"):
+        Run.open(synthetic_run.root)
