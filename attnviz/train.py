@@ -100,13 +100,16 @@ def plan(
                 f"nothing to resume at {out}: no committed run there; drop --resume to start one"
             )
         run = Run.open(out)
+        start = run.checkpoints[-1] if run.checkpoints else 0
+        if start:
+            run.checkpoint_path(start)  # refuse a torn checkpoint before anything is written
+        run.probe  # noqa: B018 (checks probe.npz, which training reads)
         if epochs is not None and epochs != run.config.epochs:
             if epochs < run.epochs_done:
                 raise AttnvizError(
                     f"--epochs {epochs} is fewer than the {run.epochs_done} already trained"
                 )
             run.extend(epochs)
-        start = run.checkpoints[-1] if run.checkpoints else 0
         if run.epochs_done > start:
             rolled_back_from = run.epochs_done
             run.rollback_to(start)

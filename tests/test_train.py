@@ -116,3 +116,28 @@ def test_self_attention_mean_of_heads_is_recorded_compactly(tmp_path):
     run = train_tiny(tmp_path / "mean", attention="self", heads=4, record_heads="mean",
                      epochs=1, samples=128)
     assert run.attention(1).shape == (10, 1, 20, 20)
+
+
+def test_resume_starts_again_a_run_killed_before_its_first_commit(tmp_path):
+    root = tmp_path / "run"
+    config = tiny_config(epochs=4)
+    train.plan(config, root)
+    (root / "state.json").unlink()  # as if killed between config.json and the first commit
+    plan = train.plan(None, root, resume=True, epochs=6)
+    assert plan.start_epoch == 0
+    assert Run.open(root).config == config.replace(epochs=6)
+
+
+def test_resume_refuses_a_torn_checkpoint_before_writing_anything(tmp_path, trained_run):
+    import shutil
+
+    from attnviz.errors import RunFormatError
+
+    root = tmp_path / "torn"
+    shutil.copytree(trained_run.root, root)
+    (root / "checkpoints" / "epoch_0003.keras").write_bytes(b"PK")
+    (root / "attention" / ".epoch_0004.npy.abc.tmp").write_bytes(b"left by a kill")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(RunFormatError, match="epoch_0003.keras: checksum mismatch"):
+        train.plan(None, root, resume=True, epochs=5)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
