@@ -16,6 +16,7 @@ words. Formulas and thresholds are in docs/explain.md.
 from __future__ import annotations
 
 import weakref
+import zipfile
 from pathlib import Path
 
 import keras
@@ -250,8 +251,10 @@ def load_checkpoint(run: Run, epoch: int | None) -> tuple[int, keras.Model]:
     epoch = run.checkpoints[-1] if epoch is None else epoch
     try:
         return epoch, keras.models.load_model(path, safe_mode=True, compile=False)
-    except (ValueError, OSError, TypeError) as err:
-        raise AttnvizError(f"{path}: cannot load the checkpoint ({err})") from None
+    except (ValueError, OSError, TypeError, KeyError, AttributeError, EOFError,
+            zipfile.BadZipFile) as err:  # what a forged or damaged .keras makes keras raise
+        problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise AttnvizError(f"{path}: cannot load the checkpoint ({problem})") from None
 
 
 def explain_run(

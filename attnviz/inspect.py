@@ -25,6 +25,7 @@ import numpy as np
 
 from attnviz.errors import AttnvizError
 from attnviz.fsutil import atomic_path
+from attnviz.npyguard import check_promised_sizes
 from attnviz.run import Run
 from attnviz.score import attention_rows, mass, parse_query
 
@@ -289,6 +290,7 @@ def load_input(path: Path, key: str | None = None) -> np.ndarray | dict[str, np.
     if suffix == ".csv":
         return _load_csv(path)
     try:
+        check_promised_sizes(path)  # a forged header would make np.load allocate terabytes
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise AttnvizError(f"--input {path}: not a readable {suffix} file ({err})") from None
@@ -311,8 +313,12 @@ def load_input(path: Path, key: str | None = None) -> np.ndarray | dict[str, np.
 
 def _load_csv(path: Path) -> np.ndarray:
     """Numbers separated by commas, one sample per line; a header line is skipped."""
-    with open(path, newline="") as handle:
-        lines = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            lines = [row for row in csv.reader(handle)
+                     if row and any(cell.strip() for cell in row)]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise AttnvizError(f"--input {path}: not a text .csv file ({err})") from None
     if lines and not _numbers(lines[0]):
         lines = lines[1:]
     if not lines:
@@ -325,7 +331,8 @@ def _load_csv(path: Path) -> np.ndarray:
         if not _numbers(row):
             raise AttnvizError(f"--input {path}: data row {number} is not all numbers: "
                                f"{','.join(row)[:60]}")
-    return np.array([[float(cell) for cell in row] for row in lines], dtype=np.float32)
+    return _numeric(np.array([[float(cell) for cell in row] for row in lines],
+                             dtype=np.float32), str(path))
 
 
 def _numbers(row: list[str]) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.errors import AttnvizError
+from attnviz.npyguard import check_promised_sizes
 
 ROW_SUM_TOLERANCE = 1e-2  # float16 attention of L = 512 sums to 1 only within ~1e-3
 SPAN_IOU = 0.5  # ERASER: a predicted span matches a true span when their IoU >= 0.5
@@ -109,7 +110,8 @@ def parse_query(query: str | int) -> str | int:
 def check_attention(attention: np.ndarray, source: str, normalize: bool = False) -> np.ndarray:
     """Refuse attention that is not a distribution per row; return float32 rows summing to 1."""
     _check_shape(attention, source)
-    attention = np.asarray(attention, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes Inf, refused just below
+        attention = np.asarray(attention, dtype=np.float32)
     if not np.isfinite(attention).all():
         raise AttnvizError(f"{source}: attention contains NaN or Inf: record it again")
     if (attention < 0).any():
@@ -433,6 +435,7 @@ def load_array(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise AttnvizError(f"{what} {path}: no such file")
     try:
+        check_promised_sizes(path)  # a forged header would make np.load allocate terabytes
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise AttnvizError(f"{what} {path}: not a readable .npy array ({err})") from None
