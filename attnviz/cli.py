@@ -254,6 +254,8 @@ def animate(
                                       "'auto' (the run's largest).")] = "1",
     frames: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Also write one PNG per frame into this directory.", show_default=False)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
+                                              "JSON object (schema: docs/animate.md).")] = False,
 ) -> None:
     """Make a GIF (or MP4) of probe attention over training: one frame per recorded epoch."""
     from attnviz.render import AnimateOptions
@@ -263,6 +265,14 @@ def animate(
         output=output, fps=fps, mask=mask, cmap=cmap, every=every, samples=samples, scale=scale,
         head=head, query=query, vmax=vmax, frames_dir=frames,
     ))
+    if json_output:
+        print(json.dumps({
+            "path": str(result.path), "frames": result.frames, "epochs": result.epochs,
+            "width": result.width, "height": result.height, "bytes": result.size_bytes,
+            "vmax": result.vmax, "attribution": result.attribution,
+            "png_paths": [str(p) for p in result.png_paths], "seconds": result.seconds,
+        }, indent=2))
+        return
     out = console()
     out.print(f"wrote {result.path}: {result.frames} frames (epochs {result.epochs[0]}-"
               f"{result.epochs[-1]}), {result.width}x{result.height} px, "

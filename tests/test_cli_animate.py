@@ -231,3 +231,19 @@ def test_animate_does_not_import_tensorflow(synthetic_run):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "False", "False", "False"]
+
+
+def test_json_says_what_was_written(synthetic_run, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from attnviz.cli import app
+
+    out = tmp_path / "a.gif"
+    result = CliRunner().invoke(app, ["animate", str(synthetic_run.root), "-o", str(out),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["path"] == str(out) and report["frames"] == 6
+    assert report["epochs"] == [0, 1, 2, 3, 4, 5] and report["bytes"] == out.stat().st_size
