@@ -25,7 +25,7 @@ from attnviz.score import score_files, score_run
 
 from conftest import make_synthetic_run
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LAST = "attention/epoch_0002.npy"
 
 json_values = st.recursive(
