@@ -148,13 +148,10 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Train a model on a task and record its attention after every epoch."""
-    quiet_tensorflow_import()
     from attnviz import train as core
 
     if cpu_devices < 1:
         raise AttnvizError(f"--cpu-devices must be at least 1, got {cpu_devices}")
-    if cpu_devices > 1:
-        core.split_cpu(cpu_devices)
     if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
         raise AttnvizError(f"--tensorboard {tensorboard} is a file: give a directory")
     config = None
@@ -167,7 +164,22 @@ def train(
             record_every=record_every, record_heads=record_heads, attribution=attribution,
             strategy=strategy, jit_compile=not no_jit,
         ).validate()
+    elif force:
+        raise AttnvizError("--resume and --force contradict each other: pick one")
+    elif not out.is_dir():
+        raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
+    with core.exclusive(out):
+        _train_locked(core, config, out, resume, force, epochs, cpu_devices, tensorboard,
+                      quiet, json_output)
+
+
+def _train_locked(core, config, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
+                  json_output) -> None:
+    """The train command once its options are valid and it holds the run's lock."""
     plan = core.plan(config, out, resume=resume, force=force, epochs=epochs)
+    quiet_tensorflow_import()  # after the checks above: bad input is answered at once
+    if cpu_devices > 1:
+        core.split_cpu(cpu_devices)
     config = plan.run.config
     err = console(stderr=True)
     show = not (quiet or json_output)

@@ -10,12 +10,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path` (ending in `suffix`); on success fsync and rename it."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
     os.close(fd)
     tmp_path = Path(tmp)
     try:

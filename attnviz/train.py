@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -133,6 +135,32 @@ def plan(
         bytes_per_record=per_record,
         projected_bytes=records * per_record + checkpoints * _checkpoint_bytes(config),
     )
+
+
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold an advisory lock on the run directory (created if absent) while training, so
+    two `attnviz train` processes never write one run."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        yield  # not a run directory: plan() says so
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = os.open(out, os.O_RDONLY)
+    except OSError as err:
+        raise AttnvizError(f"cannot create --out {out}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AttnvizError(
+                f"{out} is being written by another `attnviz train` right now: wait for it to "
+                "finish, or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(handle)
 
 
 def _with_epochs(config: TrainConfig, epochs: int | None) -> TrainConfig:

@@ -73,3 +73,22 @@ def test_progress_lines_show_loss_and_mass(tmp_path):
     assert result.exit_code == 0, result.output
     assert "epoch 2/2" in result.output and "mass on delimiter" in result.output
     assert "projected run size" in result.output
+
+
+def test_a_run_being_trained_is_refused_at_once(trained_run):
+    from attnviz.train import exclusive
+
+    with exclusive(trained_run.root):  # another `attnviz train` holds the run
+        result = invoke("train", "--out", trained_run.root, "--resume", "--epochs", "9")
+    assert result.exit_code == 2
+    assert "being written by another `attnviz train`" in result.output
+    assert Run.open(trained_run.root).config.epochs == 3
+
+
+def test_run_files_are_readable_by_others_as_umask_allows(trained_run):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (trained_run.root / "state.json", trained_run.root / "attention/epoch_0001.npy"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
