@@ -92,6 +92,13 @@ def root(
 # ---- commands (each one: options, one call into the core, output) ---------------------------
 
 
+# Options that several commands share, declared once.
+HeadOption = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional)
+    help="Self-attention: a head index or 'mean' (default: mean).", show_default=False)]
+QueryOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    help="Self-attention: a query index, 'last' or 'mean' (default: last).", show_default=False)]
+
+
 def _size(nbytes: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if nbytes < 1024 or unit == "GB":
@@ -140,7 +147,9 @@ def train(
                                              "(try --strategy mirrored without GPUs).")] = 1,
     tensorboard: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Also write TensorBoard logs (loss, attention images, metrics) here.")] = None,
-    no_jit: Annotated[bool, typer.Option("--no-jit", help="Do not XLA-compile.")] = False,
+    jit: Annotated[bool, typer.Option("--jit/--no-jit", help="XLA-compile the training step "
+                                      "(measure it: faster on some CPUs/GPUs, slower on others).")
+                   ] = _DEFAULTS.jit_compile,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last "
                                          "checkpoint.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
@@ -162,7 +171,7 @@ def train(
             epochs=_DEFAULTS.epochs if epochs is None else epochs, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed, checkpoint_every=checkpoint_every,
             record_every=record_every, record_heads=record_heads, attribution=attribution,
-            strategy=strategy, jit_compile=not no_jit,
+            strategy=strategy, jit_compile=jit,
         ).validate()
     elif force:
         raise AttnvizError("--resume and --force contradict each other: pick one")
@@ -256,12 +265,8 @@ def animate(
     samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
         help="Show the first N probe samples (default: all).", show_default=False)] = None,
     scale: Annotated[int, typer.Option(help="Pixels per attention cell.")] = 16,
-    head: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Self-attention: a head index or 'mean' (default: mean).", show_default=False)]
-    = None,
-    query: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Self-attention: a query index, 'last' or 'mean' (default: last).",
-        show_default=False)] = None,
+    head: HeadOption = None,
+    query: QueryOption = None,
     vmax: Annotated[str, typer.Option(help="Value drawn in the top colour: a number, or "
                                       "'auto' (the run's largest).")] = "1",
     frames: Annotated[Optional[Path], typer.Option(  # noqa: UP045
@@ -315,12 +320,8 @@ def inspect(
     = False,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="Load models whose Lambda layers run "
                                          "code from the file.")] = False,
-    head: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Self-attention: a head index or 'mean' (default: mean).", show_default=False)]
-    = None,
-    query: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Self-attention: a query index, 'last' or 'mean' (default: last).",
-        show_default=False)] = None,
+    head: HeadOption = None,
+    query: QueryOption = None,
     samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
         help="Heatmap rows: the first N samples (default: 20).", show_default=False)] = None,
     png: Annotated[Optional[Path], typer.Option(  # noqa: UP045

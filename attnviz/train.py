@@ -238,9 +238,10 @@ def fit(
 
 
 def _deterministic(seed: int) -> None:
-    """Seed Python, numpy and TensorFlow. TF's op determinism is left off: Keras disables XLA
-    under it, halving CPU speed, and XLA's CPU kernels are deterministic on their own (the
-    determinism test trains twice and compares the recorded attention bit for bit)."""
+    """Seed Python, numpy and TensorFlow. TF's op determinism is left off (Keras turns XLA off
+    under it, so `--jit` would be ignored): the CPU kernels these models use are
+    deterministic on their own, with and without XLA (the determinism test trains twice
+    and compares the recorded attention bit for bit)."""
     import keras
 
     keras.utils.set_random_seed(seed)
