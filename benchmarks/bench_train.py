@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-EPOCHS = 6  # with checkpoint_every 5: one checkpoint inside the timed epochs
+EPOCHS = 8  # with checkpoint_every 5: one checkpoint inside the timed epochs
 MEMORY_EPOCHS = 16
 
 
