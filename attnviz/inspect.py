@@ -27,7 +27,7 @@ from attnviz.errors import AttnvizError
 from attnviz.fsutil import atomic_path
 from attnviz.npyguard import check_promised_sizes
 from attnviz.run import Run
-from attnviz.score import attention_rows, mass, parse_query
+from attnviz.score import attention_rows, mass, parse_query, row_entropy
 
 ROW_SUM_TOLERANCE = 1e-3  # a layer named with --layer whose rows stray further is warned about
 DEFAULT_SAMPLES = 20  # heatmap rows shown unless --samples says otherwise
@@ -109,21 +109,14 @@ def _view_json(view: View, shown: int) -> dict:
 # ---- statistics of rows --------------------------------------------------------------------
 
 
-def row_entropy(rows: np.ndarray) -> np.ndarray:
-    """Entropy in nats of each row after dividing it by its sum, with 0 ln 0 = 0."""
-    rows = np.asarray(rows, dtype=np.float64)
-    sums = rows.sum(axis=-1, keepdims=True)
-    p = rows / np.where(sums > 0, sums, 1.0)
-    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
-    return -(p * logs).sum(axis=-1)
-
-
 def summarize(rows: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> RowSummary:
     """Mass on each mask, entropy and the argmax histogram of (n, L) rows."""
     seq_len = rows.shape[-1]
     entropy = entropy_ratio = None
     if not (rows < 0).any():
-        entropy = float(row_entropy(rows).mean())
+        sums = rows.sum(axis=-1, keepdims=True, dtype=np.float64)
+        # a layer named with --layer may not sum to 1: the entropy of the rows as shares
+        entropy = float(row_entropy(rows / np.where(sums > 0, sums, 1.0)).mean())
         entropy_ratio = entropy / math.log(seq_len) if seq_len > 1 else 0.0
     histogram = np.bincount(rows.argmax(axis=-1), minlength=seq_len)
     return RowSummary(

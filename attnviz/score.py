@@ -203,7 +203,7 @@ def _score_masks(rows: np.ndarray, truths: Sequence[Truth]) -> np.ndarray:
     # score with a label in the lowest bit: one np.sort ranks scores and carries labels,
     # exactly and 10x faster than argsort. & drops the sign bit of -0.0.
     shifted_bits = (rows.view(np.uint32) & np.uint32(0x7FFFFFFF)) << 1  # (n, L)
-    row_entropy = _entropy(rows)
+    entropy = row_entropy(rows)
     out = np.empty((len(truths), len(METRICS), n))
     for truth, scores in zip(truths, out, strict=True):
         marked = truth.marked
@@ -244,12 +244,12 @@ def _score_masks(rows: np.ndarray, truths: Sequence[Truth]) -> np.ndarray:
         jsd = 0.5 * (math.log(2.0) * (1.0 - scores[0])
                      + np.bincount(truth.rows, weights=terms, minlength=n))
         scores[6] = np.clip(jsd, 0.0, math.log(2.0))  # rounding can step a hair outside
-        scores[7] = row_entropy / math.log(seq_len) if seq_len > 1 else 0.0
+        scores[7] = entropy / math.log(seq_len) if seq_len > 1 else 0.0
     return out
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
-    """Shannon entropy in nats of each row, with 0 ln 0 = 0."""
+def row_entropy(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats of each row of (n, L) distributions, with 0 ln 0 = 0."""
     logs = np.log(np.maximum(p, np.finfo(np.float32).tiny))  # 0 * ln(tiny) = 0
     return 0.0 - np.einsum("ij,ij->i", p, logs, dtype=np.float64)  # 0.0 - x: no -0.0
 
