@@ -310,8 +310,8 @@ class Run:
     def extend(self, epochs: int) -> None:
         """Train to `epochs` in total (resume with more --epochs); recorded in state.json, so
         config.json, written once, keeps its checksum."""
+        self.config = self.config.replace(epochs=epochs).validate()  # before state.json says it
         self.state["epochs"] = epochs
-        self.config = self.config.replace(epochs=epochs)
         self.commit()
 
     def commit(self, record: dict | None = None, finished: bool = False) -> None:

@@ -46,6 +46,20 @@ def test_resume_without_a_run(tmp_path):
     assert result.exit_code == 2 and "nothing to resume" in result.output
 
 
+def test_resume_refuses_zero_epochs_without_writing(tmp_path):
+    from attnviz import train
+
+    from conftest import tiny_config
+
+    root = tmp_path / "run"
+    train.plan(tiny_config(), root)  # committed, nothing trained yet
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    result = invoke("train", "--out", root, "--resume", "--epochs", "0")
+    assert result.exit_code == 2 and "--epochs must be at least 1" in result.output
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert Run.open(root).config.epochs == tiny_config().epochs
+
+
 def test_existing_run_is_never_overwritten(trained_run):
     before = {p: p.read_bytes() for p in trained_run.root.rglob("*") if p.is_file()}
     result = invoke("train", "--out", trained_run.root, *TINY)
