@@ -27,7 +27,14 @@ from attnviz.errors import AttnvizError
 from attnviz.fsutil import atomic_path
 from attnviz.npyguard import check_promised_sizes
 from attnviz.run import Run
-from attnviz.score import attention_rows, mass, parse_query, row_entropy
+from attnviz.score import (
+    attention_rows,
+    check_recorded_heads,
+    mass,
+    parse_head,
+    parse_query,
+    row_entropy,
+)
 
 ROW_SUM_TOLERANCE = 1e-3  # a layer named with --layer whose rows stray further is warned about
 DEFAULT_SAMPLES = 20  # heatmap rows shown unless --samples says otherwise
@@ -153,7 +160,7 @@ def to_rows(weights: np.ndarray, head: str | None = None,
             "(n, Lq, Lk) or (n, heads, Lq, Lk); --save writes it as it is"
         )
     heads, queries = weights.shape[1], weights.shape[2]
-    chosen_head = _head(head or "mean")
+    chosen_head = parse_head(head or "mean")
     chosen_query = parse_query(query or "last")
     rows = attention_rows(weights, chosen_head, chosen_query)
     parts = []
@@ -162,15 +169,6 @@ def to_rows(weights: np.ndarray, head: str | None = None,
     parts.append({"last": f"query {queries - 1} (last)", "mean": "mean over queries"}.get(
         chosen_query, f"query {chosen_query}"))
     return rows, ", ".join(parts)
-
-
-def _head(head: str) -> str | int:
-    if head == "mean":
-        return head
-    try:
-        return int(head)
-    except ValueError:
-        raise AttnvizError(f"--head {head!r}: use a head index or mean") from None
 
 
 def view_of(name: str, weights: np.ndarray, options: InspectOptions,
@@ -231,7 +229,8 @@ def inspect_run(run: Run, options: InspectOptions) -> Inspection:
             )
     epoch = run.resolve_epoch(options.epoch)
     masks = probe_masks(run)
-    view = view_of("attention", run.attention(epoch), _run_view_options(run, options), masks)
+    check_recorded_heads(run, options.head)
+    view = view_of("attention", run.attention(epoch), options, masks)
     return Inspection("run", run_facts(run, epoch), [view], masks, samples_shown(options))
 
 
@@ -239,15 +238,6 @@ def probe_masks(run: Run) -> dict[str, np.ndarray]:
     """The probe batch's masks, the task's main mask first."""
     main = run.task["main_mask"]
     return {name: run.mask(name) for name in [main, *(m for m in run.mask_names if m != main)]}
-
-
-def _run_view_options(run: Run, options: InspectOptions) -> InspectOptions:
-    if run.attention_info["kind"] == "self" and run.attention_info.get("record_heads") == "mean":
-        if options.head not in (None, "mean", "0"):
-            raise AttnvizError(f"--head {options.head}: {run.root} recorded only the mean of "
-                               "its heads (--record-heads mean): use --head mean")
-        return InspectOptions(query=options.query)
-    return options
 
 
 def checkpoint_epoch(run: Run, name: str) -> int:

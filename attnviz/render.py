@@ -29,7 +29,13 @@ import numpy as np
 from attnviz.errors import AttnvizError
 from attnviz.fsutil import atomic_path
 from attnviz.run import Run
-from attnviz.score import attention_rows, mass
+from attnviz.score import (
+    attention_rows,
+    check_recorded_heads,
+    mass,
+    parse_head,
+    parse_query,
+)
 
 CMAP_LEVELS = 248  # palette entries for the colour map; 248..255 are for everything else
 BACKGROUND = 248  # header and the gap between panels
@@ -506,25 +512,8 @@ def _resolve_reduction(run: Run, head: str | None, query: str | None) -> tuple:
                 f"{run.attention_info['kind']} attention (one row per sample): drop them"
             )
         return "mean", "last"
-    if run.attention_info.get("record_heads") == "mean" and head not in (None, "mean", "0"):
-        raise AttnvizError(
-            f"--head {head}: {run.root} recorded only the mean of its heads "
-            "(--record-heads mean): use --head mean"
-        )
-    return _choice_or_index("--head", head or "mean", ("mean",)), _choice_or_index(
-        "--query", query or "last", ("last", "mean")
-    )
-
-
-def _choice_or_index(option: str, value: str, words: tuple[str, ...]) -> str | int:
-    if value in words:
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise AttnvizError(
-            f"{option} {value!r}: use a number or {' or '.join(words)}"
-        ) from None
+    check_recorded_heads(run, head)
+    return parse_head(head or "mean"), parse_query(query or "last")
 
 
 def _parse_vmax(vmax: str) -> float | None:

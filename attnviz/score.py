@@ -107,6 +107,25 @@ def parse_query(query: str | int) -> str | int:
     return index
 
 
+def parse_head(head: str | int) -> str | int:
+    """--head as attention_rows takes it: "mean" or a head index."""
+    if head == "mean":
+        return head
+    try:
+        return int(head)
+    except (TypeError, ValueError):
+        raise AttnvizError(f"--head {head!r}: use a head index or mean") from None
+
+
+def check_recorded_heads(run, head: str | None) -> None:
+    """Refuse a --head other than the mean of a run that recorded only the mean of its heads."""
+    info = run.attention_info
+    if (info["kind"] == "self" and info.get("record_heads") == "mean"
+            and head not in (None, "mean", "0")):
+        raise AttnvizError(f"--head {head}: {run.root} recorded only the mean of its heads "
+                           "(--record-heads mean): use --head mean")
+
+
 def check_attention(attention: np.ndarray, source: str, normalize: bool = False) -> np.ndarray:
     """Refuse attention that is not a distribution per row; return float32 rows summing to 1."""
     _check_shape(attention, source)

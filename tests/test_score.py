@@ -18,9 +18,11 @@ from attnviz.score import (
     attention_rows,
     check_attention,
     check_mask,
+    check_recorded_heads,
     check_thresholds,
     first_sustained_epoch,
     mean_scores,
+    parse_head,
     parse_threshold,
     sample_scores,
     score_run,
@@ -366,3 +368,17 @@ def test_score_stream_holds_one_epoch_at_a_time():
 
     scored, heads, values = score_stream(epochs(), {"m": mask}, "last", "test")
     assert scored == list(range(6)) and values.shape == (6, 1, 1, len(METRIC_NAMES))
+
+
+def test_a_run_that_recorded_the_head_mean_takes_no_other_head():
+    class Recorded:  # what check_recorded_heads reads of a run
+        root = "runs/mean"
+        attention_info = {"kind": "self", "record_heads": "mean"}
+
+    for head in (None, "mean", "0"):
+        check_recorded_heads(Recorded, head)
+    with pytest.raises(AttnvizError, match="recorded only the mean of its heads"):
+        check_recorded_heads(Recorded, "1")
+    assert parse_head("mean") == "mean" and parse_head("3") == 3
+    with pytest.raises(AttnvizError, match="--head 'x': use a head index or mean"):
+        parse_head("x")
