@@ -19,7 +19,7 @@ import numpy as np
 MAGIC = b"\x93NUMPY"
 # what zipfile raises on a damaged archive besides BadZipFile: bad compression method,
 # encryption, a corrupt deflate stream, a truncated member
-_ZIP_ERRORS = (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError,
+ZIP_ERRORS = (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, EOFError,
                KeyError)
 
 
@@ -52,7 +52,7 @@ def check_promised_sizes(path: Path) -> None:
                                 raise ValueError(f"{info.filename} is not a .npy array")
                         with archive.open(info) as member:
                             _check(member, info.file_size, info.filename)
-    except _ZIP_ERRORS as err:
+    except ZIP_ERRORS as err:
         raise ValueError(f"a damaged archive ({type(err).__name__}: {err})") from None
 
 

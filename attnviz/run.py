@@ -23,7 +23,6 @@ import json
 import re
 import shutil
 import zipfile
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from attnviz import __version__
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
-from attnviz.npyguard import read_header
+from attnviz.npyguard import ZIP_ERRORS, read_header
 from attnviz.tasks import TaskBatch
 
 FORMAT_VERSION = 1
@@ -49,9 +48,8 @@ EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)")
 TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|epoch_\d{4,}\.(npy|keras))"
                        r"\.[A-Za-z0-9_]+\.tmp(\.keras)?")
 SHA256 = re.compile(r"[0-9a-f]{64}")
-# errors np.load / zipfile raise on damaged bytes (zlib: a corrupt deflated member)
-_UNREADABLE = (ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError,
-               zipfile.BadZipFile, zlib.error)
+# errors numpy's .npy reader and zipfile raise on damaged bytes
+_UNREADABLE = (ValueError, OSError, *ZIP_ERRORS)
 
 
 def _epoch_name(kind: str, epoch: int, suffix: str) -> str:
