@@ -39,7 +39,11 @@ FORMAT_VERSION = 1
 CONFIG = "config.json"
 STATE = "state.json"
 PROBE = "probe.npz"
-EPOCH_FOLDERS = ("attention", "attribution", "checkpoints")
+# each list of recorded epochs in state.json: the folder and suffix of its files
+EPOCH_FILES = {"attention_epochs": ("attention", ".npy"),
+               "attribution_epochs": ("attribution", ".npy"),
+               "checkpoints": ("checkpoints", ".keras")}
+EPOCH_FOLDERS = tuple(folder for folder, _ in EPOCH_FILES.values())
 # every name state.json may list: a run never reads a path outside these
 LISTABLE = re.compile(r"config\.json|probe\.npz|(attention|attribution)/epoch_\d{4,}\.npy"
                       r"|checkpoints/epoch_\d{4,}\.keras")
@@ -52,8 +56,10 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNREADABLE = (ValueError, OSError, *ZIP_ERRORS)
 
 
-def _epoch_name(kind: str, epoch: int, suffix: str) -> str:
-    return f"{kind}/epoch_{epoch:04d}{suffix}"
+def _epoch_file(key: str, epoch: int) -> str:
+    """The name of `epoch`'s file in the folder of state.json's list `key`."""
+    folder, suffix = EPOCH_FILES[key]
+    return f"{folder}/epoch_{epoch:04d}{suffix}"
 
 
 def _checksum(obj: dict) -> str:
@@ -227,7 +233,7 @@ class Run:
         """Probe attention recorded after `epoch`, float32, checked against its checksum."""
         if epoch not in self.state["attention_epochs"]:
             raise AttnvizError(f"epoch {epoch} has no recorded attention in {self.root}")
-        return self._load_npy(_epoch_name("attention", epoch, ".npy"), self.attention_info["shape"])
+        return self._load_npy(_epoch_file("attention_epochs", epoch), self.attention_info["shape"])
 
     def iter_attention(
         self, epochs: Iterable[int] | None = None
@@ -243,7 +249,7 @@ class Run:
                 "--attribution"
             )
         shape = [self.config.probe_size, self.config.seq_len]
-        return self._load_npy(_epoch_name("attribution", epoch, ".npy"), shape)
+        return self._load_npy(_epoch_file("attribution_epochs", epoch), shape)
 
     def checkpoint_path(self, epoch: int | None = None) -> Path:
         """The verified .keras checkpoint of `epoch` (default: the latest)."""
@@ -256,7 +262,7 @@ class Run:
                 f"no checkpoint for epoch {epoch} in {self.root}: checkpoints are "
                 f"{_ranges(checkpoints)}"
             )
-        name = _epoch_name("checkpoints", epoch, ".keras")
+        name = _epoch_file("checkpoints", epoch)
         self._verify(name)
         return self.root / name
 
@@ -289,17 +295,17 @@ class Run:
 
     def save_attention(self, epoch: int, weights: np.ndarray) -> None:
         dtype = self.attention_info["dtype"]
-        self._save_npy(_epoch_name("attention", epoch, ".npy"), weights.astype(dtype))
+        self._save_npy(_epoch_file("attention_epochs", epoch), weights.astype(dtype))
         self._add_epoch("attention_epochs", epoch)
 
     def save_attribution(self, epoch: int, values: np.ndarray) -> None:
         (self.root / "attribution").mkdir(exist_ok=True)
-        self._save_npy(_epoch_name("attribution", epoch, ".npy"), values.astype(np.float32))
+        self._save_npy(_epoch_file("attribution_epochs", epoch), values.astype(np.float32))
         self._add_epoch("attribution_epochs", epoch)
 
     def write_checkpoint(self, epoch: int, save) -> None:
         """Call `save(tmp_path)` to write a .keras file, then move it into place and list it."""
-        name = _epoch_name("checkpoints", epoch, ".keras")
+        name = _epoch_file("checkpoints", epoch)
         with atomic_path(self.root / name, suffix=".keras") as tmp:
             save(tmp)
         self.state["files"][name] = sha256_file(self.root / name)
@@ -325,14 +331,10 @@ class Run:
     def rollback_to(self, epoch: int) -> None:
         """Forget everything after `epoch` (the latest checkpoint) so resume redoes it once."""
         self.state["history"] = self.state["history"][:epoch]
-        for key in ("attention_epochs", "attribution_epochs", "checkpoints"):
-            kept = [e for e in self.state[key] if e <= epoch]
-            for dropped in set(self.state[key]) - set(kept):
-                folder = {"attention_epochs": "attention", "attribution_epochs": "attribution",
-                          "checkpoints": "checkpoints"}[key]
-                suffix = ".keras" if key == "checkpoints" else ".npy"
-                self.state["files"].pop(_epoch_name(folder, dropped, suffix), None)
-            self.state[key] = kept
+        for key in EPOCH_FILES:
+            for dropped in [e for e in self.state[key] if e > epoch]:
+                self.state["files"].pop(_epoch_file(key, dropped), None)
+            self.state[key] = [e for e in self.state[key] if e <= epoch]
         self.commit()
 
     # ---- internals -----------------------------------------------------------------------
@@ -520,11 +522,8 @@ def _check_state(path: Path, state: dict) -> None:
         path, "'files' does not map names to sha256 digests")
     strangers = [name for name in files if not LISTABLE.fullmatch(name)]
     _expect(not strangers, path, f"lists {strangers[:1]}, which is no file of a run")
-    needed = [CONFIG, PROBE]
-    for key, folder, suffix in (("attention_epochs", "attention", ".npy"),
-                                ("attribution_epochs", "attribution", ".npy"),
-                                ("checkpoints", "checkpoints", ".keras")):
-        needed += [_epoch_name(folder, epoch, suffix) for epoch in state[key]]
+    needed = [CONFIG, PROBE, *(_epoch_file(key, epoch) for key in EPOCH_FILES
+                               for epoch in state[key])]
     missing = [name for name in needed if name not in files]
     _expect(not missing, path, f"records {missing[0] if missing else ''} but no checksum of it")
     if "epochs" in state:
