@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +24,16 @@ import numpy as np
 
 from attnviz.errors import AttnvizError
 from attnviz.fsutil import atomic_path
-from attnviz.npyguard import check_promised_sizes
 from attnviz.run import Run
 from attnviz.score import (
+    READ_ERRORS,
     attention_rows,
+    check_numeric,
     check_recorded_heads,
     mass,
     parse_head,
     parse_query,
+    read_npy,
     row_entropy,
 )
 
@@ -272,11 +273,7 @@ def load_input(path: Path, key: str | None = None) -> np.ndarray | dict[str, np.
         raise AttnvizError(f"--key {key} picks an array of an .npz file, not of {path.name}")
     if suffix == ".csv":
         return _load_csv(path)
-    try:
-        check_promised_sizes(path)  # a forged header would make np.load allocate terabytes
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise AttnvizError(f"--input {path}: not a readable {suffix} file ({err})") from None
+    loaded = read_npy(path, "--input", f"{suffix} file")
     if isinstance(loaded, np.ndarray):
         return _numeric(loaded, str(path))
     with loaded as archive:
@@ -289,7 +286,7 @@ def load_input(path: Path, key: str | None = None) -> np.ndarray | dict[str, np.
             raise AttnvizError(f"--input {path}: the archive holds no array")
         try:
             arrays = {name: _numeric(archive[name], f"{path}[{name}]") for name in names}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        except READ_ERRORS as err:  # a member damaged past its header
             raise AttnvizError(f"--input {path}: not a readable .npz file ({err})") from None
     return arrays[names[0]] if len(arrays) == 1 else arrays
 
@@ -327,8 +324,7 @@ def _numbers(row: list[str]) -> bool:
 
 
 def _numeric(array: np.ndarray, source: str) -> np.ndarray:
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise AttnvizError(f"--input {source}: dtype {array.dtype} is not numeric")
+    check_numeric(array, f"--input {source}")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise AttnvizError(f"--input {source}: contains NaN or Inf")
     if array.ndim == 0 or array.shape[0] == 0:

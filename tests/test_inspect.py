@@ -153,3 +153,14 @@ def test_long_sequences_are_pooled_to_fit():
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "max of 4 positions" in text
     assert "█" in text.splitlines()[1]  # the single peak survives pooling
+
+
+def test_an_npz_damaged_past_its_headers_is_named(tmp_path):
+    path = tmp_path / "damaged.npz"
+    np.savez_compressed(path, x=np.arange(20000, dtype=np.float32))
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2  # inside the compressed member: its header still reads
+    data[middle:middle + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(AttnvizError, match="not a readable .npz file"):
+        core.load_input(path)
