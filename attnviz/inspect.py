@@ -176,6 +176,9 @@ def view_of(name: str, weights: np.ndarray, options: InspectOptions,
             masks: dict[str, np.ndarray] | None = None, layer_class: str | None = None,
             check_rows: bool = False, notes: tuple[str, ...] = ()) -> View:
     """A View of `weights`; `check_rows` warns when rows are not probability distributions."""
+    if not np.isfinite(weights).all():  # no entropy, no colour: refuse rather than draw NaN
+        raise AttnvizError(f"{name}: the weights contain NaN or Inf: a model that diverged "
+                           "has no attention to show")
     rows, reduction = to_rows(weights, options.head, options.query)
     warnings = notes
     if check_rows:
