@@ -70,11 +70,11 @@ def _checksum(obj: dict) -> str:
 class Run:
     """A run directory, opened for reading or created for training."""
 
-    def __init__(self, root: Path, header: dict, state: dict):
+    def __init__(self, root: Path, header: dict, state: dict, config: TrainConfig):
         self.root = Path(root)
         self.header = header
         self.state = state
-        self.config = TrainConfig.from_dict(header["config"])
+        self.config = config
         self._probe: TaskBatch | None = None
 
     # ---- creating and opening ------------------------------------------------------------
@@ -85,7 +85,7 @@ class Run:
         probe: TaskBatch, force: bool = False,
     ) -> Run:
         """Lay out a new run; refuse to touch an existing one unless `force`."""
-        root = Path(root)
+        root, config = Path(root), config.validate()
         if root.exists() and not root.is_dir():
             raise AttnvizError(f"--out {root} is a file: choose a directory path")
         if root.is_dir() and _holds_files(root):
@@ -123,7 +123,7 @@ class Run:
             "format_version": FORMAT_VERSION, "history": [], "attention_epochs": [],
             "attribution_epochs": [], "checkpoints": [], "finished": False, "files": files,
         }
-        run = cls(root, header, state)
+        run = cls(root, header, state, config)
         run._probe = probe
         run.commit()
         return run
@@ -142,10 +142,8 @@ class Run:
         if state.get("checksum") != _checksum(state):
             raise RunFormatError(f"{root / STATE}: checksum mismatch: the file was edited or torn")
         _check_state(root / STATE, state)
-        run = cls.__new__(cls)
-        run.root, run.header, run.state, run._probe = root, header, state, None
+        run = cls(root, header, state, config)
         run._verify(CONFIG)
-        run.config = config
         if "epochs" in state:
             try:
                 run.config = TrainConfig.from_dict({**header["config"], "epochs": state["epochs"]})
