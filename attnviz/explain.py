@@ -16,7 +16,6 @@ words. Formulas and thresholds are in docs/explain.md.
 from __future__ import annotations
 
 import weakref
-import zipfile
 from pathlib import Path
 
 import keras
@@ -24,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from attnviz.errors import AttnvizError
+from attnviz.extract import load_model
 from attnviz.models import attention_model  # also registers the layers checkpoints need
 from attnviz.run import Run
 from attnviz.score import attention_rows
@@ -247,14 +247,8 @@ def load_checkpoint(run: Run, epoch: int | None) -> tuple[int, keras.Model]:
             f"--epoch {epoch} has no checkpoint in {run.root}: checkpointed epochs are "
             f"{', '.join(map(str, run.checkpoints)) or 'none'}"
         )
-    path = run.checkpoint_path(epoch)
-    epoch = run.checkpoints[-1] if epoch is None else epoch
-    try:
-        return epoch, keras.models.load_model(path, safe_mode=True, compile=False)
-    except (ValueError, OSError, TypeError, KeyError, AttributeError, EOFError,
-            zipfile.BadZipFile) as err:  # what a forged or damaged .keras makes keras raise
-        problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise AttnvizError(f"{path}: cannot load the checkpoint ({problem})") from None
+    model = load_model(run.checkpoint_path(epoch))  # safe mode; a damaged file in one line
+    return (run.checkpoints[-1] if epoch is None else epoch), model
 
 
 def explain_run(
