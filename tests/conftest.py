@@ -13,6 +13,7 @@ import pytest
 from attnviz.config import TrainConfig
 from attnviz.run import Run
 from attnviz.tasks import get_task
+from attnviz.train import attention_info, task_info
 
 
 def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="luong",
@@ -26,19 +27,7 @@ def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="l
     spec = get_task(task)
     rng = np.random.default_rng(seed)
     probe = spec.probe(probe_size, seq_len, rng)
-    if attention == "self":
-        info = {"kind": "self", "shape": [probe_size, heads, seq_len, seq_len],
-                "dtype": "float16", "heads": heads, "record_heads": "all"}
-    else:
-        info = {"kind": "temporal", "shape": [probe_size, seq_len], "dtype": "float32",
-                "heads": None, "record_heads": "all"}
-    task_info = {
-        "name": spec.name, "description": spec.description, "mask_names": list(spec.mask_names),
-        "main_mask": spec.main_mask, "erase_value": spec.erase_value(seq_len),
-        "baselines": [{"name": b.name, "mse": b.mse, "description": b.description}
-                      for b in spec.baselines(seq_len)],
-    }
-    run = Run.create(root, config, task_info, info, probe)
+    run = Run.create(root, config, task_info(config), attention_info(config), probe)
     target = probe.masks[spec.main_mask].astype(np.float64)
     target /= target.sum(axis=1, keepdims=True)
     for epoch in range(epochs + 1):
