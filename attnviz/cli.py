@@ -47,7 +47,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def handle_errors(command):
-    """Turn AttnvizError into one line on stderr and exit code 2."""
+    """Turn AttnvizError, and OSError (a full disk, a read-only directory), into one line on
+    stderr and exit code 2."""
 
     @wraps(command)
     def wrapper(*args, **kwargs):
@@ -55,6 +56,9 @@ def handle_errors(command):
             return command(*args, **kwargs)
         except AttnvizError as err:
             raise fail(str(err)) from None
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            raise fail(f"{where}{err.strerror or err}") from None
 
     return wrapper
 

@@ -60,6 +60,19 @@ def test_resume_refuses_zero_epochs_without_writing(tmp_path):
     assert Run.open(root).config.epochs == tiny_config().epochs
 
 
+def test_a_full_disk_is_one_line_exit_2(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("attnviz.run.atomic_write_json", full)
+    result = invoke("train", "--out", tmp_path / "run", *TINY)
+    assert result.exit_code == 2, result.output
+    config_json = tmp_path / "run" / "config.json"
+    assert result.output.strip() == f"error: {config_json}: No space left on device"
+
+
 def test_existing_run_is_never_overwritten(trained_run):
     before = {p: p.read_bytes() for p in trained_run.root.rglob("*") if p.is_file()}
     result = invoke("train", "--out", trained_run.root, *TINY)
