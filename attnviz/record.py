@@ -91,7 +91,7 @@ class EpochRecorder(keras.callbacks.Callback):
         }
         # Everything attnviz adds to an epoch: probe pass, writes, checkpoint, commit.
         entry["record_seconds"] = round(time.perf_counter() - started, 5)
-        self.run.commit(entry, finished=done == self.config.epochs)
+        self.run.commit(entry)
         if self.on_epoch is not None:
             self.on_epoch(entry)
         if stopping:

@@ -316,13 +316,14 @@ class Run:
         self.state["epochs"] = epochs
         self.commit()
 
-    def commit(self, record: dict | None = None, finished: bool = False) -> None:
-        """Append the epoch's history record (if any) and write state.json atomically."""
+    def commit(self, record: dict | None = None) -> None:
+        """Append the epoch's history record (if any) and write state.json atomically;
+        `finished` says whether every configured epoch is trained."""
         if record is not None:
             if record["epoch"] != self.epochs_done + 1:
                 raise RuntimeError(f"epoch {record['epoch']} committed after {self.epochs_done}")
             self.state["history"].append(record)
-        self.state["finished"] = finished
+        self.state["finished"] = self.epochs_done >= self.config.epochs
         self.state["checksum"] = _checksum(self.state)
         atomic_write_json(self.root / STATE, self.state)
 

@@ -126,7 +126,7 @@ def test_attribution_adds_a_panel_on_the_right(tmp_path):
     rng = np.random.default_rng(0)
     for epoch in (1, 5):
         run.save_attribution(epoch, rng.normal(size=(N, L)))
-    run.commit(finished=True)
+    run.commit()
     path = tmp_path / "panel.gif"
     result = invoke(run.root, "-o", path)
     assert result.exit_code == 0, result.output
@@ -164,7 +164,7 @@ def test_mp4_without_ffmpeg_names_the_extra(synthetic_run, tmp_path, monkeypatch
 def _without_attention(root):
     run = make_synthetic_run(root)
     run.state["attention_epochs"] = []
-    run.commit(finished=True)
+    run.commit()
     return root
 
 

@@ -141,3 +141,15 @@ def test_resume_refuses_a_torn_checkpoint_before_writing_anything(tmp_path, trai
     with pytest.raises(RunFormatError, match="epoch_0003.keras: checksum mismatch"):
         train.plan(None, root, resume=True, epochs=5)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_finished_follows_the_configured_epochs(tmp_path, trained_run):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(trained_run.root, root)
+    assert Run.open(root).state["finished"]
+    train.plan(None, root, resume=True, epochs=5)  # extended: not finished any more
+    assert not Run.open(root).state["finished"]
+    train.plan(None, root, resume=True, epochs=3)  # back to what is trained: finished again
+    assert Run.open(root).state["finished"]
