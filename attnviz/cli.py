@@ -104,11 +104,11 @@ QueryOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
 
 
 def _size(nbytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1024 or unit == "GB":
+    for unit in ("B", "KB", "MB"):
+        if nbytes < 1024:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
-    return ""
+    return f"{nbytes:.1f} GB"
 
 
 @app.command()

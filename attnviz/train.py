@@ -125,8 +125,10 @@ def plan(
         start = 0
     config = run.config
     per_record = bytes_per_record(config)
-    records = len(range(0, config.epochs + 1, config.record_every)) + 1
-    checkpoints = config.epochs // config.checkpoint_every + 1
+    epochs = config.epochs
+    records = len({*range(0, epochs + 1, config.record_every), epochs})  # 0, every K, last
+    checkpoints = len({*range(config.checkpoint_every, epochs + 1, config.checkpoint_every),
+                       epochs})
     return TrainPlan(
         run=run,
         start_epoch=start,
