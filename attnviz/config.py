@@ -47,6 +47,14 @@ class TrainConfig:
         _choice("encoder", self.encoder, ENCODERS)
         _choice("attention", self.attention, ATTENTIONS)
         _choice("strategy", self.strategy, STRATEGIES)
+        if self.strategy == "multi-worker":
+            # Tried on a two-worker localhost cluster: Keras 3.15's fit reduces a per-replica
+            # batch it cannot convert ("Attempt to convert a value (PerReplica...)"), and past
+            # that its metrics fail to trace. Refused here, before anything is written.
+            raise AttnvizError(
+                "--strategy multi-worker fails inside Keras 3.15's fit with TensorFlow 2.21 "
+                "(see docs/train.md): use --strategy mirrored on one machine"
+            )
         _choice("record-heads", self.record_heads, ("all", "mean"))
         if self.seq_len < task.min_seq_len:
             raise AttnvizError(

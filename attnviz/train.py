@@ -254,11 +254,10 @@ def _strategy_scope(name: str):
         return contextlib.nullcontext()
     import tensorflow as tf
 
-    if name == "mirrored":
-        # All local GPUs; on a machine without them, all logical CPUs (see --cpu-devices).
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices]).scope()
-    return tf.distribute.MultiWorkerMirroredStrategy().scope()  # cluster from TF_CONFIG
+    # "mirrored" (multi-worker is refused by TrainConfig.validate): all local GPUs, or on a
+    # machine without them all logical CPUs (see --cpu-devices).
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices]).scope()
 
 
 def split_cpu(devices: int) -> None:

@@ -29,6 +29,7 @@ def test_round_trips_through_json_dict():
     ({"learning_rate": 0.0}, "--learning-rate"),
     ({"record_heads": "some"}, "--record-heads"),
     ({"strategy": "tpu"}, "--strategy"),
+    ({"strategy": "multi-worker"}, "fails inside Keras 3.15's fit"),
 ])
 def test_bad_values_name_the_flag(changes, message):
     with pytest.raises(AttnvizError, match=message):
