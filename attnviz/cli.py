@@ -182,13 +182,15 @@ def train(
     elif not out.is_dir():
         raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
     with core.exclusive(out):
-        _train_locked(core, config, out, resume, force, epochs, cpu_devices, tensorboard,
-                      quiet, json_output)
+        _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
+                      json_output)
 
 
-def _train_locked(core, config, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
+def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
                   json_output) -> None:
     """The train command once its options are valid and it holds the run's lock."""
+    from attnviz import train as core
+
     plan = core.plan(config, out, resume=resume, force=force, epochs=epochs)
     quiet_tensorflow_import()  # after the checks above: bad input is answered at once
     if cpu_devices > 1:
