@@ -319,11 +319,19 @@ def inspect(
         "--checkpoint defaults to its probe batch).", show_default=False)] = None,
     key: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="The array of an .npz --input.", show_default=False)] = None,
-    layer: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Model file: read this layer (name or path outer/inner); any layer whose output "
-        "is a probability map.", show_default=False)] = None,
-    list_layers: Annotated[bool, typer.Option("--list", help="Model file: list its layers.")]
-    = False,
+    layer: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        metavar="PATH", help="Model or checkpoint: read only these attention calls: a path "
+        "(outer/inner, as --list shows) or a glob ('*/self_attention*'); repeatable. A layer "
+        "that computes no softmax is read when its output is a distribution.",
+        show_default=False)] = None,
+    list_calls: Annotated[bool, typer.Option("--list", help="Model file: list the attention "
+                                             "calls it computes (on --input, or on one "
+                                             "generated sample).")] = False,
+    imports: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--import", metavar="FILE.py|MODULE", help="Import the code that defines the model's "
+        "own layers first: a .py file or a module; repeatable. Importing runs that code: only "
+        "code you trust.",
+        show_default=False)] = None,
     unsafe: Annotated[bool, typer.Option("--unsafe", help="Load models whose Lambda layers run "
                                          "code from the file.")] = False,
     head: HeadOption = None,
@@ -333,7 +341,8 @@ def inspect(
     png: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Write a labelled figure to this .png file.", show_default=False)] = None,
     save: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        help="Write the weights to this .npy file: (n, L) or (n, heads, Lq, Lk).",
+        help="Write the weights as captured (float32): one call to a .npy file, (n, L) or "
+        "(n, heads, Lq, Lk); several to an .npz file, one array per call keyed by its path.",
         show_default=False)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -341,25 +350,32 @@ def inspect(
     from attnviz import inspect as core
 
     options = core.InspectOptions(epoch=epoch, checkpoint=checkpoint, input=input_path,
-                                  key=key, layer=layer, unsafe=unsafe, head=head, query=query,
+                                  key=key, layers=tuple(layer or ()), unsafe=unsafe,
+                                  imports=tuple(imports or ()), head=head, query=query,
                                   samples=samples)
-    if core.needs_keras(target, options, list_layers):
-        quiet_tensorflow_import()
     out, err = console(), console(stderr=True)
     if unsafe:
         err.print("[yellow]warning:[/] --unsafe runs Python code stored in the model file")
-    if list_layers:
-        layers = core.list_layers(target, options)
+    if list_calls:
+        if not core.is_model_file(target):
+            raise AttnvizError(f"--list reads a .keras model file; {target} is not one")
+        quiet_tensorflow_import()
+        from attnviz.inspect_model import list_calls as find_calls
+
+        calls, source = find_calls(target, options)
         if json_output:
-            print(json.dumps([vars(info) for info in layers], indent=2))
+            print(json.dumps({"input": source, "calls": [call.to_json() for call in calls]},
+                             indent=2))
         else:
-            out.print(core.layers_renderable(layers))
+            out.print(core.calls_renderable(calls, source))
         return
-    inspection = core.inspect_target(target, options)
+    if core.needs_keras(target, options):
+        quiet_tensorflow_import()
+        from attnviz.inspect_model import inspect_target
+    else:
+        inspect_target = core.inspect_target
+    inspection = inspect_target(target, options)
     written = core.write_files(inspection, save, png)
-    for view in inspection.views:
-        for warning in view.warnings:
-            err.print(f"[yellow]warning:[/] {warning}", markup=True)
     if json_output:
         print(json.dumps({**inspection.to_json(), "written": written}, indent=2))
         return

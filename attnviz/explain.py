@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from attnviz.errors import AttnvizError
-from attnviz.extract import load_model
+from attnviz.modelio import load_model
 from attnviz.models import attention_model  # also registers the layers checkpoints need
 from attnviz.run import Run
 from attnviz.score import attention_rows

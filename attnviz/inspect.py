@@ -8,8 +8,9 @@ the layer returns them) and the (n, L) rows the heatmap draws. Worked example, L
     -> mass on m (.7 + 1) / 2 = .85, argmax histogram [0, 1, 0, 1],
        entropy (0.94 + 0) / 2 = 0.47 nats, 0.47 / ln 4 = 0.34 of the maximum
 
-Reading a checkpoint or a model file needs Keras: that is attnviz.extract. This module
-never imports TensorFlow, so inspecting a run's recorded attention starts at once.
+Reading a checkpoint or a model file needs Keras: that is attnviz.inspect_model, which builds
+on this module. This module never imports TensorFlow, so inspecting a run's recorded
+attention starts at once.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from attnviz.score import (
     row_entropy,
 )
 
-ROW_SUM_TOLERANCE = 1e-3  # a layer named with --layer whose rows stray further is warned about
 DEFAULT_SAMPLES = 20  # heatmap rows shown unless --samples says otherwise
 INPUT_SUFFIXES = (".npy", ".npz", ".csv")
 
@@ -50,8 +50,9 @@ class InspectOptions:
     checkpoint: str | None = None  # an epoch, "last" or a file under RUN/checkpoints
     input: Path | None = None  # .npy, .npz or .csv
     key: str | None = None  # the array of an .npz
-    layer: str | None = None  # a layer name or nested path "outer/inner"
+    layers: tuple[str, ...] = ()  # attention calls by path "outer/inner" or glob "*/attention"
     unsafe: bool = False  # load models with Lambda layers (runs their code)
+    imports: tuple[str, ...] = ()  # user code defining the model's layers (.py or module)
     head: str | None = None  # self-attention: a head index or "mean"
     query: str | None = None  # self-attention: a query index, "last" or "mean"
     samples: int | None = None  # heatmap rows
@@ -71,13 +72,12 @@ class RowSummary:
 class View:
     """One attention map: weights as the source holds them and the rows a heatmap draws."""
 
-    name: str  # "attention" for a run; the layer's path for a model file
+    name: str  # "attention" for a run; the captured call's layer path for a model
     layer_class: str | None  # the Keras class of the layer, when read from a model
     weights: np.ndarray  # (n, L), (n, Lq, Lk) or (n, heads, Lq, Lk), float32
     rows: np.ndarray  # (n, L) float32
     reduction: str | None  # how weights became rows, e.g. "mean of 2 heads, query 19 (last)"
     summary: RowSummary
-    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def _view_json(view: View, shown: int) -> dict:
         "entropy": summary.entropy,
         "entropy_ratio": summary.entropy_ratio,
         "argmax_histogram": summary.argmax_histogram,
-        "warnings": list(view.warnings),
+        "heads": head_stats(view.weights),
         "rows": np.round(view.rows[:shown].astype(np.float64), 6).tolist(),
     }
 
@@ -132,6 +132,30 @@ def summarize(rows: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> R
         entropy=entropy, entropy_ratio=entropy_ratio,
         argmax_histogram=[int(count) for count in histogram],
     )
+
+
+def head_stats(weights: np.ndarray) -> list[dict]:
+    """Per head of (n, L) or (n, heads, Lq, Lk) weights: entropy as a share of the uniform
+    row's (0 all on one position, 1 uniform), over every sample and query, and the key
+    position that is the argmax of most rows."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim == 2:
+        weights = weights[:, None, None, :]
+    elif weights.ndim == 3:
+        weights = weights[:, None]
+    keys = weights.shape[-1]
+    stats = []
+    for head in range(weights.shape[1]):
+        rows = weights[:, head].reshape(-1, keys)
+        rows = rows[rows.sum(axis=1) > 0]  # padded queries have no weights
+        if not len(rows) or (rows < 0).any():
+            stats.append({"entropy": None, "argmax": None})
+            continue
+        rows = rows / rows.sum(axis=1, keepdims=True)
+        entropy = float(row_entropy(rows).mean() / math.log(keys)) if keys > 1 else 0.0
+        argmax = int(np.bincount(rows.argmax(axis=1), minlength=keys).argmax())
+        stats.append({"entropy": entropy, "argmax": argmax})
+    return stats
 
 
 def to_rows(weights: np.ndarray, head: str | None = None,
@@ -173,23 +197,14 @@ def to_rows(weights: np.ndarray, head: str | None = None,
 
 
 def view_of(name: str, weights: np.ndarray, options: InspectOptions,
-            masks: dict[str, np.ndarray] | None = None, layer_class: str | None = None,
-            check_rows: bool = False, notes: tuple[str, ...] = ()) -> View:
-    """A View of `weights`; `check_rows` warns when rows are not probability distributions."""
+            masks: dict[str, np.ndarray] | None = None, layer_class: str | None = None) -> View:
+    """A View of `weights`, reduced to rows as --head and --query say."""
     if not np.isfinite(weights).all():  # no entropy, no colour: refuse rather than draw NaN
         raise AttnvizError(f"{name}: the weights contain NaN or Inf: a model that diverged "
                            "has no attention to show")
     rows, reduction = to_rows(weights, options.head, options.query)
-    warnings = notes
-    if check_rows:
-        sums = rows.sum(axis=-1, dtype=np.float64)
-        if (rows < 0).any() or np.abs(sums - 1.0).max() > ROW_SUM_TOLERANCE:
-            warnings += (
-                f"layer {name}: rows sum to {sums.min():.4g}..{sums.max():.4g} (min weight "
-                f"{rows.min():.4g}), not 1: its output may not be a probability map",
-            )
     return View(name, layer_class, np.asarray(weights, dtype=np.float32), rows, reduction,
-                summarize(rows, masks), warnings)
+                summarize(rows, masks))
 
 
 def samples_shown(options: InspectOptions) -> int:
@@ -225,7 +240,8 @@ def run_facts(run: Run, epoch: int) -> dict:
 def inspect_run(run: Run, options: InspectOptions) -> Inspection:
     """The recorded probe attention of `options.epoch` (default: the last recorded)."""
     for flag, value in (("--input", options.input), ("--key", options.key),
-                        ("--layer", options.layer), ("--unsafe", options.unsafe or None)):
+                        ("--layer", options.layers or None), ("--unsafe", options.unsafe or None),
+                        ("--import", options.imports or None)):
         if value is not None:
             raise AttnvizError(
                 f"{flag} reads a checkpoint or a model file: add --checkpoint N (or last) to "
@@ -339,22 +355,29 @@ def _numeric(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def single_view(inspection: Inspection, flag: str) -> View:
-    """The one view that --save or --png writes; refuse when a model has several."""
+    """The one view that --png draws; refuse when a model has several."""
     if len(inspection.views) != 1:
         names = ", ".join(view.name for view in inspection.views)
-        raise AttnvizError(f"{flag} writes one attention map and the model has "
+        raise AttnvizError(f"{flag} draws one attention map and the model has "
                            f"{len(inspection.views)} ({names}): pick one with --layer")
     return inspection.views[0]
 
 
-def save_weights(view: View, path: Path) -> Path:
-    """Write the view's weights as .npy, atomically."""
+def save_weights(views: list[View], path: Path) -> Path:
+    """Write the weights as captured: one view to .npy, several to .npz keyed by name."""
     path = Path(path)
-    if path.suffix != ".npy":
-        raise AttnvizError(f"--save {path}: name a .npy file")
+    if path.suffix not in (".npy", ".npz"):
+        raise AttnvizError(f"--save {path}: name a .npy file (one attention call) or an .npz "
+                           "file (one array per call)")
+    if path.suffix == ".npy" and len(views) != 1:
+        raise AttnvizError(f"--save {path}: {len(views)} attention calls were read: name an .npz "
+                           "file to keep one array per call, or pick one with --layer")
     _check_parent(path, "--save")
-    with atomic_path(path, suffix=".npy") as tmp:
-        np.save(tmp, view.weights, allow_pickle=False)
+    with atomic_path(path, suffix=path.suffix) as tmp, open(tmp, "wb") as handle:
+        if path.suffix == ".npy":
+            np.save(handle, views[0].weights, allow_pickle=False)
+        else:
+            np.savez(handle, **{view.name: view.weights for view in views})
     return path
 
 
@@ -402,44 +425,78 @@ def title(inspection: Inspection, view: View) -> str:
     return where + (f" · {view.reduction}" if view.reduction else "")
 
 
+MANY_VIEWS = 2  # more attention calls than this: one table of all, one heatmap
+
+
 def renderables(inspection: Inspection) -> list:
-    """What the terminal shows: the facts, then per view its numbers and its heatmap."""
+    """What the terminal shows: the facts, then per view its numbers and its heatmap (with
+    many views, a layers x heads table and the first view in full)."""
+    from rich.text import Text
+
+    out: list = [Text(line) for line in _fact_lines(inspection)]
+    views = inspection.views
+    if len(views) > MANY_VIEWS:
+        out += [Text(""), _heads_table(views),
+                Text(f"{len(views)} attention calls; the first in full below: pick others with "
+                     "--layer PATH (globs work: --layer '*layer_1*') and --head N")]
+        views = views[:1]
+    for view in views:
+        out += _view_renderables(inspection, view)
+    return out
+
+
+def _view_renderables(inspection: Inspection, view: View) -> list:
     from rich.table import Table
     from rich.text import Text
 
     from attnviz.heatmap import Heatmap
 
-    out: list = [Text(line) for line in _fact_lines(inspection)]
-    for view in inspection.views:
-        summary = view.summary
-        n = view.rows.shape[0]
-        out.append(Text(""))
-        out.append(Text(title(inspection, view), style="bold"))
-        if view.layer_class:
-            out.append(Text(f"{view.layer_class} → weights {tuple(view.weights.shape)}"))
-        if summary.masses:
-            table = Table(show_header=True, box=None, pad_edge=False)
-            table.add_column("mask")
-            table.add_column("mass", justify="right")
-            for name, value in summary.masses.items():
-                table.add_row(name, f"{value:.3f}")
-            out.append(table)
-        if summary.entropy is not None:
-            out.append(Text(f"entropy {summary.entropy:.3f} nats ({summary.entropy_ratio:.2f} "
-                            "of uniform's)"))
-        out.append(Text("argmax at " + _argmax_text(summary.argmax_histogram, n)))
-        shown = min(inspection.samples, n)
-        if shown < n:
-            out.append(Text(f"showing the first {shown} of {n} samples (--samples N)"))
-        out.append(Heatmap(view.rows[:shown], shown_masks(inspection.masks, shown),
-                           np.array(summary.argmax_histogram)))
+    summary = view.summary
+    n = view.rows.shape[0]
+    out: list = [Text(""), Text(title(inspection, view), style="bold")]
+    if view.layer_class:
+        out.append(Text(f"{view.layer_class} → weights {tuple(view.weights.shape)}"))
+    if summary.masses:
+        table = Table(show_header=True, box=None, pad_edge=False)
+        table.add_column("mask")
+        table.add_column("mass", justify="right")
+        for name, value in summary.masses.items():
+            table.add_row(name, f"{value:.3f}")
+        out.append(table)
+    if summary.entropy is not None:
+        out.append(Text(f"entropy {summary.entropy:.3f} nats ({summary.entropy_ratio:.2f} "
+                        "of uniform's)"))
+    out.append(Text("argmax at " + _argmax_text(summary.argmax_histogram, n)))
+    shown = min(inspection.samples, n)
+    if shown < n:
+        out.append(Text(f"showing the first {shown} of {n} samples (--samples N)"))
+    out.append(Heatmap(view.rows[:shown], shown_masks(inspection.masks, shown),
+                       np.array(summary.argmax_histogram)))
     return out
+
+
+def _heads_table(views: list[View]):
+    """Layers x heads: entropy (share of uniform's) and the most common argmax position."""
+    from rich.table import Table
+
+    stats = [head_stats(view.weights) for view in views]
+    heads = max(len(row) for row in stats)
+    table = Table(title="entropy (0 one position .. 1 uniform) @ most common argmax",
+                  box=None, pad_edge=False, title_justify="left")
+    table.add_column("attention call", no_wrap=True)
+    for head in range(heads):
+        table.add_column(f"head {head}" if heads > 1 else "all", justify="right")
+    for view, row in zip(views, stats, strict=True):
+        cells = ["—" if cell["entropy"] is None else f"{cell['entropy']:.2f} @{cell['argmax']}"
+                 for cell in row]
+        table.add_row(view.name, *cells, *[""] * (heads - len(cells)))
+    return table
 
 
 def _fact_lines(inspection: Inspection) -> list[str]:
     facts = inspection.facts
     if inspection.kind == "model":
-        return [f"model {facts['model']} · input {facts['input']} {tuple(facts['input_shape'])}"
+        return [f"model {facts['model']} · input {facts['input']} {facts['input_shape']}"
                 f" · read in {facts['seconds']['extract']:.2f} s"]
     model = facts["model"]
     heads = f", {model['heads']} heads" if model["heads"] else ""
@@ -479,47 +536,32 @@ def is_model_file(target: Path) -> bool:
     return Path(target).suffix == ".keras" and not Path(target).is_dir()
 
 
-def needs_keras(target: Path, options: InspectOptions, list_layers: bool = False) -> bool:
-    """Whether inspecting `target` loads a model (so TensorFlow is imported)."""
-    return is_model_file(target) or (options.checkpoint is not None and not list_layers)
+def needs_keras(target: Path, options: InspectOptions, list_calls: bool = False) -> bool:
+    """Whether inspecting `target` loads a model (so TensorFlow is imported): a model file, or
+    a run's checkpoint (attnviz.inspect_model does those)."""
+    return is_model_file(target) or (options.checkpoint is not None and not list_calls)
 
 
 def inspect_target(target: Path, options: InspectOptions) -> Inspection:
-    """Inspect a run directory (recorded or, with --checkpoint, recomputed) or a .keras file."""
+    """Inspect a run directory's recorded attention (no TensorFlow)."""
     target = Path(target)
-    if is_model_file(target):
-        from attnviz.extract import inspect_model
-
-        return inspect_model(target, options)
     if target.is_file():
         raise AttnvizError(f"{target} is neither a run directory nor a .keras model file")
-    run = Run.open(target)
-    if options.checkpoint is not None:
-        from attnviz.extract import inspect_checkpoint
-
-        return inspect_checkpoint(run, options)
-    return inspect_run(run, options)
+    return inspect_run(Run.open(target), options)
 
 
-def list_layers(target: Path, options: InspectOptions) -> list:
-    """Every layer of a .keras model, nested ones by path, attention layers marked."""
-    if not is_model_file(target):
-        raise AttnvizError(f"--list reads a .keras model file; {target} is not one (for a run, "
-                           "its attention layer is 'attention')")
-    from attnviz.extract import layer_table, load_model
-
-    return layer_table(load_model(target, options.unsafe))
-
-
-def layers_renderable(layers: list):
+def calls_renderable(calls: list, source: str):
+    """The --list table: every attention call with its layer's class and its shape."""
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("layer", "class", "output shape", "attention"):
-        table.add_column(column)
-    for info in layers:
-        table.add_row(info.path, info.class_name, info.output_shape,
-                      "yes" if info.attention else "")
+    table = Table(box=None, pad_edge=False, title=f"attention calls on {source}",
+                  title_justify="left")
+    table.add_column("attention call", no_wrap=True)  # paths are what --layer takes: whole
+    table.add_column("layer class")
+    table.add_column("shape", no_wrap=True)
+    for call in calls:
+        table.add_row(call.name, call.layer_class,
+                      "(n, " + ", ".join(map(str, call.shape[1:])) + ")")
     return table
 
 
@@ -527,7 +569,7 @@ def write_files(inspection: Inspection, save: Path | None, png: Path | None) -> 
     """Write --save and --png; return the paths written."""
     written = []
     if save is not None:
-        written.append(str(save_weights(single_view(inspection, "--save"), save)))
+        written.append(str(save_weights(inspection.views, save)))
     if png is not None:
         view = single_view(inspection, "--png")
         written.append(str(save_png(inspection, view, png, title(inspection, view))))

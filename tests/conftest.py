@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,8 @@ from attnviz.config import TrainConfig
 from attnviz.run import Run
 from attnviz.tasks import get_task
 from attnviz.train import attention_info, task_info
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"  # users' models
 
 
 def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="luong",

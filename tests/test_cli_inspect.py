@@ -147,4 +147,4 @@ def test_model_file_listing_reading_and_refusals(tmp_path):
     assert (tmp_path / "mha.png").stat().st_size > 0
     none = inspect(tmp_path / "plain.keras", "--input", tmp_path / "x.csv")
     assert none.exit_code == 2 and len(none.output.strip().splitlines()) == 1
-    assert "no attention layer" in none.output and "states (Dense)" in none.output
+    assert "no attention found" in none.output and "Dense" in none.output

@@ -169,4 +169,4 @@ def test_an_npz_damaged_past_its_headers_is_named(tmp_path):
 def test_weights_with_nan_are_refused_not_drawn():
     weights = np.array([[np.nan, 1.0], [0.5, 0.5]], dtype=np.float32)
     with pytest.raises(AttnvizError, match="layer: the weights contain NaN or Inf"):
-        core.view_of("layer", weights, core.InspectOptions(), check_rows=True)
+        core.view_of("layer", weights, core.InspectOptions())

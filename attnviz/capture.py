@@ -1,0 +1,513 @@
+"""Read (or replace) every attention softmax a Keras 3 model computes, wherever it runs.
+
+Keras has no forward hooks, so attnviz intercepts for the span of one forward pass (a
+context manager that restores everything in `finally`):
+
+    Layer.__call__       a stack of the layers being called, so every softmax knows whose
+                         `call` computed it, and the outputs of Softmax / Activation("softmax")
+                         layers (masked softmax included)
+    tf.nn.softmax        every softmax op, wherever it is called from: keras.ops.softmax,
+                         keras.activations.softmax and keras.ops.dot_product_attention all
+                         reach it on the TensorFlow backend (MultiHeadAttention's fast path too)
+
+What counts as attention:
+- a Softmax or Activation("softmax") layer, unless it produces an output of the model being
+  run (a classifier's head); inside MultiHeadAttention (or Attention, AdditiveAttention,
+  GroupQueryAttention) it is named after that layer;
+- a softmax op called by a user's or a library's own layer (attnviz's TemporalAttention,
+  keras_hub's layers, a TransformerBlock's call) or by a Keras attention layer; softmax ops of
+  Keras' other built-in layers (Dense(activation="softmax")) are not attention.
+
+Each captured call is named by the path of its layer from the outside in: the names of the
+layers calling it, joined by "/" as Keras' `layer.path` joins them, without the outer model's
+name (e.g. "transformer_layer_0/self_attention_layer"). Unlike `layer.path`, which Keras fixes
+when a layer is built, the path comes from the calls themselves, so it is the same however
+the model was built or loaded. A second call of one layer in a forward pass gets "#2", etc.
+
+MultiHeadAttention and GroupQueryAttention are made to take their explicit path (as with
+return_attention_scores=True), so padded queries get rows of zeros as the layer itself
+returns them, and flash attention is off while capturing.
+
+Weights are stored with the softmax axis last: (batch, keys) for many-to-one attention,
+(batch, heads, queries, keys) for the rest ((batch, queries, keys) gets a heads axis of 1).
+
+With `replace`, the softmax output of chosen calls is swapped for another distribution
+before the rest of the forward pass uses it (interventions, `attnviz explain`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from attnviz.errors import AttnvizError
+
+# Keras' own attention layers: a softmax inside them is attention and takes their name
+KERAS_ATTENTION = (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention,
+                   keras.layers.Attention)  # AdditiveAttention subclasses Attention
+DISTRIBUTION_TOLERANCE = 1e-3  # |row sum - 1| of a layer output accepted as attention
+BATCH_BYTES = 64 << 20  # captured weights of one forward batch
+MAX_BYTES = 2 << 30  # refuse to hold more captured weights than this in memory
+
+Replacement = Callable[[tf.Tensor], tf.Tensor]
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """One captured attention call: where, what computed it, and the shape stored."""
+
+    name: str  # layer path, "#k" for the k-th call of one layer in a forward pass
+    layer_class: str  # the Keras class of the layer that computed the softmax
+    source: str  # "softmax layer" | "softmax op" | "layer output" (a layer named by --layer)
+    shape: tuple[int, ...]  # (batch, keys) or (batch, heads, queries, keys), batch included
+
+    @property
+    def kind(self) -> str:
+        return "temporal" if len(self.shape) == 2 else "multi-head"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "layer_class": self.layer_class, "source": self.source,
+                "shape": list(self.shape)}
+
+
+# ---- the interception ----------------------------------------------------------------------
+
+
+_ORIGINAL_CALL = keras.layers.Layer.__call__
+_ORIGINAL_SOFTMAX = tf.nn.softmax
+_ORIGINAL_MHA = keras.layers.MultiHeadAttention._compute_attention
+_ORIGINAL_GQA = keras.layers.GroupQueryAttention._compute_attention
+_LOCAL = threading.local()  # .capture: the Interceptor active on this thread
+_INSTALL_LOCK = threading.Lock()
+_installed = 0  # Interceptors active on all threads
+_aliases: list[tuple[object, str]] = []  # (module, attribute) holding tf.nn.softmax
+_aliases_seen = 0  # len(sys.modules) when _aliases was made
+
+
+def _softmax_aliases() -> list[tuple[object, str]]:
+    """Every module attribute that is tf.nn.softmax (tf.nn, tf.math, a user's own alias), but
+    TensorFlow's implementation modules, whose own code calls them."""
+    global _aliases, _aliases_seen
+    if len(sys.modules) != _aliases_seen:
+        found = []
+        for module_name, module in list(sys.modules.items()):
+            if module_name.startswith("tensorflow.python") or module_name == __name__:
+                continue
+            names = getattr(module, "__dict__", None)
+            if not isinstance(names, dict):
+                continue
+            found += [(module, key) for key, value in list(names.items())
+                      if value is _ORIGINAL_SOFTMAX]
+        _aliases, _aliases_seen = found, len(sys.modules)
+    return _aliases
+
+
+def _layer_call(layer, *args, **kwargs):
+    capture = getattr(_LOCAL, "capture", None)
+    if capture is None:
+        return _ORIGINAL_CALL(layer, *args, **kwargs)
+    return capture.layer_call(layer, args, kwargs)
+
+
+def _softmax(logits, axis=None, name=None):
+    capture = getattr(_LOCAL, "capture", None)
+    if capture is None or capture.softmax_depth:
+        return _ORIGINAL_SOFTMAX(logits, axis=axis, name=name)
+    return capture.softmax_op(logits, axis, name)
+
+
+def _mha_attention(layer, *args, **kwargs):
+    """MultiHeadAttention's attention with return_attention_scores=True: its explicit path."""
+    if getattr(_LOCAL, "capture", None) is not None:
+        if len(args) >= 6:
+            args = (*args[:5], True, *args[6:])
+        else:
+            kwargs["return_attention_scores"] = True
+    return _ORIGINAL_MHA(layer, *args, **kwargs)
+
+
+def _gqa_attention(layer, *args, **kwargs):
+    """GroupQueryAttention's attention on its explicit path (it reads an attribute for it)."""
+    if getattr(_LOCAL, "capture", None) is None:
+        return _ORIGINAL_GQA(layer, *args, **kwargs)
+    asked = layer._return_attention_scores
+    layer._return_attention_scores = True
+    try:
+        return _ORIGINAL_GQA(layer, *args, **kwargs)
+    finally:
+        layer._return_attention_scores = asked
+
+
+_PATCHES = ((keras.layers.Layer, "__call__", _ORIGINAL_CALL, _layer_call),
+            (keras.layers.MultiHeadAttention, "_compute_attention", _ORIGINAL_MHA, _mha_attention),
+            (keras.layers.GroupQueryAttention, "_compute_attention", _ORIGINAL_GQA,
+             _gqa_attention))
+
+
+def _install() -> None:
+    global _installed
+    with _INSTALL_LOCK:
+        if _installed == 0:
+            for owner, key, _, patched in _PATCHES:
+                setattr(owner, key, patched)
+            for module, key in _softmax_aliases():
+                setattr(module, key, _softmax)
+        _installed += 1
+
+
+def _uninstall() -> None:
+    global _installed
+    with _INSTALL_LOCK:
+        _installed -= 1
+        if _installed == 0:
+            for owner, key, original, _ in _PATCHES:
+                setattr(owner, key, original)
+            for module, key in _aliases:
+                if getattr(module, key, None) is _softmax:
+                    setattr(module, key, _ORIGINAL_SOFTMAX)
+
+
+def _is_softmax_layer(layer) -> bool:
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    return (isinstance(layer, keras.layers.Activation)
+            and getattr(layer.activation, "__name__", None) == "softmax")
+
+
+def _keras_builtin(layer) -> bool:
+    return type(layer).__module__.startswith("keras.")
+
+
+def _output_layers(model) -> set[int]:
+    """ids of the layers that produce a functional model's outputs."""
+    outputs = getattr(model, "outputs", None) or []
+    producers = set()
+    for tensor in outputs:
+        history = getattr(tensor, "_keras_history", None)
+        if history is not None:
+            producers.add(id(history.operation))
+    return producers
+
+
+class Interceptor:
+    """While active on this thread: records attention softmaxes, and swaps in `replace`.
+
+    `records` holds (name, layer class, source, tensor) in call order. `watch` names layer
+    paths whose outputs are recorded as they are (a --layer that is not a softmax).
+    `layers` maps the path of every layer called to the layer.
+    """
+
+    def __init__(self, replace: dict[str, Replacement] | None = None,
+                 watch: Iterable[str] = ()):
+        self.replace = dict(replace or {})
+        self.watch = set(watch)
+        self.stack: list[tuple[object, str]] = []  # (layer, path) being called, outermost first
+        self.softmax_depth = 0  # >0 inside a recorded softmax: its inner ops are not recorded
+        self.records: list[tuple[str, str, str, tf.Tensor]] = []
+        self.layers: dict[str, object] = {}
+        self._calls: dict[str, int] = {}
+        self._model_outputs: dict[int, set[int]] = {}
+        self._flash: list = []
+
+    def __enter__(self) -> Interceptor:
+        if getattr(_LOCAL, "capture", None) is not None:
+            raise RuntimeError("attention capture is already active on this thread")
+        _install()
+        _LOCAL.capture = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _LOCAL.capture = None
+        for layer in self._flash:
+            layer._flash_attention = True
+        _uninstall()
+
+    @property
+    def seen(self) -> list[str]:
+        """The classes of the layers called, in order, once each."""
+        return list(dict.fromkeys(type(layer).__name__ for layer in self.layers.values()))
+
+    # -- events --
+
+    def layer_call(self, layer, args, kwargs):
+        if not self.stack:
+            path = layer.name  # the model being run
+        elif len(self.stack) == 1:
+            path = layer.name
+        else:
+            path = f"{self.stack[-1][1]}/{layer.name}"
+        self.layers.setdefault(path, layer)
+        if isinstance(layer, keras.layers.MultiHeadAttention) and getattr(
+                layer, "_flash_attention", False):
+            layer._flash_attention = False  # flash kernels never materialise the weights
+            self._flash.append(layer)
+        softmax_layer = not self.softmax_depth and _is_softmax_layer(layer)
+        parent = self.stack[-1] if self.stack else None
+        self.stack.append((layer, path))
+        self.softmax_depth += softmax_layer
+        try:
+            outputs = _ORIGINAL_CALL(layer, *args, **kwargs)
+        finally:
+            self.softmax_depth -= softmax_layer
+            self.stack.pop()
+        if softmax_layer and not self._is_model_output(layer, parent):
+            owner = parent if parent and isinstance(parent[0], KERAS_ATTENTION) else (layer, path)
+            outputs = self._event(owner, "softmax layer", outputs, -1)
+        if path in self.watch and not isinstance(outputs, (list, tuple, dict)):
+            self.records.append((self._name(path), type(layer).__name__, "layer output",
+                                 outputs))
+        return outputs
+
+    def softmax_op(self, logits, axis, name):
+        self.softmax_depth += 1
+        try:
+            outputs = _ORIGINAL_SOFTMAX(logits, axis=axis, name=name)
+        finally:
+            self.softmax_depth -= 1
+        owner = self.stack[-1] if self.stack else None
+        if owner is None or (_keras_builtin(owner[0]) and not isinstance(
+                owner[0], (*KERAS_ATTENTION, keras.Model))):
+            return outputs  # outside any layer, or a built-in layer's activation
+        return self._event(owner, "softmax op", outputs, -1 if axis is None else axis)
+
+    # -- helpers --
+
+    def _is_model_output(self, layer, parent) -> bool:
+        """Whether `layer` produces an output of the model being run (a classifier's head)."""
+        if parent is None or parent is not self.stack[0]:
+            return False
+        key = id(parent[0])
+        if key not in self._model_outputs:
+            self._model_outputs[key] = _output_layers(parent[0])
+        return id(layer) in self._model_outputs[key]
+
+    def _name(self, path: str) -> str:
+        count = self._calls[path] = self._calls.get(path, 0) + 1
+        return path if count == 1 else f"{path}#{count}"
+
+    def _event(self, owner: tuple[object, str], source: str, weights, axis: int):
+        layer, path = owner
+        name = self._name(path)
+        rank = len(weights.shape)
+        axis = axis % rank if rank else 0
+        last = axis == rank - 1
+        if name in self.replace:
+            moved = weights if last else tf.experimental.numpy.moveaxis(weights, axis, -1)
+            replaced = tf.cast(self.replace[name](moved), weights.dtype)
+            weights = replaced if last else tf.experimental.numpy.moveaxis(replaced, -1, axis)
+        stored = weights if last else tf.experimental.numpy.moveaxis(weights, axis, -1)
+        self.records.append((name, type(layer).__name__, source, stored))
+        return weights
+
+
+# ---- capturing on data ---------------------------------------------------------------------
+
+
+@dataclass
+class Captured:
+    """The attention of every selected call on a batch of inputs, and the model's outputs."""
+
+    calls: list[CallInfo]
+    weights: dict[str, np.ndarray]  # name -> float32, batch first
+    outputs: object = None  # the model's outputs (numpy), when asked for
+    layers: dict[str, str] = field(default_factory=dict)  # path of every layer called -> class
+
+
+def _standard(weights: np.ndarray) -> np.ndarray:
+    """(B, Lq, Lk) gets a heads axis; everything else is kept as it is."""
+    weights = np.asarray(weights, dtype=np.float32)
+    return weights[:, None] if weights.ndim == 3 else weights
+
+
+def forward(model, inputs, *, replace: dict[str, Replacement] | None = None,
+            watch: Iterable[str] = (), training: bool = False):
+    """One eager forward pass under interception: (outputs, the interceptor)."""
+    with Interceptor(replace, watch) as interceptor:
+        outputs = model(inputs, training=training)
+    return outputs, interceptor
+
+
+def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: int | None = None,
+            replace: dict[str, Replacement] | None = None, keep_outputs: bool = False,
+            watch: Iterable[str] = ()) -> Captured:
+    """Run `model` on `inputs` (an array, a list or a dict of arrays, batch first) eagerly,
+    batch by batch, and return the attention of every captured call (or of those `layers`
+    select: exact paths or globs)."""
+    n = _batch_length(inputs)
+    size = batch_size or n
+    calls: dict[str, CallInfo] = {}
+    chunks: dict[str, list[np.ndarray]] = {}
+    outputs: list = []
+    called: dict[str, str] = {}
+    start = 0
+    while start < n:
+        result, interceptor = forward(model, _slice(inputs, start, start + size),
+                                      replace=replace, watch=watch)
+        chosen = [r for r in interceptor.records if layers is None or _selected(r[0], layers)]
+        if start == 0 and batch_size is None and n > 1:
+            size = _batch_size(chosen, n)
+            if size < n:  # redo the first batch at a size that fits in memory
+                continue
+        if start == 0:
+            called = {path: type(layer).__name__ for path, layer in interceptor.layers.items()}
+        for name, layer_class, source, tensor in chosen:
+            array = _standard(np.asarray(tensor))
+            if name not in calls:
+                calls[name] = CallInfo(name, layer_class, source, (n, *array.shape[1:]))
+            chunks.setdefault(name, []).append(array)
+        if keep_outputs:
+            outputs.append(keras.tree.map_structure(np.asarray, result))
+        start += size
+    weights = {name: np.concatenate(parts) for name, parts in chunks.items()}
+    merged = None
+    if keep_outputs and outputs:
+        merged = keras.tree.map_structure(lambda *parts: np.concatenate(parts), *outputs)
+    return Captured(list(calls.values()), weights, merged, called)
+
+
+def _batch_size(records: list, n: int) -> int:
+    """Samples per forward pass so one pass captures about BATCH_BYTES; refuse past MAX_BYTES."""
+    per_sample = sum(4 * int(np.prod(r[3].shape[1:])) for r in records) // max(
+        int(records[0][3].shape[0]), 1) if records else 0
+    if per_sample * n > MAX_BYTES:
+        raise AttnvizError(
+            f"the attention of {n} samples would take {per_sample * n / 2**30:.1f} GB: pass at "
+            f"most {MAX_BYTES // per_sample} samples, or select fewer layers with --layer")
+    return max(1, min(n, BATCH_BYTES // max(per_sample, 1)))
+
+
+def survey(model, inputs) -> Captured:
+    """Every attention call, and every layer called, on the first two samples."""
+    return capture(model, _slice(inputs, 0, 2))
+
+
+def _selected(name: str, patterns: Sequence[str]) -> bool:
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def select(calls: Sequence[CallInfo], patterns: Sequence[str] | None) -> list[CallInfo]:
+    """The calls that `patterns` (paths or globs) name, in call order; all when None."""
+    if not patterns:
+        return list(calls)
+    return [call for call in calls if _selected(call.name, patterns)]
+
+
+def _batch_length(inputs) -> int:
+    first = keras.tree.flatten(inputs)[0]
+    return int(first.shape[0])
+
+
+def _slice(inputs, start: int, stop: int):
+    return keras.tree.map_structure(lambda array: array[start:stop], inputs)
+
+
+# ---- a --layer that names a layer, not a captured call ---------------------------------------
+
+
+def is_distribution(weights: np.ndarray) -> bool:
+    """Non-negative rows that sum to 1 over the last axis."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim < 2 or weights.shape[-1] < 2 or (weights < 0).any():
+        return False
+    return bool(np.abs(weights.sum(axis=-1) - 1.0).max() <= DISTRIBUTION_TOLERANCE)
+
+
+def resolve_layers(model, inputs, patterns: Sequence[str] | None) -> tuple[list[CallInfo],
+                                                                           list[str]]:
+    """The calls `patterns` select (on the first two samples), and the paths among them of
+    layers that compute no softmax but output a distribution (read with `watch`).
+
+    A pattern that selects nothing is refused: listing the captured calls, or, when it names
+    a layer whose output is not attention, naming the softmax inside that layer.
+    """
+    surveyed = survey(model, inputs)
+    calls = surveyed.calls
+    if not patterns:
+        if not calls:
+            raise AttnvizError(no_attention_message(surveyed.layers))
+        return calls, []
+    chosen, watch = select(calls, patterns), []
+    for pattern in patterns:
+        if select(calls, [pattern]):
+            continue
+        path = _layer_path(surveyed.layers, pattern)
+        if path is None:
+            listed = ", ".join(call.name for call in calls) or "none"
+            raise AttnvizError(f"--layer {pattern} matches no attention call and no layer; "
+                               f"the attention calls are: {listed}")
+        output = capture(model, _slice(inputs, 0, 2), layers=[path], watch=[path])
+        weights = output.weights.get(path)
+        if weights is not None and is_distribution(weights):
+            watch.append(path)
+            chosen += output.calls
+            continue
+        shape = "several tensors" if weights is None else str(tuple(weights.shape))
+        inner = [call.name for call in calls if call.name.startswith(path + "/")]
+        if inner:
+            raise AttnvizError(
+                f"--layer {pattern}: its output {shape} is not a distribution over positions, "
+                f"so it is not attention; the softmax inside it is {inner[0]}: pass "
+                f"--layer {inner[0]}")
+        raise AttnvizError(f"--layer {pattern}: its output {shape} is not a distribution over "
+                           "positions and it computes no softmax, so it is not attention")
+    return chosen, watch
+
+
+def _layer_path(layers: dict[str, str], name: str) -> str | None:
+    """The path of the layer `name` names: a path, or a layer name used once."""
+    if name in layers:
+        return name
+    matches = [path for path in layers if path.rsplit("/", 1)[-1] == name]
+    return matches[0] if len(matches) == 1 else None
+
+
+def no_attention_message(layers: dict[str, str]) -> str:
+    classes = ", ".join(dict.fromkeys(layers.values())) or "none"
+    return ("no attention found: the model computes no softmax inside a layer (layer classes "
+            f"called: {classes}); if one of its layers outputs attention weights, name it with "
+            "--layer")
+
+
+# ---- a traced capture, for reading the same probe batch again and again ----------------------
+
+
+class Probe:
+    """Capture traced into one tf.function: about a plain forward pass per read.
+
+    The names are fixed by the first trace; the recorder reads the probe batch with it
+    after every epoch.
+    """
+
+    def __init__(self, model, layers: Sequence[str] | None = None):
+        self.model = model
+        self.layers = list(layers) if layers else None
+        self.calls: list[CallInfo] = []
+        self._function = tf.function(self._traced)
+
+    def _traced(self, inputs):
+        with Interceptor(watch=self.layers or ()) as interceptor:
+            self.model(inputs, training=False)
+        chosen = [r for r in interceptor.records
+                  if self.layers is None or _selected(r[0], self.layers)]
+        self.calls = [CallInfo(name, layer_class, source, tuple(tensor.shape))
+                      for name, layer_class, source, tensor in chosen]
+        return {name: tf.cast(tensor, tf.float32) for name, _, _, tensor in chosen}
+
+    def __call__(self, inputs) -> dict[str, np.ndarray]:
+        return {name: _standard(value.numpy()) for name, value in self._function(inputs).items()}
+
+
+@contextlib.contextmanager
+def intercepted(replace: dict[str, Replacement] | None = None) -> Iterator[Interceptor]:
+    """Interception for code that calls the model itself (gradients through replaced
+    attention, for example)."""
+    with Interceptor(replace) as interceptor:
+        yield interceptor
