@@ -154,21 +154,64 @@ def train(
     jit: Annotated[bool, typer.Option("--jit/--no-jit", help="XLA-compile the training step "
                                       "(measure it: faster on some CPUs/GPUs, slower on others).")
                    ] = _DEFAULTS.jit_compile,
+    model: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--model", metavar="FILE.py:FUNCTION", help="Train your own model instead of a built-in "
+        "task: FUNCTION() returns a compiled keras.Model (with --data).",
+        show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--data", metavar="DATA.npz", help="With --model: x, y, optional x_val, y_val, probe "
+        "and mask_NAME arrays (see docs/your-model.md).", show_default=False)] = None,
+    imports: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--import", metavar="FILE.py|MODULE", help="With --model: more code the model needs, "
+        "imported first; repeatable.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last "
                                          "checkpoint.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing run in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Train a model on a task and record its attention after every epoch."""
+    """Train a model on a task (or your own, --model) and record its attention every epoch."""
     from attnviz import train as core
 
     if cpu_devices < 1:
         raise AttnvizError(f"--cpu-devices must be at least 1, got {cpu_devices}")
     if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
         raise AttnvizError(f"--tensorboard {tensorboard} is a file: give a directory")
-    config = None
-    if not resume:
+    config = user = None
+    if (model is None) != (data is None) and not resume:
+        raise AttnvizError("--model and --data go together: your model's FILE.py:FUNCTION "
+                           "and a DATA.npz with x and y")
+    if model is not None and not resume:
+        chosen = {"--task": task, "--encoder": encoder, "--attention": attention,
+                  "--seq-len": seq_len, "--units": units, "--heads": heads,
+                  "--samples": samples, "--val-samples": val_samples,
+                  "--probe-size": probe_size, "--learning-rate": learning_rate,
+                  "--seed": seed, "--attribution": attribution, "--strategy": strategy,
+                  "--jit": jit}
+        defaults = {"--task": _DEFAULTS.task, "--encoder": _DEFAULTS.encoder,
+                    "--attention": _DEFAULTS.attention, "--seq-len": _DEFAULTS.seq_len,
+                    "--units": _DEFAULTS.units, "--heads": _DEFAULTS.heads,
+                    "--samples": _DEFAULTS.samples, "--val-samples": _DEFAULTS.val_samples,
+                    "--probe-size": _DEFAULTS.probe_size,
+                    "--learning-rate": _DEFAULTS.learning_rate, "--seed": _DEFAULTS.seed,
+                    "--attribution": False, "--strategy": _DEFAULTS.strategy,
+                    "--jit": _DEFAULTS.jit_compile}
+        for flag, value in chosen.items():
+            if value != defaults[flag]:
+                raise AttnvizError(f"{flag} configures the built-in tasks; with --model your "
+                                   "FUNCTION builds and compiles the model: drop it")
+        from attnviz.usermodel import split_spec
+
+        split_spec(model)  # a malformed FILE.py:FUNCTION, before anything else
+        if not data.is_file():
+            raise AttnvizError(f"--data {data}: no such file")
+        user = core.UserModel(function=model, data=data, imports=tuple(imports or ()),
+                              epochs=_DEFAULTS.epochs if epochs is None else epochs,
+                              batch_size=batch_size, record_every=record_every,
+                              checkpoint_every=checkpoint_every, record_heads=record_heads)
+    elif imports and not resume:
+        raise AttnvizError("--import goes with --model (the code your model needs)")
+    if not resume and user is None:
         config = TrainConfig(
             task=task, encoder=encoder, attention=attention, seq_len=seq_len, units=units,
             heads=heads, samples=samples, val_samples=val_samples, probe_size=probe_size,
@@ -182,20 +225,22 @@ def train(
     elif not out.is_dir():
         raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
     with core.exclusive(out):
-        _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
+        _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
                       json_output)
 
 
-def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
+def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
                   json_output) -> None:
     """The train command once its options are valid and it holds the run's lock."""
     from attnviz import train as core
 
-    plan = core.plan(config, out, resume=resume, force=force, epochs=epochs)
+    if user is not None or (resume and core.is_user_run(out)):
+        quiet_tensorflow_import()  # a user's model is built while planning
+    plan = core.plan(config, out, resume=resume, force=force, epochs=epochs, user=user)
     quiet_tensorflow_import()  # after the checks above: bad input is answered at once
     if cpu_devices > 1:
         core.split_cpu(cpu_devices)
-    config = plan.run.config
+    run = plan.run
     err = console(stderr=True)
     show = not (quiet or json_output)
     if show:
@@ -204,10 +249,12 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
                       f"checkpoint is epoch {plan.start_epoch}: continuing from there")
         elif resume:
             err.print(f"resuming {out} from epoch {plan.start_epoch}")
-        err.print(f"{config.task} · {config.encoder} + {config.attention} · L={config.seq_len} · "
-                  f"{config.samples} samples · epochs {plan.start_epoch}->{config.epochs}")
+        err.print(f"{core.describe(plan)} · epochs {plan.start_epoch}->{run.epochs_planned}")
         err.print(f"recording {_size(plan.bytes_per_record)} of attention per epoch; projected "
                   f"run size {_size(plan.projected_bytes)} with checkpoints")
+        skipped = run.state.get("checkpoints_skipped")
+        if skipped:
+            err.print(f"[yellow]warning:[/] checkpoints skipped: {skipped}", markup=True)
 
     def announce_stop():
         err.print("[yellow]Ctrl-C: stopping after this epoch is saved (again to abort now)[/]")
@@ -217,7 +264,7 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
             if show:
                 from attnviz.progress import TrainDisplay
 
-                with TrainDisplay(err, config.epochs, plan.start_epoch,
+                with TrainDisplay(err, run.epochs_planned, plan.start_epoch,
                                   plan.steps_per_epoch) as display:
                     result = core.fit(plan, on_epoch=display.on_epoch, on_batch=display.on_batch,
                                       stop_requested=stop_requested, tensorboard=tensorboard)
@@ -236,19 +283,23 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
         print(json.dumps(summary, indent=2))
     elif not quiet:
         last = summary["last"]
-        err.print(f"[green]done[/]: {result.epochs_done} epochs in {out}  "
-                  f"(val_loss {last.get('val_loss', float('nan')):.4f}; mass "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in last.get("mass", {}).items()) + ")")
+        val_loss = last.get("val_loss")
+        parts = [f"val_loss {val_loss:.4f}" if val_loss is not None else "no validation data"]
+        if last.get("mass"):
+            parts.append("mass " + ", ".join(f"{k} {v:.2f}" for k, v in last["mass"].items()))
+        err.print(f"[green]done[/]: {result.epochs_done} epochs in {out}  ({'; '.join(parts)})")
 
 
 def _train_summary(run) -> dict:
     return {
         "run": str(run.root),
-        "config": run.config.to_dict(),
+        "config": None if run.config is None else run.config.to_dict(),
+        "model": run.model_info,
+        "layers": run.layer_names,
         "epochs_done": run.epochs_done,
         "checkpoints": run.checkpoints,
         "attention_epochs": run.attention_epochs,
-        "baselines": run.task["baselines"],
+        "baselines": run.baselines,
         "last": run.history[-1] if run.history else {},
     }
 
@@ -277,6 +328,9 @@ def animate(
                                       "'auto' (the run's largest).")] = "1",
     frames: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Also write one PNG per frame into this directory.", show_default=False)] = None,
+    layer: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        metavar="NAME", help="The recorded layer to draw (default: the run's first).",
+        show_default=False)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
                                               "JSON object (schema: docs/animate.md).")] = False,
 ) -> None:
@@ -286,7 +340,7 @@ def animate(
 
     result = core(run, AnimateOptions(
         output=output, fps=fps, mask=mask, cmap=cmap, every=every, samples=samples, scale=scale,
-        head=head, query=query, vmax=vmax, frames_dir=frames,
+        head=head, query=query, vmax=vmax, frames_dir=frames, layer=layer,
     ))
     if json_output:
         print(json.dumps({
@@ -404,6 +458,9 @@ def score(
         "lower is better (jsd, entropy). Repeatable.", show_default=False)] = None,
     query: Annotated[str, typer.Option(help="Self-attention: the query row scored: 'last', "
                                        "'mean' or an index.")] = "last",
+    layer: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        metavar="NAME", help="Run: the recorded layer to score (default: the first); a glob "
+        "such as '*' scores and gates every layer it matches.", show_default=False)] = None,
     attention: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--attention", help="Score your own weights instead of a run: an (n, L) or "
         "(n, heads, L, L) .npy file.", show_default=False)] = None,
@@ -426,29 +483,39 @@ def score(
     for path, flag in ((junit, "--junit"), (plot, "--plot")):
         if path is not None:
             show.check_output_path(path, flag)
-    report = core.score_target(run, attention, mask or [], epoch, query, normalize,
-                               over_epochs=plot is not None)
-    shown = report.select(epoch)
-    checks = core.check_thresholds(shown, thresholds)
+    reports = core.score_target(run, attention, mask or [], epoch, query, normalize,
+                                over_epochs=plot is not None, layer=layer)
+    if plot is not None and len(reports) > 1:
+        raise AttnvizError(f"--plot draws one layer and --layer {layer} selects "
+                           f"{len(reports)}: pick one")
+    results = [(report.select(epoch), core.check_thresholds(report.select(epoch), thresholds))
+               for report in reports]
     written = []
     if junit is not None:
-        show.write_junit(junit, shown, checks)
+        show.write_junit(junit, results)
         written.append(junit)
     if plot is not None:
         from attnviz.plots import plot_scores
 
-        plot_scores(plot, report, checks)
+        plot_scores(plot, reports[0], results[0][1])
         written.append(plot)
     out = console(stderr=json_output)
     if json_output:
-        print(json.dumps(show.as_json(shown, checks), indent=2))
+        objects = [{**show.as_json(shown, checks), "layer": shown.layer}
+                   for shown, checks in results]
+        print(json.dumps(objects[0] if len(objects) == 1 else {
+            "layers": objects, "passed": all(c.passed for _, cs in results for c in cs)},
+            indent=2))
     else:
-        for table in show.tables(shown, checks):
-            out.print(table)
-        out.print(show.verdict(checks))
+        for shown, checks in results:
+            if len(results) > 1:
+                out.print(f"[bold]layer {shown.layer}[/]", markup=True)
+            for table in show.tables(shown, checks):
+                out.print(table)
+            out.print(show.verdict(checks))
     for path in written:
         out.print(f"wrote {path}", markup=False)
-    if not all(check.passed for check in checks):
+    if not all(check.passed for _, checks in results for check in checks):
         raise typer.Exit(1)
 
 

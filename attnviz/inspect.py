@@ -219,28 +219,36 @@ def samples_shown(options: InspectOptions) -> int:
 
 
 def run_facts(run: Run, epoch: int) -> dict:
-    """Task, model, epochs trained and the loss at `epoch` next to the task's baselines."""
+    """What trained, epochs trained and the loss at `epoch` next to the task's baselines."""
     config = run.config
     record = run.history[epoch - 1] if 1 <= epoch <= run.epochs_done else None
+    if config is not None:
+        model = {"encoder": config.encoder, "attention": config.attention,
+                 "units": config.units, "seq_len": config.seq_len,
+                 "heads": config.heads if config.attention == "self" else None}
+    else:
+        info = run.model_info
+        model = {"name": info.get("name"), "class": info.get("class"),
+                 "parameters": info.get("parameters"), "source": info.get("source")}
     return {
         "run": str(run.root),
-        "task": run.task["name"],
-        "model": {"encoder": config.encoder, "attention": config.attention,
-                  "units": config.units, "seq_len": config.seq_len,
-                  "heads": config.heads if config.attention == "self" else None},
+        "task": run.task["name"] if run.task else None,
+        "model": model,
+        "layers": run.layer_names,
         "epochs_trained": run.epochs_done,
-        "epochs_planned": config.epochs,
+        "epochs_planned": run.epochs_planned,
         "epoch": epoch,
         "loss": None if record is None else {"loss": record["loss"],
                                              "val_loss": record["val_loss"]},
-        "baselines": [{"name": b["name"], "mse": b["mse"]} for b in run.task["baselines"]],
+        "baselines": [{"name": b["name"], "mse": b["mse"]} for b in run.baselines],
     }
 
 
 def inspect_run(run: Run, options: InspectOptions) -> Inspection:
-    """The recorded probe attention of `options.epoch` (default: the last recorded)."""
+    """The recorded probe attention of `options.epoch` (default: the last recorded), of every
+    recorded layer or of those --layer selects."""
     for flag, value in (("--input", options.input), ("--key", options.key),
-                        ("--layer", options.layers or None), ("--unsafe", options.unsafe or None),
+                        ("--unsafe", options.unsafe or None),
                         ("--import", options.imports or None)):
         if value is not None:
             raise AttnvizError(
@@ -248,16 +256,19 @@ def inspect_run(run: Run, options: InspectOptions) -> Inspection:
                 f"recompute {run.root}'s attention on new data"
             )
     epoch = run.resolve_epoch(options.epoch)
-    masks = probe_masks(run)
-    check_recorded_heads(run, options.head)
-    view = view_of("attention", run.attention(epoch), options, masks)
-    return Inspection("run", run_facts(run, epoch), [view], masks, samples_shown(options))
-
-
-def probe_masks(run: Run) -> dict[str, np.ndarray]:
-    """The probe batch's masks, the task's main mask first."""
-    main = run.task["main_mask"]
-    return {name: run.mask(name) for name in [main, *(m for m in run.mask_names if m != main)]}
+    names = run.layer_names
+    if options.layers:
+        names = [layer["name"] for pattern in options.layers
+                 for layer in ([run.layer(pattern)] if not run.select_layers(pattern)
+                               else run.select_layers(pattern))]
+        names = list(dict.fromkeys(names))
+    views = []
+    for name in names:
+        check_recorded_heads(run, options.head, name)
+        views.append(view_of(name, run.attention(epoch, name), options, run.masks_for(name),
+                             run.layer(name)["class"]))
+    masks = run.masks_for(names[0])
+    return Inspection("run", run_facts(run, epoch), views, masks, samples_shown(options))
 
 
 def checkpoint_epoch(run: Run, name: str) -> int:
@@ -417,7 +428,8 @@ def title(inspection: Inspection, view: View) -> str:
     """One line naming what a heatmap or figure shows."""
     facts = inspection.facts
     if inspection.kind == "run":
-        where = f"{facts['run']} · epoch {facts['epoch']}"
+        where = f"{facts['run']} · epoch {facts['epoch']}" + (
+            f" · {view.name}" if len(facts["layers"]) > 1 else "")
     elif inspection.kind == "checkpoint":
         where = f"{facts['run']} · checkpoint epoch {facts['epoch']} · {facts['input']}"
     else:
@@ -499,27 +511,37 @@ def _fact_lines(inspection: Inspection) -> list[str]:
         return [f"model {facts['model']} · input {facts['input']} {facts['input_shape']}"
                 f" · read in {facts['seconds']['extract']:.2f} s"]
     model = facts["model"]
-    heads = f", {model['heads']} heads" if model["heads"] else ""
-    lines = [
-        f"run {facts['run']} · task {facts['task']} · {model['encoder']} + "
-        f"{model['attention']} ({model['units']} units{heads}) · L={model['seq_len']} · "
-        f"{facts['epochs_trained']}/{facts['epochs_planned']} epochs trained"
-    ]
+    trained = f"{facts['epochs_trained']}/{facts['epochs_planned'] or '?'} epochs trained"
+    if facts["task"] is not None:
+        heads = f", {model['heads']} heads" if model["heads"] else ""
+        lines = [f"run {facts['run']} · task {facts['task']} · {model['encoder']} + "
+                 f"{model['attention']} ({model['units']} units{heads}) · L={model['seq_len']}"
+                 f" · {trained}"]
+    else:
+        lines = [f"run {facts['run']} · model {model['name']} ({model['class']}, "
+                 f"{model['parameters']} parameters) · {trained}"]
     loss = facts["loss"]
+    baselines = facts["baselines"]
     if loss is None:
-        baselines = " · ".join(f"{b['name']} {b['mse']:.4g}" for b in facts["baselines"])
-        lines.append(f"epoch {facts['epoch']}: untrained · baselines (MSE): {baselines}")
+        listed = " · ".join(f"{b['name']} {b['mse']:.4g}" for b in baselines)
+        lines.append(f"epoch {facts['epoch']}: untrained" + (
+            f" · baselines (MSE): {listed}" if listed else ""))
     else:
         val = loss["val_loss"]
-        baselines = " · ".join(
-            f"{b['name']} {b['mse']:.4g} ({'beaten' if val < b['mse'] else 'not beaten'})"
-            for b in facts["baselines"])
-        lines.append(f"epoch {facts['epoch']}: loss {loss['loss']:.4g} · val_loss {val:.4g} "
-                     f"· baselines (MSE): {baselines}")
+        shown = [f"loss {_number(loss['loss'])}", f"val_loss {_number(val)}"]
+        if baselines and val is not None:
+            shown.append("baselines (MSE): " + " · ".join(
+                f"{b['name']} {b['mse']:.4g} ({'beaten' if val < b['mse'] else 'not beaten'})"
+                for b in baselines))
+        lines.append(f"epoch {facts['epoch']}: " + " · ".join(shown))
     if inspection.kind == "checkpoint":
         lines.append(f"recomputed from checkpoint epoch {facts['epoch']} on {facts['input']} "
                      f"in {facts['seconds']['extract']:.2f} s")
     return lines
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _argmax_text(histogram: list[int], n: int, top: int = 4) -> str:

@@ -7,6 +7,7 @@ attnviz.capture) and becomes one View, named by its layer path.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,6 @@ from attnviz.inspect import (
     checkpoint_epoch,
     is_model_file,
     load_input,
-    probe_masks,
     run_facts,
     samples_shown,
     view_of,
@@ -110,15 +110,20 @@ def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
                            "give one of them")
     epoch = checkpoint_epoch(run, options.checkpoint)
     if options.input is None:
-        x, source, masks = run.probe.x, "probe batch", probe_masks(run)
+        x, source = run.probe.x, "probe batch"
     else:
-        x, source, masks = load_input(options.input, options.key), str(options.input), {}
+        x, source = load_input(options.input, options.key), str(options.input)
+    if not options.layers:  # the layers the run records, not every softmax of the model
+        options = dataclasses.replace(options, layers=tuple(run.layer_names))
     started = time.perf_counter()
     model = _load(run.checkpoint_path(epoch), options)
     loaded = time.perf_counter()
     inputs = prepare_inputs(model, x, source)
     with model_failures(source):
-        views = _views(model, inputs, options, masks)
+        views = _views(model, inputs, options,
+                       run if options.input is None else None)
+    masks = {} if options.input is not None or not views else (
+        run.masks_for(views[0].name) if views[0].name in run.layer_names else {})
     facts = {
         **run_facts(run, epoch), "checkpoint": epoch, "input": source,
         "input_shape": describe_inputs(inputs),
@@ -128,10 +133,12 @@ def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
     return Inspection("checkpoint", facts, views, masks, samples_shown(options))
 
 
-def _views(model, inputs, options: InspectOptions, masks: dict | None = None) -> list:
-    """One View per selected attention call."""
+def _views(model, inputs, options: InspectOptions, run: Run | None = None) -> list:
+    """One View per selected attention call; on a run's probe batch, with its masks."""
     calls, watch = resolve_layers(model, inputs, options.layers or None)
     names = [call.name for call in calls]
     captured = capture(model, inputs, layers=names, watch=watch)
-    return [view_of(call.name, captured.weights[call.name], options, masks, call.layer_class)
+    return [view_of(call.name, captured.weights[call.name], options,
+                    run.masks_for(call.name) if run and call.name in run.layer_names else None,
+                    call.layer_class)
             for call in captured.calls]

@@ -10,6 +10,7 @@ Importing code runs it: `--import` is for code you trust, as `--unsafe` is for f
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -37,35 +38,43 @@ def import_code(specs: list[str] | tuple[str, ...]) -> dict[str, object]:
     custom: dict[str, object] = {}
     for spec in specs:
         if spec not in _imported:
-            _imported[spec] = _defined_objects(_import_one(spec))
+            _imported[spec] = _defined_objects(import_module_of(spec))
         custom.update(_imported[spec])
     return custom
 
 
-def _import_one(spec: str):
+def import_module_of(spec: str, flag: str = "--import"):
+    """Import a .py file (by path) or a module (by dotted name); its errors in one line."""
     path = Path(spec)
     try:
         if spec.endswith(".py"):
             if not path.is_file():
-                raise AttnvizError(f"--import {spec}: no such file")
-            name = f"attnviz_user_{path.stem}_{abs(hash(str(path.resolve()))):x}"
+                raise AttnvizError(f"{flag} {spec}: no such file")
+            digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+            name = f"attnviz_user_{path.stem}_{digest}"
+            if name in sys.modules:
+                return sys.modules[name]
             loader = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(loader)
             sys.modules[name] = module  # dataclasses and pickling look modules up by name
-            loader.loader.exec_module(module)
+            try:
+                loader.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
             return module
         return importlib.import_module(spec)
     except AttnvizError:
         raise
     except ModuleNotFoundError as err:
         if not spec.endswith(".py") and err.name and spec.startswith(err.name):
-            raise AttnvizError(f"--import {spec}: no module named {err.name}: give a .py file "
+            raise AttnvizError(f"{flag} {spec}: no module named {err.name}: give a .py file "
                                "or a module on the Python path") from None
-        raise AttnvizError(f"--import {spec} failed: {first_line(err)}") from None
+        raise AttnvizError(f"{flag} {spec} failed: {first_line(err)}") from None
     except BaseException as err:  # noqa: BLE001 (user code may raise anything, SystemExit too)
         if isinstance(err, KeyboardInterrupt):
             raise
-        raise AttnvizError(f"--import {spec} failed: {type(err).__name__}: "
+        raise AttnvizError(f"{flag} {spec} failed: {type(err).__name__}: "
                            f"{first_line(err)}") from None
 
 

@@ -1,29 +1,40 @@
-"""The Keras callback that commits each epoch into the run: attention, checkpoint, history."""
+"""The Keras callback that commits each epoch into a run: attention, checkpoint, history.
+
+`attnviz train` and the public `attnviz.keras.AttentionRecorder` both record through it.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from attnviz.run import Run
+from attnviz.capture import Probe, capture, no_attention_message, select
+from attnviz.errors import AttnvizError
+from attnviz.modelio import first_line, model_summary
+from attnviz.run import CONFIG, STATE, Run, RunSpec, probe_digest
 from attnviz.score import attention_rows, mass
+from attnviz.tasks import TaskBatch
 
 
-class EpochRecorder(keras.callbacks.Callback):
-    """After every epoch: read probe attention, write what is due, then commit state.json.
+class Recorder(keras.callbacks.Callback):
+    """After every epoch: read the probe batch's attention, write what is due, then commit
+    state.json (the commit makes the epoch exist for readers).
 
-    The probe model is built once and shares the trained model's layers, so reading the
-    weights costs one forward pass of the probe batch (about 2 ms on CPU).
+    The probe is read through one traced capture of the model (attnviz.capture.Probe): about
+    one forward pass of the probe batch per epoch.
     """
 
     def __init__(
         self,
         run: Run,
-        probe_model: keras.Model,
         attribute: Callable[[np.ndarray], np.ndarray] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
         on_batch: Callable[[int, dict], None] | None = None,
@@ -31,40 +42,48 @@ class EpochRecorder(keras.callbacks.Callback):
     ):
         super().__init__()
         self.run = run
-        self.config = run.config
-        self.probe_model = probe_model
-        # One traced call: ~2 ms a read, where eager is ~30 ms and predict_on_batch splits
-        # the batch across replicas under tf.distribute.
-        self._probe_fn = tf.function(self._call_probe)
-        self.probe_x = run.probe.x
-        self.masks = run.probe.masks
         self.attribute = attribute
         self.on_epoch = on_epoch
         self.on_batch = on_batch
         self.stop_requested = stop_requested
+        self.main_layer = run.layer_names[0]
+        self.masks = run.masks_for(self.main_layer)
+        self._probe: Probe | None = None
+        self._inputs = None
         self._epoch_start = 0.0
-        self.last_weights: np.ndarray | None = None  # the latest probe attention, as stored
+        self.last_weights: dict[str, np.ndarray] | None = None  # the latest, as stored
 
-    def _call_probe(self, x):
-        return self.probe_model(x, training=False)
+    def set_model(self, model):
+        super().set_model(model)
+        self._probe = Probe(model, self.run.layer_names)
+        self._inputs = probe_tensors(self.run.probe.x)
 
-    def probe_attention(self) -> np.ndarray:
-        """(n, L) or (n, H, L, L) weights of the probe batch, as the run stores them."""
-        weights = np.asarray(self._probe_fn(self.probe_x))
-        if weights.ndim == 4 and self.config.record_heads == "mean":
-            weights = weights.mean(axis=1, keepdims=True)  # (n, 1, L, L)
+    def probe_attention(self) -> dict[str, np.ndarray]:
+        """{layer: weights} of the probe batch, as the run stores them."""
+        weights = self._probe(self._inputs)
+        if self.run.recording["record_heads"] == "mean":
+            weights = {name: w.mean(axis=1, keepdims=True) if w.ndim == 4 else w
+                       for name, w in weights.items()}
         return weights
 
     def record(self, epoch: int, force: bool = False) -> dict[str, float]:
-        """Write attention (and attribution) of `epoch` if due; return the mass on each mask."""
+        """Write attention (and attribution) of `epoch` if due; return the main layer's mass
+        on each mask."""
         weights = self.last_weights = self.probe_attention()
-        due = force or epoch % self.config.record_every == 0 or epoch == self.config.epochs
+        planned = self.run.epochs_planned
+        due = force or epoch % self.run.recording["record_every"] == 0 or epoch == planned
         if due:
             self.run.save_attention(epoch, weights)
             if self.attribute is not None:
-                self.run.save_attribution(epoch, self.attribute(self.probe_x))
-        rows = attention_rows(weights.astype(np.float32))
+                self.run.save_attribution(epoch, self.attribute(self.run.probe.x))
+        rows = attention_rows(weights[self.main_layer].astype(np.float32))
         return {name: mass(rows, mask) for name, mask in self.masks.items()}
+
+    def checkpoint_due(self, epoch: int, stopping: bool) -> bool:
+        every = self.run.recording["checkpoint_every"]
+        if self.run.state.get("checkpoints_skipped") or every == 0:
+            return False
+        return stopping or epoch % every == 0 or epoch == self.run.epochs_planned
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
@@ -80,15 +99,19 @@ class EpochRecorder(keras.callbacks.Callback):
         fit_seconds = started - self._epoch_start
         stopping = self.stop_requested()
         masses = self.record(done, force=stopping)
-        if stopping or done % self.config.checkpoint_every == 0 or done == self.config.epochs:
+        if self.checkpoint_due(done, stopping):
             self.run.write_checkpoint(done, self.model.save)
         entry = {
             "epoch": done,
-            "loss": float(logs.get("loss", float("nan"))),
-            "val_loss": float(logs.get("val_loss", float("nan"))),
+            "loss": _number(logs.get("loss")),
+            "val_loss": _number(logs.get("val_loss")),
             "seconds": round(fit_seconds, 4),
             "mass": masses,
         }
+        metrics = {key: _number(value) for key, value in logs.items()
+                   if key not in ("loss", "val_loss") and _number(value) is not None}
+        if metrics:
+            entry["metrics"] = metrics
         # Everything attnviz adds to an epoch: probe pass, writes, checkpoint, commit.
         entry["record_seconds"] = round(time.perf_counter() - started, 5)
         self.run.commit(entry)
@@ -96,3 +119,116 @@ class EpochRecorder(keras.callbacks.Callback):
             self.on_epoch(entry)
         if stopping:
             self.model.stop_training = True
+
+
+def _number(value) -> float | None:
+    """A finite float from a Keras log value; None for what JSON cannot hold."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def probe_tensors(x):
+    """The probe's arrays as tensors, in the structure the model takes."""
+    import tensorflow as tf
+
+    return keras.tree.map_structure(tf.constant, x)
+
+
+# ---- a run for a user's model --------------------------------------------------------------
+
+
+def open_or_create(directory: Path, model, probe_x, *, y=None,
+                   masks: Mapping[str, np.ndarray] | None = None,
+                   layers: Sequence[str] | None = None, every: int = 1,
+                   checkpoint_every: int = 5, record_heads: str = "all",
+                   epochs: int | None = None, source: str = "callback",
+                   force: bool = False, fit: dict | None = None) -> Run:
+    """The run that records `model` on `probe_x` in `directory`: everything is checked
+    against the model before anything is written; then the run is created, or opened when it
+    already records this model on this probe."""
+    if every < 1 or checkpoint_every < 0:
+        raise AttnvizError(f"every must be at least 1 and checkpoint_every at least 0, got "
+                           f"{every} and {checkpoint_every}")
+    if record_heads not in ("all", "mean"):
+        raise AttnvizError(f"record_heads {record_heads!r}: use 'all' or 'mean'")
+    try:
+        captured = capture(model, probe_x)
+    except AttnvizError:
+        raise
+    except Exception as err:  # noqa: BLE001 (the user's model may raise anything)
+        raise AttnvizError(f"the probe does not fit the model: {type(err).__name__}: "
+                           f"{first_line(err)}") from None
+    if not captured.calls:
+        raise AttnvizError(no_attention_message(captured.layers))
+    calls = select(captured.calls, layers)
+    if not calls:
+        raise AttnvizError(f"layers {list(layers or [])} match no attention call; the model's "
+                           f"are {', '.join(call.name for call in captured.calls)}")
+    n = calls[0].shape[0]
+    checked = {name: _check_mask(name, np.asarray(mask), n, calls)
+               for name, mask in (masks or {}).items()}
+    if y is not None and len(y) != n:
+        raise AttnvizError(f"y holds {len(y)} samples, the probe {n}")
+    recorded = [{"name": call.name, "class": call.layer_class,
+                 "shape": [n, 1, *call.shape[2:]] if record_heads == "mean"
+                 and len(call.shape) == 4 else list(call.shape),
+                 "dtype": "float32" if len(call.shape) == 2 else "float16"} for call in calls]
+    probe = TaskBatch(x=probe_x, y=None if y is None else np.asarray(y), masks=checked)
+    spec = RunSpec(layers=recorded,
+                   recording={"epochs": epochs, "record_every": every,
+                              "checkpoint_every": checkpoint_every,
+                              "record_heads": record_heads},
+                   model={**model_summary(model), "source": source,
+                          **({"fit": fit} if fit else {})})
+    directory = Path(directory)
+    if not force and (directory / STATE).is_file() and (directory / CONFIG).is_file():
+        run = Run.open(directory)
+        same = [(layer["name"], layer["shape"]) for layer in run.layers] == [
+            (layer["name"], layer["shape"]) for layer in recorded]
+        if not same or run.state["files"]["probe.npz"] != probe_digest(probe):
+            raise AttnvizError(f"{directory} holds a run of another model or probe: record "
+                               "into another directory, or delete it to start again")
+        run.remove_stale_files()
+    else:
+        run = Run.create(directory, spec, probe, force=force)
+    if checkpoint_every and not run.checkpoints and not run.state.get("checkpoints_skipped"):
+        reason = reload_problem(model)
+        if reason:
+            warnings.warn(f"attnviz: checkpoints skipped: {reason}", stacklevel=3)
+            run.skip_checkpoints(reason)
+            run.commit()
+    return run
+
+
+def _check_mask(name: str, mask: np.ndarray, n: int, calls) -> np.ndarray:
+    keys = {call.shape[-1] for call in calls}
+    if mask.ndim != 2 or mask.shape[0] != n or mask.shape[1] not in keys:
+        raise AttnvizError(f"mask {name} has shape {mask.shape}: expected ({n}, keys) with keys "
+                           f"one of {sorted(keys)} (the recorded layers' key positions)")
+    if not np.isin(mask, (0, 1)).all():
+        raise AttnvizError(f"mask {name} is not 0/1 (or bool)")
+    return mask.astype(bool)
+
+
+def reload_problem(model) -> str | None:
+    """Why the model cannot be saved to .keras and loaded back, or None when it can."""
+    custom = {type(layer).__name__: type(layer)
+              for layer in model._flatten_layers(include_self=True, recursive=True)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.save(path)
+                keras.saving.load_model(path, custom_objects=custom, compile=False,
+                                        safe_mode=True)
+        except Exception as err:  # noqa: BLE001 (whatever Keras raises, the answer is no)
+            return (f"Keras cannot save and reload {type(model).__name__} "
+                    f"({type(err).__name__}: {first_line(err)}): attention is recorded, "
+                    "but explain and resuming need a checkpoint")
+    return None
+
+

@@ -351,6 +351,7 @@ class AnimateOptions:
     query: str | None = None  # self-attention: a query index, "last" or "mean" (None: "last")
     vmax: str = "1"  # the value drawn in the top colour: a number, or "auto" (run maximum)
     frames_dir: Path | None = None  # also write one PNG per frame here
+    layer: str | None = None  # a recorded layer (name or glob); None: the run's first
 
 
 @dataclass(frozen=True)
@@ -407,8 +408,16 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
 
 def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], np.ndarray]:
     """The frames' data from a run, and the mask (n, L) shown under them."""
-    mask = run.mask(options.mask)
-    mask_name = options.mask or run.task["main_mask"]
+    layer = run.layer(options.layer)["name"]
+    keys = run.layer(layer)["shape"][-1]
+    mask_name = options.mask or run.main_mask
+    if mask_name is None:  # a run recorded without masks: an empty row
+        mask, mask_name = np.zeros((run.header["probe"]["size"], keys), bool), "no mask"
+    else:
+        mask = run.mask(mask_name)
+        if mask.shape[-1] != keys:
+            raise AttnvizError(f"mask {mask_name} covers {mask.shape[-1]} positions and layer "
+                               f"{layer} attends over {keys}: pick another --mask or --layer")
     recorded = sorted(run.attention_epochs)
     if not recorded:
         raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
@@ -416,12 +425,12 @@ def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], 
     if epochs[-1] != recorded[-1]:
         epochs.append(recorded[-1])
     samples = _resolve_samples(options.samples, mask.shape[0])
-    head, query = _resolve_reduction(run, options.head, options.query)
+    head, query = _resolve_reduction(run, layer, options.head, options.query)
     losses = {record["epoch"]: record.get("loss") for record in run.history}
     attributed = set(run.attribution_epochs)
-    total = run.config.epochs
+    total = run.epochs_planned
     frames = []
-    for epoch, attention in run.iter_attention(epochs):
+    for epoch, attention in run.iter_attention(epochs, layer):
         rows = attention_rows(attention, head=head, query=query)  # (n, L)
         loss = losses.get(epoch)
         header = [
@@ -503,16 +512,16 @@ def _resolve_samples(samples: int | None, available: int) -> int:
     return samples
 
 
-def _resolve_reduction(run: Run, head: str | None, query: str | None) -> tuple:
+def _resolve_reduction(run: Run, layer: str, head: str | None, query: str | None) -> tuple:
     """Parse --head and --query into what score.attention_rows takes."""
-    if run.attention_info["kind"] != "self":
+    if run.layer(layer)["kind"] == "temporal":
         if head is not None or query is not None:
             raise AttnvizError(
-                f"--head and --query apply to self-attention runs; {run.root} recorded "
-                f"{run.attention_info['kind']} attention (one row per sample): drop them"
+                f"--head and --query apply to multi-head attention; {run.root} recorded "
+                f"{layer} as temporal attention (one row per sample): drop them"
             )
         return "mean", "last"
-    check_recorded_heads(run, head)
+    check_recorded_heads(run, head, layer)
     return parse_head(head or "mean"), parse_query(query or "last")
 
 

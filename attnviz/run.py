@@ -1,22 +1,28 @@
 """The run directory: one object owns every path, reads and writes them, and checks them.
 
-Layout (format version 1, documented in docs/run-format.md):
+Layout (format version 2, documented in docs/run-format.md):
 
-    RUN/config.json                  what was trained: config, task, baselines, attention shape
-    RUN/probe.npz                    the probe batch: x, y and one mask_<name> per mask
-    RUN/attention/epoch_0007.npy     probe attention after epoch 7 (epoch 0 = untrained)
-    RUN/attribution/epoch_0007.npy   gradient x input on the probe batch (with --attribution)
-    RUN/checkpoints/epoch_0005.keras model + optimizer state after epoch 5
-    RUN/state.json                   the commit record: history, what is recorded, sha256 of
-                                     every file above; written last, atomically, each epoch
+    RUN/config.json                     what was recorded: the layers and their shapes, the
+                                        probe's inputs and masks, the model; for a built-in
+                                        task also its training config, task and baselines
+    RUN/probe.npz                       the probe batch: x (or x/<input> per model input),
+                                        y when known, and one mask_<name> per mask
+    RUN/attention/00/epoch_0007.npy     probe attention of layer 0 after epoch 7 (epoch 0 =
+                                        untrained); one folder per recorded layer
+    RUN/attribution/epoch_0007.npy      gradient x input on the probe batch (--attribution)
+    RUN/checkpoints/epoch_0005.keras    model + optimizer state after epoch 5
+    RUN/state.json                      the commit record: history, what is recorded, sha256
+                                        of every file above; written last, atomically
 
 A file not listed in state.json does not exist as far as readers are concerned, so a run
 killed at any moment loads as of its last commit. Every read checks the file's sha256.
+Format 1 runs (one layer, attention/epoch_0007.npy) are read as a run of one layer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import io
 import json
@@ -24,6 +30,7 @@ import re
 import shutil
 import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,31 +42,47 @@ from attnviz.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, s
 from attnviz.npyguard import ZIP_ERRORS, read_header
 from attnviz.tasks import TaskBatch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG = "config.json"
 STATE = "state.json"
 PROBE = "probe.npz"
-# each list of recorded epochs in state.json: the folder and suffix of its files
+# each list of recorded epochs in state.json: the folder and suffix of its files (attention
+# has a folder per layer below this one, "attention/00", except in format 1 runs)
 EPOCH_FILES = {"attention_epochs": ("attention", ".npy"),
                "attribution_epochs": ("attribution", ".npy"),
                "checkpoints": ("checkpoints", ".keras")}
 EPOCH_FOLDERS = tuple(folder for folder, _ in EPOCH_FILES.values())
 # every name state.json may list: a run never reads a path outside these
-LISTABLE = re.compile(r"config\.json|probe\.npz|(attention|attribution)/epoch_\d{4,}\.npy"
-                      r"|checkpoints/epoch_\d{4,}\.keras")
+LISTABLE = re.compile(r"config\.json|probe\.npz|attention/(\d{2,}/)?epoch_\d{4,}\.npy"
+                      r"|attribution/epoch_\d{4,}\.npy|checkpoints/epoch_\d{4,}\.keras")
+LAYER_FOLDER = re.compile(r"attention/\d{2,}")
 EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)")
 # what fsutil.atomic_path leaves behind when a write is killed: .NAME.RANDOM.tmp[SUFFIX]
 TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|epoch_\d{4,}\.(npy|keras))"
                        r"\.[A-Za-z0-9_]+\.tmp(\.keras)?")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+RECORD_HEADS = ("all", "mean")
 # errors numpy's .npy reader and zipfile raise on damaged bytes
 _UNREADABLE = (ValueError, OSError, *ZIP_ERRORS)
 
 
-def _epoch_file(key: str, epoch: int) -> str:
-    """The name of `epoch`'s file in the folder of state.json's list `key`."""
-    folder, suffix = EPOCH_FILES[key]
-    return f"{folder}/epoch_{epoch:04d}{suffix}"
+@dataclass(frozen=True)
+class RunSpec:
+    """What config.json says of a new run, besides the probe batch itself."""
+
+    layers: list[dict]  # per recorded layer: name, class, shape (probe n first), dtype
+    recording: dict  # epochs (None: unknown), record_every, checkpoint_every, record_heads
+    main_mask: str | None = None  # the mask shown while training and scored first
+    config: TrainConfig | None = None  # a built-in task's training config
+    task: dict | None = None  # a built-in task: description, masks, baselines
+    model: dict | None = None  # what trained: name, class, parameters, inputs, source
+
+
+def _epoch_file(key: str, epoch: int, folder: str | None = None) -> str:
+    """The name of `epoch`'s file in the folder of state.json's list `key` (attention: in
+    the layer's `folder`)."""
+    default, suffix = EPOCH_FILES[key]
+    return f"{folder or default}/epoch_{epoch:04d}{suffix}"
 
 
 def _checksum(obj: dict) -> str:
@@ -67,25 +90,30 @@ def _checksum(obj: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def layer_kind(shape: list[int]) -> str:
+    """'temporal' for (n, L) weights, 'multi-head' for (n, heads, Lq, Lk)."""
+    return "temporal" if len(shape) == 2 else "multi-head"
+
+
 class Run:
     """A run directory, opened for reading or created for training."""
 
-    def __init__(self, root: Path, header: dict, state: dict, config: TrainConfig):
+    def __init__(self, root: Path, header: dict, state: dict):
         self.root = Path(root)
-        self.header = header
+        self.header = header  # config.json as a format 2 header (format 1 is upgraded)
         self.state = state
-        self.config = config
+        config = header.get("config")
+        self.config: TrainConfig | None = None if config is None else TrainConfig.from_dict(
+            {**config, "epochs": state.get("epochs", config["epochs"])})
         self._probe: TaskBatch | None = None
 
     # ---- creating and opening ------------------------------------------------------------
 
     @classmethod
-    def create(
-        cls, root: Path, config: TrainConfig, task_info: dict, attention_info: dict,
-        probe: TaskBatch, force: bool = False,
-    ) -> Run:
+    def create(cls, root: Path, spec: RunSpec, probe: TaskBatch, force: bool = False) -> Run:
         """Lay out a new run; refuse to touch an existing one unless `force`."""
-        root, config = Path(root), config.validate()
+        root = Path(root)
+        header = _new_header(spec, probe)
         if root.exists() and not root.is_dir():
             raise AttnvizError(f"--out {root} is a file: choose a directory path")
         if root.is_dir() and _holds_files(root):
@@ -101,29 +129,19 @@ class Run:
                 )
             _remove_run_files(root)
         root.mkdir(parents=True, exist_ok=True)
-        header = {
-            "format_version": FORMAT_VERSION,
-            "attnviz_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "config": config.to_dict(),
-            "task": task_info,
-            "attention": attention_info,
-        }
         # config.json first: from then on `--resume` can start a killed creation again
         files = {CONFIG: atomic_write_json(root / CONFIG, header)}
-        for sub in ("attention", "checkpoints", *(("attribution",) if config.attribution else ())):
-            (root / sub).mkdir(exist_ok=True)
-        buffer = io.BytesIO()
-        np.savez(
-            buffer, x=probe.x, y=probe.y,
-            **{f"mask_{name}": mask for name, mask in probe.masks.items()},
-        )
-        files[PROBE] = atomic_write_bytes(root / PROBE, buffer.getvalue())
+        for layer in header["layers"]:
+            (root / layer["folder"]).mkdir(parents=True, exist_ok=True)
+        (root / "checkpoints").mkdir(exist_ok=True)
+        if spec.config is not None and spec.config.attribution:
+            (root / "attribution").mkdir(exist_ok=True)
+        files[PROBE] = atomic_write_bytes(root / PROBE, _probe_bytes(probe))
         state = {
             "format_version": FORMAT_VERSION, "history": [], "attention_epochs": [],
             "attribution_epochs": [], "checkpoints": [], "finished": False, "files": files,
         }
-        run = cls(root, header, state, config)
+        run = cls(root, header, state)
         run._probe = probe
         run.commit()
         return run
@@ -138,17 +156,15 @@ class Run:
             raise AttnvizError(f"{root} is a file, not a run directory")
         state = _read_json(root / STATE, "the run's commit record")
         _check_version(root / STATE, state)
-        header, config = _read_header(root)
+        header = read_run_header(root)
         if state.get("checksum") != _checksum(state):
             raise RunFormatError(f"{root / STATE}: checksum mismatch: the file was edited or torn")
-        _check_state(root / STATE, state)
-        run = cls(root, header, state, config)
+        _check_state(root / STATE, state, header)
+        try:
+            run = cls(root, header, state)
+        except AttnvizError as err:
+            raise RunFormatError(f"{root / STATE}: {err}") from None
         run._verify(CONFIG)
-        if "epochs" in state:
-            try:
-                run.config = TrainConfig.from_dict({**header["config"], "epochs": state["epochs"]})
-            except AttnvizError as err:
-                raise RunFormatError(f"{root / STATE}: {err}") from None
         return run
 
     # ---- reading -------------------------------------------------------------------------
@@ -160,6 +176,15 @@ class Run:
     @property
     def epochs_done(self) -> int:
         return len(self.state["history"])
+
+    @property
+    def epochs_planned(self) -> int | None:
+        """Epochs the run is to have in all (None: a callback's run not told yet)."""
+        return self.state.get("epochs", self.header["recording"]["epochs"])
+
+    @property
+    def recording(self) -> dict:
+        return {**self.header["recording"], "epochs": self.epochs_planned}
 
     @property
     def attention_epochs(self) -> list[int]:
@@ -174,40 +199,104 @@ class Run:
         return list(self.state["checkpoints"])
 
     @property
-    def task(self) -> dict:
-        return self.header["task"]
+    def task(self) -> dict | None:
+        """The built-in task (description, masks, baselines); None for a user's model."""
+        return self.header.get("task")
+
+    @property
+    def baselines(self) -> list[dict]:
+        return list(self.task["baselines"]) if self.task else []
+
+    @property
+    def model_info(self) -> dict:
+        return self.header.get("model") or {}
 
     @property
     def mask_names(self) -> list[str]:
-        return list(self.header["task"]["mask_names"])
+        return list(self.header["probe"]["masks"])
+
+    @property
+    def main_mask(self) -> str | None:
+        return self.header["probe"]["main_mask"]
+
+    @property
+    def layers(self) -> list[dict]:
+        """The recorded layers: name, class, kind, shape, dtype, folder."""
+        return list(self.header["layers"])
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer["name"] for layer in self.header["layers"]]
+
+    def layer(self, name: str | None = None) -> dict:
+        """The recorded layer called `name`; without a name the only one, or the first."""
+        layers = self.header["layers"]
+        if name is None:
+            return layers[0]
+        for layer in layers:
+            if layer["name"] == name:
+                return layer
+        matches = self.select_layers(name)
+        if len(matches) == 1:
+            return matches[0]
+        listed = ", ".join(self.layer_names)
+        if matches:
+            raise AttnvizError(f"--layer {name} matches {len(matches)} recorded layers: pick "
+                               f"one of {listed}")
+        raise AttnvizError(f"--layer {name}: {self.root} recorded no such layer; it recorded "
+                           f"{listed}")
+
+    def select_layers(self, pattern: str) -> list[dict]:
+        """The recorded layers whose name is `pattern` or matches it as a glob."""
+        return [layer for layer in self.header["layers"]
+                if layer["name"] == pattern or fnmatch.fnmatchcase(layer["name"], pattern)]
 
     @property
     def attention_info(self) -> dict:
-        return self.header["attention"]
+        """The first layer's kind, shape, dtype and heads, and how heads were recorded."""
+        return self.layer_info()
+
+    def layer_info(self, name: str | None = None) -> dict:
+        layer = self.layer(name)
+        return {**layer, "record_heads": self.header["recording"]["record_heads"]}
 
     @property
     def probe(self) -> TaskBatch:
         if self._probe is None:
-            n, seq_len = self.config.probe_size, self.config.seq_len
-            wanted = {"x": ((n, seq_len, 1), "fiu"), "y": ((n, 1), "fiu"),
-                      **{f"mask_{name}": ((n, seq_len), "biu") for name in self.mask_names}}
+            info = self.header["probe"]
+            wanted = {key: (spec["shape"], "biu" if key.startswith("mask_") else "fiu")
+                      for key, spec in _probe_arrays(info).items()}
             arrays = _read_npz(self._verify(PROBE), self.root / PROBE, wanted)
-            for key in ("x", "y"):
-                if not np.isfinite(arrays[key]).all():
+            for key in wanted:
+                if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
                     raise RunFormatError(f"{self.root / PROBE}: array {key} contains NaN or Inf")
-            masks = {name: arrays[f"mask_{name}"].astype(bool) for name in self.mask_names}
-            self._probe = TaskBatch(x=arrays["x"], y=arrays["y"], masks=masks)
+            for name in info["masks"]:
+                if not np.isin(arrays[f"mask_{name}"], (0, 1)).all():
+                    raise RunFormatError(f"{self.root / PROBE}: mask {name} is not 0/1")
+            masks = {name: arrays[f"mask_{name}"].astype(bool) for name in info["masks"]}
+            if info["structure"] == "dict":
+                x = {name: arrays[f"x/{name}"] for name in info["inputs"]}
+            elif info["structure"] == "list":
+                x = [arrays[f"x/{name}"] for name in info["inputs"]]
+            else:
+                x = arrays["x"]
+            self._probe = TaskBatch(x=x, y=arrays.get("y"), masks=masks)
         return self._probe
 
     def mask(self, name: str | None = None) -> np.ndarray:
-        """The (n, L) bool mask called `name` (default: the task's main mask)."""
-        name = name or self.task["main_mask"]
+        """The (n, L) bool mask called `name` (default: the main mask)."""
+        name = name or self.main_mask
         if name not in self.mask_names:
-            raise AttnvizError(
-                f"unknown mask {name!r} for task {self.config.task}: choose one of "
-                f"{', '.join(self.mask_names)}"
-            )
+            known = ", ".join(self.mask_names) or "none (record the run with masks)"
+            raise AttnvizError(f"unknown mask {name!r} in {self.root}: its masks are {known}")
         return self.probe.masks[name]
+
+    def masks_for(self, layer: str | None = None) -> dict[str, np.ndarray]:
+        """The masks that fit a layer's key positions, the main mask first."""
+        keys = self.layer(layer)["shape"][-1]
+        names = [m for m in [self.main_mask, *self.mask_names] if m]
+        return {name: self.mask(name) for name in dict.fromkeys(names)
+                if self.mask(name).shape[-1] == keys}
 
     def resolve_epoch(self, spec: str | int | None, recorded: Iterable[int] | None = None) -> int:
         """Turn 'last', None or a number into a recorded epoch, or raise naming the choices."""
@@ -227,18 +316,19 @@ class Run:
             )
         return epoch
 
-    def attention(self, epoch: int) -> np.ndarray:
-        """Probe attention recorded after `epoch`, float32, checked against its checksum."""
+    def attention(self, epoch: int, layer: str | None = None) -> np.ndarray:
+        """Probe attention of `layer` recorded after `epoch`, float32, checksum checked."""
         if epoch not in self.state["attention_epochs"]:
             raise AttnvizError(f"epoch {epoch} has no recorded attention in {self.root}")
-        return self._load_npy(_epoch_file("attention_epochs", epoch), self.attention_info["shape"])
+        info = self.layer(layer)
+        return self._load_npy(_epoch_file("attention_epochs", epoch, info["folder"]),
+                              info["shape"])
 
-    def iter_attention(
-        self, epochs: Iterable[int] | None = None
-    ) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_attention(self, epochs: Iterable[int] | None = None,
+                       layer: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (epoch, attention) one epoch at a time, so memory stays one epoch deep."""
         for epoch in self.state["attention_epochs"] if epochs is None else epochs:
-            yield epoch, self.attention(epoch)
+            yield epoch, self.attention(epoch, layer)
 
     def attribution(self, epoch: int) -> np.ndarray:
         if epoch not in self.state["attribution_epochs"]:
@@ -246,14 +336,16 @@ class Run:
                 f"epoch {epoch} has no recorded attribution in {self.root}: train with "
                 "--attribution"
             )
-        shape = [self.config.probe_size, self.config.seq_len]
+        shape = self.header["probe"]["inputs"]["x"]["shape"][:2]
         return self._load_npy(_epoch_file("attribution_epochs", epoch), shape)
 
     def checkpoint_path(self, epoch: int | None = None) -> Path:
         """The verified .keras checkpoint of `epoch` (default: the latest)."""
         checkpoints = self.state["checkpoints"]
         if not checkpoints:
-            raise AttnvizError(f"{self.root} has no checkpoint yet")
+            why = self.state.get("checkpoints_skipped")
+            raise AttnvizError(f"{self.root} has no checkpoint" + (
+                f": {why}" if why else " yet"))
         epoch = checkpoints[-1] if epoch is None else epoch
         if epoch not in checkpoints:
             raise AttnvizError(
@@ -276,7 +368,8 @@ class Run:
         Only the process that owns the run (training, on resume) may call this.
         """
         removed = []
-        for folder in ("", *EPOCH_FOLDERS):
+        folders = ("", *EPOCH_FOLDERS, *(layer["folder"] for layer in self.layers))
+        for folder in dict.fromkeys(folders):
             directory = self.root / folder
             if directory.is_symlink() or not directory.is_dir():
                 continue
@@ -291,9 +384,18 @@ class Run:
 
     # ---- writing (used by training) ------------------------------------------------------
 
-    def save_attention(self, epoch: int, weights: np.ndarray) -> None:
-        dtype = self.attention_info["dtype"]
-        self._save_npy(_epoch_file("attention_epochs", epoch), weights.astype(dtype))
+    def save_attention(self, epoch: int, weights: dict[str, np.ndarray] | np.ndarray) -> None:
+        """Write the attention of `epoch`: {layer name: weights}, or one array for the first
+        (the only) layer."""
+        if not isinstance(weights, dict):
+            weights = {self.layers[0]["name"]: weights}
+        for layer in self.layers:
+            array = weights[layer["name"]]
+            if list(array.shape) != list(layer["shape"]):
+                raise RuntimeError(f"layer {layer['name']}: weights {array.shape}, the run "
+                                   f"records {tuple(layer['shape'])}")
+            self._save_npy(_epoch_file("attention_epochs", epoch, layer["folder"]),
+                           array.astype(layer["dtype"]))
         self._add_epoch("attention_epochs", epoch)
 
     def save_attribution(self, epoch: int, values: np.ndarray) -> None:
@@ -304,39 +406,52 @@ class Run:
     def write_checkpoint(self, epoch: int, save) -> None:
         """Call `save(tmp_path)` to write a .keras file, then move it into place and list it."""
         name = _epoch_file("checkpoints", epoch)
+        (self.root / "checkpoints").mkdir(exist_ok=True)
         with atomic_path(self.root / name, suffix=".keras") as tmp:
             save(tmp)
         self.state["files"][name] = sha256_file(self.root / name)
         self._add_epoch("checkpoints", epoch)
 
+    def skip_checkpoints(self, reason: str) -> None:
+        """Record why this run keeps no checkpoints (a model Keras cannot reload)."""
+        self.state["checkpoints_skipped"] = reason
+
     def extend(self, epochs: int) -> None:
-        """Train to `epochs` in total (resume with more --epochs); recorded in state.json, so
-        config.json, written once, keeps its checksum."""
-        self.config = self.config.replace(epochs=epochs).validate()  # before state.json says it
+        """Train to `epochs` in total (resume with more --epochs, or a callback told how many
+        epochs fit runs); recorded in state.json, so config.json keeps its checksum."""
+        if self.config is not None:
+            self.config = self.config.replace(epochs=epochs).validate()  # before state says it
         self.state["epochs"] = epochs
         self.commit()
 
     def commit(self, record: dict | None = None) -> None:
         """Append the epoch's history record (if any) and write state.json atomically;
-        `finished` says whether every configured epoch is trained."""
+        `finished` says whether every planned epoch is trained."""
         if record is not None:
             if record["epoch"] != self.epochs_done + 1:
                 raise RuntimeError(f"epoch {record['epoch']} committed after {self.epochs_done}")
             self.state["history"].append(record)
-        self.state["finished"] = self.epochs_done >= self.config.epochs
+        planned = self.epochs_planned
+        self.state["finished"] = planned is not None and self.epochs_done >= planned
         self.state["checksum"] = _checksum(self.state)
         atomic_write_json(self.root / STATE, self.state)
 
     def rollback_to(self, epoch: int) -> None:
-        """Forget everything after `epoch` (the latest checkpoint) so resume redoes it once."""
+        """Forget everything after `epoch` so training from there records each epoch once."""
         self.state["history"] = self.state["history"][:epoch]
         for key in EPOCH_FILES:
             for dropped in [e for e in self.state[key] if e > epoch]:
-                self.state["files"].pop(_epoch_file(key, dropped), None)
+                for name in self._epoch_names(key, dropped):
+                    self.state["files"].pop(name, None)
             self.state[key] = [e for e in self.state[key] if e <= epoch]
         self.commit()
 
     # ---- internals -----------------------------------------------------------------------
+
+    def _epoch_names(self, key: str, epoch: int) -> list[str]:
+        if key == "attention_epochs":
+            return [_epoch_file(key, epoch, layer["folder"]) for layer in self.layers]
+        return [_epoch_file(key, epoch)]
 
     def _add_epoch(self, key: str, epoch: int) -> None:
         if epoch not in self.state[key]:
@@ -373,6 +488,147 @@ class Run:
         if not np.isfinite(array).all():
             raise RunFormatError(f"{self.root / name}: contains NaN or Inf")
         return array
+
+
+# ---- the header ------------------------------------------------------------------------------
+
+
+def _probe_arrays(info: dict) -> dict[str, dict]:
+    """The arrays of probe.npz by key, with their shapes: x (or x/<input>), y, mask_<name>."""
+    arrays = {("x" if info["structure"] == "array" else f"x/{name}"): spec
+              for name, spec in info["inputs"].items()}
+    if info.get("y") is not None:
+        arrays["y"] = info["y"]
+    for name, width in zip(info["masks"], info["mask_widths"], strict=True):
+        arrays[f"mask_{name}"] = {"shape": [info["size"], width]}
+    return arrays
+
+
+def _probe_info(probe: TaskBatch, main_mask: str | None) -> dict:
+    x = probe.x
+    if isinstance(x, dict):
+        structure, inputs = "dict", dict(x)
+    elif isinstance(x, (list, tuple)):
+        structure, inputs = "list", {f"input_{i}": array for i, array in enumerate(x)}
+    else:
+        structure, inputs = "array", {"x": x}
+    sizes = {int(np.shape(array)[0]) for array in inputs.values()}
+    if len(sizes) != 1:
+        raise AttnvizError(f"the probe's inputs hold different numbers of samples: {sizes}")
+    masks = list(probe.masks)
+    if main_mask is not None and main_mask not in masks:
+        raise AttnvizError(f"main mask {main_mask!r} is not one of the masks {masks}")
+    return {
+        "size": sizes.pop(), "structure": structure,
+        "inputs": {name: {"shape": list(np.shape(a)), "dtype": str(np.asarray(a).dtype)}
+                   for name, a in inputs.items()},
+        "y": None if probe.y is None else {"shape": list(np.shape(probe.y)),
+                                           "dtype": str(np.asarray(probe.y).dtype)},
+        "masks": masks, "mask_widths": [int(m.shape[-1]) for m in probe.masks.values()],
+        "main_mask": main_mask if main_mask is not None else (masks[0] if masks else None),
+    }
+
+
+def probe_digest(probe: TaskBatch) -> str:
+    """The sha256 state.json lists for the probe.npz of `probe`: equal probes, equal digests."""
+    return hashlib.sha256(_probe_bytes(probe)).hexdigest()
+
+
+def _probe_bytes(probe: TaskBatch) -> bytes:
+    info = _probe_info(probe, None)
+    x = probe.x
+    if info["structure"] == "array":
+        arrays = {"x": x}
+    else:
+        values = x.values() if isinstance(x, dict) else x
+        arrays = {f"x/{name}": array for name, array in zip(info["inputs"], values,
+                                                            strict=True)}
+    if probe.y is not None:
+        arrays["y"] = probe.y
+    arrays.update({f"mask_{name}": mask for name, mask in probe.masks.items()})
+    buffer = io.BytesIO()
+    np.savez(buffer, **{key: np.asarray(value) for key, value in arrays.items()})
+    return buffer.getvalue()
+
+
+def _new_header(spec: RunSpec, probe: TaskBatch) -> dict:
+    if spec.config is not None:
+        spec.config.validate()
+    if not spec.layers:
+        raise AttnvizError("no attention layer to record")
+    probe_info = _probe_info(probe, spec.main_mask)
+    keys = {int(layer["shape"][-1]) for layer in spec.layers}
+    for name, width in zip(probe_info["masks"], probe_info["mask_widths"], strict=True):
+        if width not in keys:
+            raise AttnvizError(f"mask {name} covers {width} positions; the recorded layers "
+                               f"attend over {', '.join(map(str, sorted(keys)))}")
+    layers = [{"name": layer["name"], "class": layer["class"], "kind": layer_kind(layer["shape"]),
+               "shape": [int(d) for d in layer["shape"]], "dtype": layer["dtype"],
+               "folder": f"attention/{index:02d}"} for index, layer in enumerate(spec.layers)]
+    return {
+        "format_version": FORMAT_VERSION,
+        "attnviz_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": None if spec.config is None else spec.config.to_dict(),
+        "task": spec.task,
+        "model": spec.model,
+        "recording": dict(spec.recording),
+        "probe": probe_info,
+        "layers": layers,
+    }
+
+
+def read_run_header(root: Path) -> dict:
+    """config.json, checked, as a format 2 header (a format 1 one is upgraded in memory)."""
+    path = Path(root) / CONFIG
+    header = _read_json(path, "the run's config")
+    _check_version(path, header)
+    if header["format_version"] == 1:
+        header = _upgrade_v1(path, header)
+    _check_header(path, header)
+    return header
+
+
+def read_config(root: Path) -> TrainConfig | None:
+    """The training config of the run at `root` from config.json alone: to start a run again
+    that was killed before its first commit. None for a run of a user's model."""
+    config = read_run_header(Path(root))["config"]
+    return None if config is None else TrainConfig.from_dict(config)
+
+
+def _upgrade_v1(path: Path, header: dict) -> dict:
+    """A format 1 header (one layer, a built-in task) in format 2's shape."""
+    _require_keys(path, header, ("config", "task", "attention"))
+    try:
+        config = TrainConfig.from_dict(header["config"])
+    except AttnvizError as err:
+        raise RunFormatError(f"{path}: {err}") from None
+    task, info = header["task"], header["attention"]
+    _expect(isinstance(task, dict) and isinstance(info, dict), path,
+            "'task' and 'attention' must be objects")
+    n, seq_len = config.probe_size, config.seq_len
+    kind = "temporal" if config.attention != "self" else "multi-head"
+    _expect(info.get("kind") == ("temporal" if kind == "temporal" else "self"), path,
+            f"attention kind {info.get('kind')!r} but the config's {config.attention} "
+            "attention is not that")
+    names = task.get("mask_names")
+    _expect(_is_list(names, str) and names, path, "task 'mask_names' is not a list of names")
+    return {
+        **header,
+        "model": {"name": f"{config.encoder}_{config.attention}", "class": "Functional",
+                  "source": "attnviz train"},
+        "recording": {"epochs": config.epochs, "record_every": config.record_every,
+                      "checkpoint_every": config.checkpoint_every,
+                      "record_heads": config.record_heads},
+        "probe": {"size": n, "structure": "array",
+                  "inputs": {"x": {"shape": [n, seq_len, 1], "dtype": "float32"}},
+                  "y": {"shape": [n, 1], "dtype": "float32"}, "masks": list(names),
+                  "mask_widths": [seq_len] * len(names), "main_mask": task.get("main_mask")},
+        "layers": [{"name": "attention",
+                    "class": "TemporalAttention" if kind == "temporal" else "MultiHeadAttention",
+                    "kind": kind, "shape": info.get("shape"), "dtype": info.get("dtype"),
+                    "folder": "attention"}],
+    }
 
 
 def _read_npy(handle, source: Path | str, shape, kinds: str) -> np.ndarray:
@@ -436,26 +692,6 @@ def _remove_run_files(root: Path) -> None:
     (root / CONFIG).unlink(missing_ok=True)
 
 
-def read_config(root: Path) -> TrainConfig:
-    """The config of the run at `root` from config.json alone: to start a run again that was
-    killed before its first commit."""
-    return _read_header(Path(root))[1]
-
-
-def _read_header(root: Path) -> tuple[dict, TrainConfig]:
-    """config.json, checked: format version, keys, the config and its consistency."""
-    path = root / CONFIG
-    header = _read_json(path, "the run's config")
-    _check_version(path, header)
-    _require_keys(path, header, ("config", "task", "attention"))
-    try:
-        config = TrainConfig.from_dict(header["config"])
-    except AttnvizError as err:
-        raise RunFormatError(f"{path}: {err}") from None
-    _check_header(path, header, config)
-    return header, config
-
-
 def _check_version(path: Path, obj: dict) -> None:
     version = obj.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
@@ -467,42 +703,98 @@ def _check_version(path: Path, obj: dict) -> None:
         )
 
 
-def _check_header(path: Path, header: dict, config: TrainConfig) -> None:
-    """The task and attention blocks: well formed and consistent with the config."""
-    task, info = header["task"], header["attention"]
-    _expect(isinstance(task, dict), path, "'task' is not an object")
-    names = task.get("mask_names")
-    _expect(_is_list(names, str) and names, path, "task 'mask_names' is not a list of names")
-    _expect(task.get("main_mask") in names, path,
-            f"task 'main_mask' {task.get('main_mask')!r} is not one of {names}")
-    _expect(task.get("name") == config.task, path,
-            f"task {task.get('name')!r} but the config trains {config.task!r}")
-    baselines = task.get("baselines")
-    _expect(isinstance(baselines, list) and all(
-        isinstance(b, dict) and isinstance(b.get("name"), str) and _is_number(b.get("mse"))
-        for b in baselines), path, "task 'baselines' is not a list of {name, mse}")
-    _expect(isinstance(info, dict), path, "'attention' is not an object")
-    kind = "self" if config.attention == "self" else "temporal"
-    _expect(info.get("kind") == kind, path,
-            f"attention kind {info.get('kind')!r} but the config's {config.attention} "
-            f"attention is {kind!r}")
-    _expect(info.get("dtype") in ("float16", "float32"), path,
-            f"attention dtype {info.get('dtype')!r}: expected float16 or float32")
-    n, seq_len = config.probe_size, config.seq_len
-    shape = info.get("shape")
-    fits = [[n, seq_len]] if kind == "temporal" else [[n, h, seq_len, seq_len]
-                                                       for h in (config.heads, 1)]
-    _expect(shape in fits, path, f"attention shape {shape} does not fit the config "
-            f"(probe_size {n}, seq_len {seq_len})")
+def _check_header(path: Path, header: dict) -> None:
+    """A format 2 header: well formed, its parts consistent with each other."""
+    _require_keys(path, header, ("config", "task", "model", "recording", "probe", "layers"))
+    config = header["config"]
+    if config is not None:
+        try:
+            config = TrainConfig.from_dict(config)
+        except AttnvizError as err:
+            raise RunFormatError(f"{path}: {err}") from None
+    task = header["task"]
+    if task is not None:
+        _expect(isinstance(task, dict) and config is not None and task.get("name") ==
+                config.task, path, "'task' does not belong to the config's task")
+        baselines = task.get("baselines")
+        _expect(isinstance(baselines, list) and all(
+            isinstance(b, dict) and isinstance(b.get("name"), str) and _is_number(b.get("mse"))
+            for b in baselines), path, "task 'baselines' is not a list of {name, mse}")
+    _expect(header["model"] is None or isinstance(header["model"], dict), path,
+            "'model' is not an object")
+    recording = header["recording"]
+    _expect(isinstance(recording, dict) and isinstance(recording.get("record_every"), int)
+            and recording["record_every"] >= 1 and isinstance(recording.get("checkpoint_every"),
+                                                              int)
+            and recording["checkpoint_every"] >= 0, path,
+            "'recording' needs record_every of at least 1 and checkpoint_every of at least 0")
+    epochs = recording.get("epochs")
+    _expect(epochs is None or (isinstance(epochs, int) and epochs >= 0), path,
+            f"recording 'epochs' {epochs!r} is not a count")
+    _expect(recording.get("record_heads") in RECORD_HEADS, path,
+            f"recording 'record_heads' is not one of {RECORD_HEADS}")
+    probe = header["probe"]
+    _expect(isinstance(probe, dict) and isinstance(probe.get("size"), int) and probe["size"] >= 1,
+            path, "'probe' has no size")
+    n = probe["size"]
+    _expect(probe.get("structure") in ("array", "dict", "list"), path,
+            "probe 'structure' is not array, dict or list")
+    inputs = probe.get("inputs")
+    _expect(isinstance(inputs, dict) and inputs and all(
+        isinstance(spec, dict) and _is_shape(spec.get("shape")) and spec["shape"][0] == n
+        for spec in inputs.values()), path, f"probe 'inputs' are not shapes of {n} samples")
+    _expect(probe["structure"] != "array" or list(inputs) == ["x"], path,
+            "a probe of one array names it x")
+    y = probe.get("y")
+    _expect(y is None or (isinstance(y, dict) and _is_shape(y.get("shape"))), path,
+            "probe 'y' is not a shape")
+    masks, widths = probe.get("masks"), probe.get("mask_widths")
+    _expect(_is_list(masks, str) and _is_list(widths, int) and len(masks) == len(widths)
+            and len(set(masks)) == len(masks), path, "probe 'masks' and 'mask_widths' differ")
+    _expect(probe.get("main_mask") in (None, *masks), path,
+            f"probe 'main_mask' {probe.get('main_mask')!r} is not one of {masks}")
+    layers = header["layers"]
+    _expect(isinstance(layers, list) and layers, path, "'layers' lists no layer")
+    for layer in layers:
+        _expect(isinstance(layer, dict) and isinstance(layer.get("name"), str)
+                and isinstance(layer.get("class"), str), path, "a layer has no name or class")
+        shape = layer.get("shape")
+        _expect(_is_shape(shape) and len(shape) in (2, 4) and shape[0] == n, path,
+                f"layer {layer['name']}: shape {shape} is not (n, L) or (n, heads, Lq, Lk) "
+                f"with n = {n}")
+        _expect(layer.get("kind") == layer_kind(shape), path,
+                f"layer {layer['name']}: kind {layer.get('kind')!r} does not fit its shape")
+        _expect(layer.get("dtype") in ("float16", "float32"), path,
+                f"layer {layer['name']}: dtype {layer.get('dtype')!r}: expected float16 or "
+                "float32")
+        folder = layer.get("folder")
+        _expect(folder == "attention" if header["format_version"] == 1 else
+                isinstance(folder, str) and LAYER_FOLDER.fullmatch(folder) is not None, path,
+                f"layer {layer['name']}: folder {folder!r} is not one of a run's")
+    names = [layer["name"] for layer in layers]
+    folders = [layer["folder"] for layer in layers]
+    _expect(len(set(names)) == len(names) and len(set(folders)) == len(folders), path,
+            "two layers share a name or a folder")
+    if config is not None:
+        first = layers[0]["shape"]
+        _expect(first[0] == config.probe_size and first[-1] == config.seq_len and (
+            len(first) == 2) == (config.attention != "self"), path,
+            f"attention shape {first} does not fit the config (probe_size "
+            f"{config.probe_size}, seq_len {config.seq_len})")
 
 
-def _check_state(path: Path, state: dict) -> None:
+def _is_shape(value) -> bool:
+    return _is_list(value, int) and bool(value) and all(d >= 0 for d in value)
+
+
+def _check_state(path: Path, state: dict, header: dict) -> None:
     """The commit record: well-formed, its epochs consistent, every name one a run holds."""
     _require_keys(path, state, ("history", "attention_epochs", "attribution_epochs",
                                 "checkpoints", "finished", "files"))
     history = state["history"]
     _expect(isinstance(history, list) and all(
-        isinstance(h, dict) and _is_number(h.get("loss")) and _is_number(h.get("val_loss"))
+        isinstance(h, dict) and all(h.get(key) is None or _is_number(h.get(key))
+                                    for key in ("loss", "val_loss"))
         for h in history), path, "'history' is not a list of epoch records with losses")
     done = len(history)
     epochs = [h.get("epoch") for h in history]
@@ -521,13 +813,19 @@ def _check_state(path: Path, state: dict) -> None:
         path, "'files' does not map names to sha256 digests")
     strangers = [name for name in files if not LISTABLE.fullmatch(name)]
     _expect(not strangers, path, f"lists {strangers[:1]}, which is no file of a run")
-    needed = [CONFIG, PROBE, *(_epoch_file(key, epoch) for key in EPOCH_FILES
-                               for epoch in state[key])]
+    needed = [CONFIG, PROBE]
+    needed += [_epoch_file("attention_epochs", epoch, layer["folder"])
+               for epoch in state["attention_epochs"] for layer in header["layers"]]
+    needed += [_epoch_file(key, epoch) for key in ("attribution_epochs", "checkpoints")
+               for epoch in state[key]]
     missing = [name for name in needed if name not in files]
     _expect(not missing, path, f"records {missing[0] if missing else ''} but no checksum of it")
     if "epochs" in state:
         _expect(isinstance(state["epochs"], int) and state["epochs"] >= done, path,
                 f"'epochs' {state['epochs']!r} is not a count of at least {done}")
+    skipped = state.get("checkpoints_skipped")
+    _expect(skipped is None or isinstance(skipped, str), path,
+            "'checkpoints_skipped' is not a reason")
 
 
 def _expect(condition, path: Path, problem: str) -> None:

@@ -117,10 +117,10 @@ def parse_head(head: str | int) -> str | int:
         raise AttnvizError(f"--head {head!r}: use a head index or mean") from None
 
 
-def check_recorded_heads(run, head: str | None) -> None:
+def check_recorded_heads(run, head: str | None, layer: str | None = None) -> None:
     """Refuse a --head other than the mean of a run that recorded only the mean of its heads."""
-    info = run.attention_info
-    if (info["kind"] == "self" and info.get("record_heads") == "mean"
+    info = run.layer_info(layer)
+    if (info["kind"] != "temporal" and info.get("record_heads") == "mean"
             and head not in (None, "mean", "0")):
         raise AttnvizError(f"--head {head}: {run.root} recorded only the mean of its heads "
                            "(--record-heads mean): use --head mean")
@@ -348,7 +348,7 @@ class ScoreReport:
     """Mean metrics of every scored epoch, mask and head view."""
 
     source: str  # the run directory or the attention file
-    kind: str  # "temporal" (n, L) or "self" (n, H, L, L)
+    kind: str  # "temporal" (n, L) or "self" (n, H, L, L): multi-head, per head
     query: str | int | None  # self-attention: the query row scored; None for temporal
     heads: list  # [None] for temporal; ["mean", 0, 1, ...] for self ("mean" is gated)
     masks: list[str]  # the first one is what a threshold without @MASK applies to
@@ -357,6 +357,7 @@ class ScoreReport:
     values: np.ndarray  # (epochs, masks, heads, metrics) float64; NaN where undefined
     auprc_skipped: dict[str, int]  # per mask: samples whose mask is all one class
     history: list[dict]  # the run's per-epoch loss records ([] for arrays)
+    layer: str | None = None  # the run's recorded layer scored (None for arrays)
 
     def value(self, metric: str, mask: str, head=None, epoch_index: int = -1) -> float:
         head = self.heads[0] if head is None else head
@@ -421,14 +422,21 @@ def _skipped(masks: dict[str, np.ndarray]) -> dict[str, int]:
 
 
 def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last",
-              query: str | int = "last") -> ScoreReport:
-    """Score a run's recorded attention: `epoch` is "last", "all" or an epoch number."""
-    main = run.task["main_mask"]
-    names = list(masks) if masks else [main, *(m for m in run.mask_names if m != main)]
+              query: str | int = "last", layer: str | None = None) -> ScoreReport:
+    """Score a run's recorded attention of `layer` (default: its first): `epoch` is "last",
+    "all" or an epoch number; masks default to every mask that fits the layer's keys."""
+    info = run.layer(layer)
+    fitting = run.masks_for(info["name"])
+    names = list(masks) if masks else list(fitting)
+    if not names:
+        raise AttnvizError(f"{run.root} has no mask over the {info['shape'][-1]} positions of "
+                           f"layer {info['name']} to score against: record the run with masks "
+                           "(masks={...} in the callback, mask_NAME in --data)")
     if len(set(names)) != len(names):
         raise AttnvizError(f"--mask given twice: {', '.join(names)}")
-    shape = run.attention_info["shape"]
-    mask_arrays = {name: check_mask(run.mask(name), (shape[0], shape[-1]), f"mask {name}")
+    shape = info["shape"]
+    mask_arrays = {name: check_mask(run.mask(name), (shape[0], shape[-1]),
+                                    f"mask {name} (layer {info['name']})")
                    for name in names}
     if epoch not in ("all", "last") and not str(epoch).isdigit():
         raise AttnvizError(f"--epoch {epoch!r}: use last, all or a recorded epoch number")
@@ -438,13 +446,14 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
             raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
     else:
         epochs = [run.resolve_epoch(epoch)]
-    kind = run.attention_info["kind"]
-    scored, heads, values = score_stream(run.iter_attention(epochs), mask_arrays, query,
-                                         str(run.root))
+    kind = "temporal" if info["kind"] == "temporal" else "self"
+    scored, heads, values = score_stream(run.iter_attention(epochs, info["name"]), mask_arrays,
+                                         query, str(run.root))
     return ScoreReport(
         source=str(run.root), kind=kind, query=parse_query(query) if kind == "self" else None,
         heads=heads, masks=names, epochs=scored, samples=int(mask_arrays[names[0]].shape[0]),
         values=values, auprc_skipped=_skipped(mask_arrays), history=list(run.history),
+        layer=info["name"],
     )
 
 
@@ -506,8 +515,9 @@ def score_files(attention_path: Path, mask_paths: Sequence[str], query: str | in
 
 def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[str],
                  epoch: str = "last", query: str | int = "last", normalize: bool = False,
-                 over_epochs: bool = False) -> ScoreReport:
-    """What `attnviz score` scores: a run directory, or --attention with --mask files.
+                 over_epochs: bool = False, layer: str | None = None) -> list[ScoreReport]:
+    """What `attnviz score` scores: a run directory (one report per layer that `layer`
+    selects: a name or a glob, default the run's first), or --attention with --mask files.
 
     `over_epochs` scores every recorded epoch whatever `epoch` is (for plots); narrow the
     report with `ScoreReport.select(epoch)`.
@@ -519,7 +529,10 @@ def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[s
         if epoch != "last":
             raise AttnvizError("--epoch picks a run's recorded epoch: --attention files have "
                                "none, drop --epoch")
-        return score_files(attention, masks, query, normalize)
+        if layer is not None:
+            raise AttnvizError("--layer picks a run's recorded layer: --attention files have "
+                               "one, drop --layer")
+        return [score_files(attention, masks, query, normalize)]
     if run_dir is None:
         raise AttnvizError("nothing to score: give a RUN directory, or --attention A.npy "
                            "--mask M.npy")
@@ -531,7 +544,11 @@ def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[s
     run = Run.open(run_dir)
     if over_epochs and epoch != "all":
         run.resolve_epoch(epoch)  # refuse an unrecorded --epoch before scoring them all
-    return score_run(run, masks, "all" if over_epochs else epoch, query)
+    names = [run.layer(layer)["name"]]
+    if layer is not None and len(run.select_layers(layer)) > 1:
+        names = [info["name"] for info in run.select_layers(layer)]
+    return [score_run(run, masks, "all" if over_epochs else epoch, query, name)
+            for name in names]
 
 
 # ---- thresholds ----------------------------------------------------------------------------

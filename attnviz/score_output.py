@@ -195,17 +195,28 @@ def as_json(report: ScoreReport, checks: list[Check]) -> dict:
 # ---- JUnit XML -----------------------------------------------------------------------------
 
 
-def junit_xml(report: ScoreReport, checks: list[Check]) -> bytes:
-    """One <testsuite> with one <testcase> per threshold; a missed one holds a <failure>."""
-    failures = sum(not check.passed for check in checks)
-    suites = ET.Element("testsuites", name="attnviz score", tests=str(len(checks)),
+def junit_xml(results: list[tuple[ScoreReport, list[Check]]]) -> bytes:
+    """One <testsuite> per scored layer with one <testcase> per threshold; a missed one
+    holds a <failure>."""
+    total = sum(len(checks) for _, checks in results)
+    failures = sum(not check.passed for _, checks in results for check in checks)
+    suites = ET.Element("testsuites", name="attnviz score", tests=str(total),
                         failures=str(failures), errors="0")
-    suite = ET.SubElement(suites, "testsuite", name=f"attnviz score {report.source}",
+    for report, checks in results:
+        _junit_suite(suites, report, checks)
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _junit_suite(suites, report: ScoreReport, checks: list[Check]) -> None:
+    failures = sum(not check.passed for check in checks)
+    layer = f" {report.layer}" if report.layer else ""
+    suite = ET.SubElement(suites, "testsuite", name=f"attnviz score {report.source}{layer}",
                           tests=str(len(checks)), failures=str(failures), errors="0",
                           skipped="0", time="0")
     properties = ET.SubElement(suite, "properties")
-    for name, value in (("source", report.source), ("kind", report.kind),
-                        ("epoch", _epoch_label(report.epochs[-1])),
+    for name, value in (("source", report.source), ("layer", report.layer or ""),
+                        ("kind", report.kind), ("epoch", _epoch_label(report.epochs[-1])),
                         ("head", head_label(report.heads[0]))):
         ET.SubElement(properties, "property", name=name, value=value)
     for check in checks:
@@ -218,8 +229,6 @@ def junit_xml(report: ScoreReport, checks: list[Check]) -> bytes:
                         f"{_epoch_label(check.epoch)}, needs {check.name.split(' ', 1)[1]}",
             )
             failure.text = METRICS[check.threshold.metric].summary
-    ET.indent(suites)
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
 def check_output_path(path: Path, flag: str) -> Path:
@@ -232,5 +241,5 @@ def check_output_path(path: Path, flag: str) -> Path:
     return path
 
 
-def write_junit(path: Path, report: ScoreReport, checks: list[Check]) -> None:
-    atomic_write_bytes(check_output_path(path, "--junit"), junit_xml(report, checks))
+def write_junit(path: Path, results: list[tuple[ScoreReport, list[Check]]]) -> None:
+    atomic_write_bytes(check_output_path(path, "--junit"), junit_xml(results))

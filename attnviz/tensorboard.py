@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from attnviz.record import EpochRecorder
+from attnviz.record import Recorder
 from attnviz.render import colormap_lut, to_indices, upscale
 from attnviz.score import METRIC_NAMES, attention_rows, mean_scores, sample_scores
 
@@ -30,19 +30,20 @@ def heatmap_image(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class AttentionBoard(keras.callbacks.Callback):
-    """Writes what the EpochRecorder just measured; list it after the recorder."""
+    """Writes what the Recorder just measured (its first layer); list it after the recorder."""
 
-    def __init__(self, log_dir: Path, recorder: EpochRecorder):
+    def __init__(self, log_dir: Path, recorder: Recorder):
         super().__init__()
         self.recorder = recorder
-        self.masks = recorder.run.probe.masks
-        self.main_mask = recorder.run.task["main_mask"]
+        self.masks = recorder.masks
+        self.main_mask = recorder.run.main_mask
         self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "attention"))
 
-    def write(self, epoch: int, weights: np.ndarray) -> None:
-        rows = attention_rows(np.asarray(weights, np.float32))
+    def write(self, epoch: int, weights: dict[str, np.ndarray]) -> None:
+        rows = attention_rows(np.asarray(weights[self.recorder.main_layer], np.float32))
         with self.writer.as_default(step=epoch):
-            image = heatmap_image(rows, self.masks[self.main_mask])
+            mask = self.masks.get(self.main_mask)
+            image = heatmap_image(rows, mask if mask is not None else np.zeros_like(rows))
             tf.summary.image(f"probe attention (mask: {self.main_mask})", image[None])
             for name, mask in self.masks.items():
                 means = mean_scores(sample_scores(rows, mask))

@@ -15,11 +15,25 @@ import numpy as np
 
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
-from attnviz.run import CONFIG, STATE, Run, read_config
+from attnviz.run import CONFIG, STATE, Run, RunSpec, read_config
 from attnviz.tasks import TaskBatch, get_task
 
 # Independent random streams of one seed, so adding a stream never shifts another.
 TRAIN_STREAM, VAL_STREAM, PROBE_STREAM, HELDOUT_STREAM = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class UserModel:
+    """`train --model FILE.py:FUNCTION --data DATA.npz`: the user's compiled model and data."""
+
+    function: str  # FILE.py:FUNCTION or module:FUNCTION
+    data: Path
+    imports: tuple[str, ...] = ()  # more code the model needs (its file is imported anyway)
+    epochs: int = 20
+    batch_size: int = 64
+    record_every: int = 1
+    checkpoint_every: int = 5
+    record_heads: str = "all"
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,15 @@ class TrainPlan:
     steps_per_epoch: int
     bytes_per_record: int  # size of one epoch's recorded attention (and attribution)
     projected_bytes: int  # attention + attribution for the whole run, plus checkpoints
+    prepared: object = None  # a user's model and data, built while planning (UserRunParts)
+
+
+@dataclass
+class UserRunParts:
+    """What planning a --model run built, handed to fit so nothing is built twice."""
+
+    model: object  # the compiled keras.Model (None on resume: the checkpoint holds it)
+    data: object  # attnviz.usermodel.UserData
 
 
 @dataclass(frozen=True)
@@ -66,47 +89,75 @@ def task_info(config: TrainConfig) -> dict:
     }
 
 
-def attention_info(config: TrainConfig) -> dict:
+def run_spec(config: TrainConfig) -> RunSpec:
+    """What config.json records of a built-in task's run: its one layer, "attention"."""
     n, seq_len = config.probe_size, config.seq_len
     if config.attention == "self":
         heads = config.heads if config.record_heads == "all" else 1
-        return {"kind": "self", "shape": [n, heads, seq_len, seq_len], "dtype": "float16",
-                "heads": config.heads, "record_heads": config.record_heads}
-    return {"kind": "temporal", "shape": [n, seq_len], "dtype": "float32", "heads": None,
-            "record_heads": "all"}
+        layer = {"name": "attention", "class": "MultiHeadAttention",
+                 "shape": [n, heads, seq_len, seq_len], "dtype": "float16"}
+    else:
+        layer = {"name": "attention", "class": "TemporalAttention", "shape": [n, seq_len],
+                 "dtype": "float32"}
+    task = task_info(config)
+    return RunSpec(
+        layers=[layer],
+        recording={"epochs": config.epochs, "record_every": config.record_every,
+                   "checkpoint_every": config.checkpoint_every,
+                   "record_heads": config.record_heads},
+        main_mask=task["main_mask"], config=config, task=task,
+        model={"name": f"{config.encoder}_{config.attention}", "class": "Functional",
+               "source": "attnviz train"},
+    )
 
 
-def bytes_per_record(config: TrainConfig) -> int:
-    info = attention_info(config)
-    size = int(np.prod(info["shape"])) * np.dtype(info["dtype"]).itemsize
-    if config.attribution:
-        size += config.probe_size * config.seq_len * 4
+def bytes_per_record(run: Run) -> int:
+    """Bytes one recorded epoch adds: every layer's attention (and attribution)."""
+    size = sum(int(np.prod(layer["shape"])) * np.dtype(layer["dtype"]).itemsize
+               for layer in run.layers)
+    if run.config is not None and run.config.attribution:
+        size += run.config.probe_size * run.config.seq_len * 4
     return size
 
 
 def plan(
     config: TrainConfig | None, out: Path, *, resume: bool = False, force: bool = False,
-    epochs: int | None = None,
+    epochs: int | None = None, user: UserModel | None = None,
 ) -> TrainPlan:
-    """Create the run (or open it to resume) and say what training will do; no TensorFlow."""
+    """Create the run (or open it to resume) and say what training will do. A built-in task
+    needs no TensorFlow here; a user's model (`user`) is built and checked against its data
+    before anything is written."""
     out = Path(out)
     rolled_back_from = None
+    prepared = None
     if resume:
         if force:
             raise AttnvizError("--resume and --force contradict each other: pick one")
         if not (out / STATE).exists() and (out / CONFIG).is_file():
             # killed before its first commit: nothing was trained, start again from its config
-            return plan(_with_epochs(read_config(out), epochs), out, force=True)
+            config = read_config(out)
+            if config is None:
+                raise AttnvizError(f"{out} was killed before its first epoch: start it again "
+                                   "with --force instead of --resume")
+            return plan(_with_epochs(config, epochs), out, force=True)
         if not (out / STATE).exists():
             raise AttnvizError(
                 f"nothing to resume at {out}: no committed run there; drop --resume to start one"
             )
         run = Run.open(out)
+        if run.config is None and run.model_info.get("source") != "attnviz train --model":
+            raise AttnvizError(f"{out} was recorded by a callback in your own script: resume "
+                               "it by running your script again (the callback continues it)")
         start = run.checkpoints[-1] if run.checkpoints else 0
         if start:
             run.checkpoint_path(start)  # refuse a torn checkpoint before anything is written
+        elif run.epochs_done and run.state.get("checkpoints_skipped"):
+            raise AttnvizError(f"{out} keeps no checkpoint ({run.state['checkpoints_skipped']}):"
+                               " it cannot be resumed; start again with --force")
         run.probe  # noqa: B018 (checks probe.npz, which training reads)
-        if epochs is not None and epochs != run.config.epochs:
+        if run.config is None:
+            prepared = UserRunParts(None, _user_data(run))
+        if epochs is not None and epochs != run.epochs_planned:
             if epochs < run.epochs_done:
                 raise AttnvizError(
                     f"--epochs {epochs} is fewer than the {run.epochs_done} already trained"
@@ -116,27 +167,112 @@ def plan(
             rolled_back_from = run.epochs_done
             run.rollback_to(start)
         run.remove_stale_files()
+    elif user is not None:
+        run, prepared = _create_user_run(user, out, force)
+        start = 0
     else:
         if config is None:
             raise AttnvizError("no configuration given")
         config = config.validate()
         probe = task_data(config, PROBE_STREAM, config.probe_size)
-        run = Run.create(out, config, task_info(config), attention_info(config), probe, force=force)
+        run = Run.create(out, run_spec(config), probe, force=force)
         start = 0
-    config = run.config
-    per_record = bytes_per_record(config)
-    epochs = config.epochs
-    records = len({*range(0, epochs + 1, config.record_every), epochs})  # 0, every K, last
-    checkpoints = len({*range(config.checkpoint_every, epochs + 1, config.checkpoint_every),
-                       epochs})
+    per_record = bytes_per_record(run)
+    epochs = run.epochs_planned
+    recording = run.recording
+    records = len({*range(0, epochs + 1, recording["record_every"]), epochs})  # 0, K, last
+    every = recording["checkpoint_every"]
+    checkpoints = 0 if not every or run.state.get("checkpoints_skipped") else len(
+        {*range(every, epochs + 1, every), epochs})
     return TrainPlan(
         run=run,
         start_epoch=start,
         rolled_back_from=rolled_back_from,
-        steps_per_epoch=-(-config.samples // config.batch_size),
+        steps_per_epoch=-(-_samples(run, prepared) // _batch_size(run)),
         bytes_per_record=per_record,
-        projected_bytes=records * per_record + checkpoints * _checkpoint_bytes(config),
+        projected_bytes=records * per_record + checkpoints * _checkpoint_bytes(run, prepared),
+        prepared=prepared,
     )
+
+
+def _create_user_run(user: UserModel, out: Path, force: bool) -> tuple[Run, UserRunParts]:
+    """Build the user's model, load their data, check both, then create the run."""
+    from attnviz.record import open_or_create
+    from attnviz.usermodel import build, load_data
+
+    data = load_data(user.data)
+    model = build(user.function, user.imports)
+    if user.epochs < 1 or user.batch_size < 1:
+        raise AttnvizError("--epochs and --batch-size must be at least 1")
+    if (out / STATE).exists() and not force:
+        raise AttnvizError(f"{out} already holds a run: use --resume to continue it, --force "
+                           "to replace it, or another --out")
+    if out.exists() and not out.is_dir():
+        raise AttnvizError(f"--out {out} is a file: choose a directory path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise AttnvizError(f"{out} already holds files: use --force to replace a run there, "
+                           "or another --out")
+    run = open_or_create(
+        out, model, data.probe, y=data.y_probe, masks=data.masks,
+        every=user.record_every, checkpoint_every=user.checkpoint_every,
+        record_heads=user.record_heads, epochs=user.epochs, source="attnviz train --model",
+        force=force, fit={"function": _absolute(user.function), "data": str(user.data.resolve()),
+                          "data_sha256": data.sha256, "batch_size": user.batch_size,
+                          "imports": [_absolute(spec) for spec in user.imports]})
+    return run, UserRunParts(model, data)
+
+
+def _absolute(spec: str) -> str:
+    """A FILE.py (with or without :FUNCTION) as an absolute path, so --resume finds it."""
+    where, colon, function = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if where.endswith(".py"):
+        where = str(Path(where).resolve())
+    return f"{where}{colon}{function}"
+
+
+def _user_data(run: Run):
+    """The data a --model run trained on, checked to be the same file."""
+    from attnviz.usermodel import load_data
+
+    fit = run.model_info["fit"]
+    data = load_data(Path(fit["data"]))
+    if data.sha256 != fit["data_sha256"]:
+        raise AttnvizError(f"{fit['data']} changed since {run.root} started: a resumed run "
+                           "trains on the same data; start again with --force")
+    return data
+
+
+def is_user_run(out: Path) -> bool:
+    """Whether `out` holds a run of a user's model (its header names no built-in task)."""
+    try:
+        return read_config(out) is None
+    except AttnvizError:
+        return False
+
+
+def describe(plan: TrainPlan) -> str:
+    """One line: what trains, on what."""
+    run = plan.run
+    if run.config is not None:
+        config = run.config
+        return (f"{config.task} · {config.encoder} + {config.attention} · L={config.seq_len} · "
+                f"{config.samples} samples")
+    model = run.model_info
+    layers = ", ".join(run.layer_names)
+    return (f"{model['fit']['function']} ({model['class']}, {model.get('parameters') or '?'} "
+            f"parameters) · {_samples(run, plan.prepared)} samples · recording {layers}")
+
+
+def _samples(run: Run, prepared: UserRunParts | None) -> int:
+    if run.config is not None:
+        return run.config.samples
+    x = prepared.data.x
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _batch_size(run: Run) -> int:
+    return run.config.batch_size if run.config is not None else run.model_info["fit"][
+        "batch_size"]
 
 
 @contextlib.contextmanager
@@ -169,8 +305,12 @@ def _with_epochs(config: TrainConfig, epochs: int | None) -> TrainConfig:
     return config if epochs is None else config.replace(epochs=epochs)
 
 
-def _checkpoint_bytes(config: TrainConfig) -> int:
+def _checkpoint_bytes(run: Run, prepared: UserRunParts | None) -> int:
     """Rough .keras size: float32 weights plus two Adam slots."""
+    if run.config is None:
+        parameters = run.model_info.get("parameters") or 0
+        return parameters * 4 * 3
+    config = run.config
     units = config.units
     recurrent = {"lstm": 4, "gru": 3, "bilstm": 4, "dense": 0}[config.encoder]
     params = recurrent * units * (units + 2) + units * (config.seq_len + 2)
@@ -186,36 +326,29 @@ def fit(
     stop_requested: Callable[[], bool] = lambda: False,
     tensorboard: Path | None = None,
 ) -> TrainResult:
-    """Train `plan.run` from `plan.start_epoch` to its configured epochs, committing each.
+    """Train `plan.run` from `plan.start_epoch` to its planned epochs, committing each.
 
     With `tensorboard`, Keras' scalars and attnviz's attention images and metrics go there.
     """
     import keras
 
-    from attnviz.models import attention_model, build_model, compile_model
-    from attnviz.record import EpochRecorder
+    from attnviz.record import Recorder
 
-    run, config = plan.run, plan.run.config
-    if plan.start_epoch >= config.epochs:
+    run = plan.run
+    if plan.start_epoch >= run.epochs_planned:
         return TrainResult(run, run.epochs_done, interrupted=False)
-    _deterministic(config.seed + plan.start_epoch)
-    train = task_data(config, TRAIN_STREAM, config.samples)
-    val = task_data(config, VAL_STREAM, config.val_samples)
-    with _strategy_scope(config.strategy):
-        if plan.start_epoch > 0:
-            model = keras.models.load_model(run.checkpoint_path(plan.start_epoch), safe_mode=True)
-            compile_model(model, config, optimizer=model.optimizer)
-        else:
-            model = compile_model(build_model(config), config)
-        probe_model = attention_model(model)
+    if run.config is not None:
+        model, (x, y), validation, batch_size = _task_parts(plan)
+    else:
+        model, (x, y), validation, batch_size = _user_parts(plan)
     attribute = None
-    if config.attribution:
+    if run.config is not None and run.config.attribution:
         from attnviz.explain import gradient_x_input
 
         def attribute(x):
             return gradient_x_input(model, x)
 
-    recorder = EpochRecorder(run, probe_model, attribute, on_epoch, on_batch, stop_requested)
+    recorder = Recorder(run, attribute, on_epoch, on_batch, stop_requested)
     recorder.set_model(model)
     if 0 not in run.attention_epochs:
         recorder.record(0, force=True)
@@ -227,16 +360,54 @@ def fit(
         callbacks += [AttentionBoard(tensorboard, recorder),
                       keras.callbacks.TensorBoard(str(tensorboard), write_graph=False)]
     model.fit(
-        train.x, train.y,
-        validation_data=(val.x, val.y),
-        epochs=config.epochs,
+        x, y,
+        validation_data=validation,
+        epochs=run.epochs_planned,
         initial_epoch=plan.start_epoch,
-        batch_size=config.batch_size,
+        batch_size=batch_size,
         shuffle=True,
         verbose=0,
         callbacks=callbacks,
     )
-    return TrainResult(run, run.epochs_done, interrupted=run.epochs_done < config.epochs)
+    return TrainResult(run, run.epochs_done, interrupted=run.epochs_done < run.epochs_planned)
+
+
+def _task_parts(plan: TrainPlan):
+    """A built-in task's model (new or from the checkpoint), data and batch size."""
+    import keras
+
+    from attnviz.models import build_model, compile_model
+
+    run, config = plan.run, plan.run.config
+    _deterministic(config.seed + plan.start_epoch)
+    train = task_data(config, TRAIN_STREAM, config.samples)
+    val = task_data(config, VAL_STREAM, config.val_samples)
+    with _strategy_scope(config.strategy):
+        if plan.start_epoch > 0:
+            model = keras.models.load_model(run.checkpoint_path(plan.start_epoch), safe_mode=True)
+            compile_model(model, config, optimizer=model.optimizer)
+        else:
+            model = compile_model(build_model(config), config)
+    return model, (train.x, train.y), (val.x, val.y), config.batch_size
+
+
+def _user_parts(plan: TrainPlan):
+    """A user's model (as built, or from the checkpoint with its optimizer), data, batch."""
+    import keras
+
+    from attnviz.modelio import import_code
+
+    run, prepared = plan.run, plan.prepared
+    fit = run.model_info["fit"]
+    model = prepared.model
+    if plan.start_epoch > 0:
+        where = fit["function"].rpartition(":")[0]
+        custom = import_code((where, *fit["imports"]))
+        model = keras.saving.load_model(run.checkpoint_path(plan.start_epoch),
+                                        custom_objects=custom, safe_mode=True)
+    data = prepared.data
+    validation = None if data.x_val is None else (data.x_val, data.y_val)
+    return model, (data.x, data.y), validation, fit["batch_size"]
 
 
 def _deterministic(seed: int) -> None:

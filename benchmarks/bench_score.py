@@ -18,6 +18,7 @@ from attnviz.config import TrainConfig
 from attnviz.run import Run
 from attnviz.score import METRIC_NAMES, score_run
 from attnviz.tasks import get_task
+from attnviz.train import run_spec
 
 EPOCHS, SAMPLES, SEQ_LEN = 500, 64, 512
 TARGET_SECONDS, TARGET_MEMORY_RATIO = 1.0, 2.0
@@ -29,12 +30,9 @@ def make_history(root: Path) -> Run:
     task = get_task(config.task)
     rng = np.random.default_rng(0)
     probe = task.probe(SAMPLES, SEQ_LEN, rng)
-    task_info = {"name": task.name, "description": task.description,
-                 "mask_names": list(task.mask_names), "main_mask": task.main_mask,
-                 "erase_value": task.erase_value(SEQ_LEN), "baselines": []}
-    info = {"kind": "temporal", "shape": [SAMPLES, SEQ_LEN], "dtype": "float16",
-            "heads": None, "record_heads": "all"}
-    run = Run.create(root, config, task_info, info, probe)
+    spec = run_spec(config)
+    spec.layers[0]["dtype"] = "float16"  # half the disk of float32, as self-attention runs
+    run = Run.create(root, spec, probe)
     target = probe.masks[task.main_mask] / probe.masks[task.main_mask].sum(axis=1, keepdims=True)
     for epoch in range(EPOCHS + 1):
         share = epoch / EPOCHS

@@ -15,7 +15,7 @@ import pytest
 from attnviz.config import TrainConfig
 from attnviz.run import Run
 from attnviz.tasks import get_task
-from attnviz.train import attention_info, task_info
+from attnviz.train import run_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"  # users' models
 
@@ -31,7 +31,7 @@ def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="l
     spec = get_task(task)
     rng = np.random.default_rng(seed)
     probe = spec.probe(probe_size, seq_len, rng)
-    run = Run.create(root, config, task_info(config), attention_info(config), probe)
+    run = Run.create(root, run_spec(config), probe)
     target = probe.masks[spec.main_mask].astype(np.float64)
     target /= target.sum(axis=1, keepdims=True)
     for epoch in range(epochs + 1):

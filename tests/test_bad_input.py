@@ -26,7 +26,7 @@ from attnviz.run import STATE, _checksum
 from conftest import make_synthetic_run
 
 runner = CliRunner()
-LAST = "attention/epoch_0005.npy"  # the synthetic run's last recorded epoch
+LAST = "attention/00/epoch_0005.npy"  # the synthetic run's last recorded epoch
 CHECKPOINT = "checkpoints/epoch_0003.keras"  # the trained run's last checkpoint
 
 
@@ -223,7 +223,7 @@ SYNTHETIC = {
         (root / "config.json").read_text().replace('"units": 100', '"units": 7')),
         "config.json", "checksum mismatch"),
     "config-newer-format": Case(("inspect", "{run}"), forge_config(
-        lambda h: h.update(format_version=2)), "config.json", "newer than this attnviz"),
+        lambda h: h.update(format_version=3)), "config.json", "newer than this attnviz"),
     "config-unknown-task": Case(("score", "{run}"), forge_config(
         lambda h: h["config"].update(task="sum-all")), "config.json", "unknown task"),
     "config-unknown-key": Case(("animate", "{run}"), forge_config(
@@ -235,9 +235,9 @@ SYNTHETIC = {
     "config-missing-key": Case(("animate", "{run}"), forge_config(lambda h: h.pop("task")),
                                "config.json", "missing keys ['task']"),
     "config-shape-mismatch": Case(("score", "{run}"), forge_config(
-        lambda h: h["attention"].update(shape=[10, 21])), "config.json", "does not fit"),
+        lambda h: h["layers"][0].update(shape=[10, 21])), "config.json", "does not fit"),
     "config-main-mask-unknown": Case(("inspect", "{run}"), forge_config(
-        lambda h: h["task"].update(main_mask="argmax")), "config.json", "main_mask"),
+        lambda h: h["probe"].update(main_mask="argmax")), "config.json", "main_mask"),
     # attention/*.npy
     "attention-truncated": Case(("score", "{run}"), truncate(LAST), "epoch_0005.npy",
                                 "checksum mismatch"),
@@ -306,7 +306,7 @@ SYNTHETIC = {
     "train-resume-torn-state": Case(("train", "--out", "{run}", "--resume"), truncate(STATE),
                                     "state.json", "not valid JSON"),
     "train-resume-newer-format": Case(("train", "--out", "{run}", "--resume"), rewrite_state(
-        lambda s: s.update(format_version=2)), "state.json", "newer than this attnviz"),
+        lambda s: s.update(format_version=3)), "state.json", "newer than this attnviz"),
     "train-resume-fewer-epochs": Case(("train", "--out", "{run}", "--resume", "--epochs", "2"),
                                       nothing, "--epochs 2", "fewer than the 5"),
     # user files given to score and inspect

@@ -184,7 +184,7 @@ def _without_attention(root):
         (["{run}", "--cmap", "nope"], "unknown --cmap 'nope'"),
         (["{run}", "--vmax", "0"], "--vmax 0"),
         (["{run}", "--vmax", "big"], "--vmax 'big'"),
-        (["{run}", "--head", "0"], "apply to self-attention runs"),
+        (["{run}", "--head", "0"], "apply to multi-head attention"),
         (["{run}", "-o", "{tmp}/no/such/dir/a.gif"], "does not exist"),
         (["{run}", "-o", "{tmp}/a_file/a.gif"], "does not exist"),
         (["{run}", "-o", "{tmp}/a.png"], "use .gif or .mp4"),

@@ -117,5 +117,5 @@ def test_run_files_are_readable_by_others_as_umask_allows(trained_run):
 
     umask = os.umask(0)
     os.umask(umask)
-    for path in (trained_run.root / "state.json", trained_run.root / "attention/epoch_0001.npy"):
+    for path in (trained_run.root / "state.json", trained_run.root / "attention/00/epoch_0001.npy"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -26,7 +26,7 @@ from attnviz.score import score_files, score_run
 from conftest import make_synthetic_run
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-LAST = "attention/epoch_0002.npy"
+LAST = "attention/00/epoch_0002.npy"
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True)

@@ -6,6 +6,7 @@ import pytest
 
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.run import FORMAT_VERSION, Run, _checksum
+from attnviz.train import run_spec
 
 from conftest import make_synthetic_run
 
@@ -39,7 +40,7 @@ def test_create_refuses_existing_run_and_non_runs(tmp_path, synthetic_run):
     from attnviz.config import TrainConfig
 
     probe = synthetic_run.probe
-    args = (TrainConfig(), synthetic_run.task, synthetic_run.attention_info, probe)
+    args = (run_spec(TrainConfig()), probe)
     with pytest.raises(AttnvizError, match="--resume"):
         Run.create(synthetic_run.root, *args)
     stranger = tmp_path / "home"
@@ -55,14 +56,14 @@ def test_create_refuses_existing_run_and_non_runs(tmp_path, synthetic_run):
 
 
 def test_force_replaces_a_run(synthetic_run):
-    run = Run.create(synthetic_run.root, synthetic_run.config, synthetic_run.task,
-                     synthetic_run.attention_info, synthetic_run.probe, force=True)
+    run = Run.create(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
+                     force=True)
     assert Run.open(run.root).attention_epochs == []
-    assert not list((run.root / "attention").iterdir())
+    assert not list((run.root / "attention" / "00").iterdir())
 
 
 def test_tampered_attention_is_refused_naming_the_file(synthetic_run):
-    path = synthetic_run.root / "attention" / "epoch_0003.npy"
+    path = synthetic_run.root / "attention" / "00" / "epoch_0003.npy"
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -90,8 +91,8 @@ def test_newer_format_is_refused(synthetic_run):
 
 def test_unlisted_files_do_not_exist_for_readers(synthetic_run):
     # A kill after an attention file is written but before state.json: the epoch is absent.
-    shutil.copy(synthetic_run.root / "attention" / "epoch_0005.npy",
-                synthetic_run.root / "attention" / "epoch_0006.npy")
+    shutil.copy(synthetic_run.root / "attention" / "00" / "epoch_0005.npy",
+                synthetic_run.root / "attention" / "00" / "epoch_0006.npy")
     run = Run.open(synthetic_run.root)
     assert run.attention_epochs[-1] == 5
     with pytest.raises(AttnvizError, match="no recorded attention"):
@@ -103,12 +104,12 @@ def test_rollback_forgets_later_epochs(tmp_path):
     run.rollback_to(2)
     again = Run.open(run.root)
     assert again.epochs_done == 2 and again.attention_epochs == [0, 1, 2]
-    assert "attention/epoch_0003.npy" not in again.state["files"]
+    assert "attention/00/epoch_0003.npy" not in again.state["files"]
 
 
 def test_self_attention_run_stores_float16(tmp_path):
     run = make_synthetic_run(tmp_path / "s", attention="self", heads=3, epochs=2)
-    assert (run.root / "attention" / "epoch_0001.npy").stat().st_size < 10 * 3 * 20 * 20 * 2 + 200
+    assert (run.root / "attention" / "00" / "epoch_0001.npy").stat().st_size < 10 * 3 * 20 * 20 * 2 + 200
     assert run.attention(1).shape == (10, 3, 20, 20)
     assert run.attention(1).dtype == np.float32
 
@@ -125,10 +126,10 @@ def test_remove_stale_files_keeps_what_is_listed_and_what_is_not_the_runs(tmp_pa
     run = make_synthetic_run(tmp_path / "r", epochs=3)
     root = run.root
     stale = [root / ".state.json.k2j3h4_x.tmp", root / "checkpoints" /
-             ".epoch_0004.keras.abcd1234.tmp.keras", root / "attention" / ".epoch_0004.npy.q.tmp",
-             root / "attention" / "epoch_0004.npy"]  # written, then killed before the commit
+             ".epoch_0004.keras.abcd1234.tmp.keras", root / "attention" / "00" / ".epoch_0004.npy.q.tmp",
+             root / "attention" / "00" / "epoch_0004.npy"]  # written, then killed before the commit
     foreign = [root / "attention.gif", root / ".attention.gif.zz.tmp", root / "notes.txt",
-               root / "attention" / "README"]
+               root / "attention" / "00" / "README"]
     for path in stale + foreign:
         path.write_bytes(b"x")
     listed = {name: (root / name).read_bytes() for name in run.state["files"]}
@@ -142,14 +143,12 @@ def test_a_creation_killed_before_config_json_does_not_block_a_new_run(tmp_path,
     root = tmp_path / "fresh"
     root.mkdir()
     (root / ".config.json.x1y2z3.tmp").write_bytes(b'{"format_ver')  # the killed write
-    run = Run.create(root, synthetic_run.config, synthetic_run.task,
-                     synthetic_run.attention_info, synthetic_run.probe)
+    run = Run.create(root, run_spec(synthetic_run.config), synthetic_run.probe)
     assert Run.open(run.root).epochs_done == 0
 
 
 def test_force_refuses_a_directory_or_link_where_a_run_file_belongs(tmp_path, synthetic_run):
-    args = (synthetic_run.config, synthetic_run.task, synthetic_run.attention_info,
-            synthetic_run.probe)
+    args = (run_spec(synthetic_run.config), synthetic_run.probe)
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.rmtree(synthetic_run.root / "checkpoints")
@@ -164,8 +163,8 @@ def test_force_after_a_killed_force_still_knows_the_run(tmp_path, synthetic_run)
     # directory that a second --force (or --resume) still recognises as a run
     (synthetic_run.root / "state.json").unlink()
     shutil.rmtree(synthetic_run.root / "attention")
-    run = Run.create(synthetic_run.root, synthetic_run.config, synthetic_run.task,
-                     synthetic_run.attention_info, synthetic_run.probe, force=True)
+    run = Run.create(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
+                     force=True)
     assert Run.open(run.root).attention_epochs == []
 
 

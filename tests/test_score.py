@@ -373,7 +373,10 @@ def test_score_stream_holds_one_epoch_at_a_time():
 def test_a_run_that_recorded_the_head_mean_takes_no_other_head():
     class Recorded:  # what check_recorded_heads reads of a run
         root = "runs/mean"
-        attention_info = {"kind": "self", "record_heads": "mean"}
+
+        @staticmethod
+        def layer_info(layer=None):
+            return {"kind": "multi-head", "record_heads": "mean"}
 
     for head in (None, "mean", "0"):
         check_recorded_heads(Recorded, head)

@@ -56,8 +56,8 @@ def test_checkpoint_restores_model_and_optimizer(trained_run):
 def test_same_seed_gives_identical_attention(tmp_path, trained_run):
     again = train_tiny(tmp_path / "again")
     for epoch in trained_run.attention_epochs:
-        assert (again.root / f"attention/epoch_{epoch:04d}.npy").read_bytes() == (
-            trained_run.root / f"attention/epoch_{epoch:04d}.npy").read_bytes()
+        assert (again.root / f"attention/00/epoch_{epoch:04d}.npy").read_bytes() == (
+            trained_run.root / f"attention/00/epoch_{epoch:04d}.npy").read_bytes()
 
 
 def test_stop_then_resume_records_each_epoch_once(tmp_path):
@@ -136,7 +136,7 @@ def test_resume_refuses_a_torn_checkpoint_before_writing_anything(tmp_path, trai
     root = tmp_path / "torn"
     shutil.copytree(trained_run.root, root)
     (root / "checkpoints" / "epoch_0003.keras").write_bytes(b"PK")
-    (root / "attention" / ".epoch_0004.npy.abc.tmp").write_bytes(b"left by a kill")
+    (root / "attention" / "00" / ".epoch_0004.npy.abc.tmp").write_bytes(b"left by a kill")
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     with pytest.raises(RunFormatError, match="epoch_0003.keras: checksum mismatch"):
         train.plan(None, root, resume=True, epochs=5)

@@ -1,0 +1,122 @@
+"""Record the attention of your own model while it trains: one callback for `model.fit`.
+
+    from attnviz.keras import AttentionRecorder
+
+    model.fit(x, y, epochs=20, validation_data=(x_val, y_val),
+              callbacks=[AttentionRecorder("runs/mine", probe=x_val[:10],
+                                           masks={"delimiter": delimiter_mask})])
+
+writes a run directory that `attnviz inspect`, `animate`, `score`, `explain` and `report`
+read. Every attention softmax the model computes on the probe batch is recorded (see
+attnviz.capture): your own layers, MultiHeadAttention inside a Transformer block's `call`,
+keras_hub backbones, subclassed models; nothing in the model changes.
+
+Like Keras' own callbacks, nothing happens at construction: the run is created (or opened)
+in `on_train_begin`, epoch 0 is the untrained model, and each epoch is committed atomically
+in `on_epoch_end`. The run follows the epoch Keras trains from: when `fit` starts again at
+epoch k (BackupAndRestore after a crash, or `initial_epoch=k`), what the run holds after
+epoch k is dropped and recorded again, so every epoch is recorded exactly once. Under a
+tf.distribute strategy only the chief writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+__all__ = ["AttentionRecorder"]
+
+
+class AttentionRecorder(keras.callbacks.Callback):
+    """Records the attention of every captured call on `probe` after every epoch.
+
+    Args:
+        directory: the run directory to write (created; an existing run of the same model
+            and probe is continued).
+        probe: a handful of samples: an array, or a dict (or list) of arrays for a model
+            with several inputs, as the model takes them.
+        masks: optional ground truths: {name: 0/1 array (n, keys)} over the probe's key
+            positions, scored by `attnviz score`; the first is the main mask.
+        layers: optional attention calls to record: paths or globs as `attnviz inspect
+            MODEL --list` shows them (default: every captured call).
+        y: optional targets of the probe samples (kept in the run, shown by `explain`).
+        every: record every K epochs (epoch 0 and the last are always recorded).
+        checkpoint_every: a .keras checkpoint every N epochs (and the last); 0: none.
+        record_heads: "all" heads, or their "mean" (H times less disk).
+    """
+
+    def __init__(self, directory, probe, masks: Mapping[str, np.ndarray] | None = None,
+                 layers: Sequence[str] | None = None, *, y=None, every: int = 1,
+                 checkpoint_every: int = 5, record_heads: str = "all"):
+        super().__init__()
+        self.directory = Path(directory)
+        self.probe_x = probe
+        self.probe_y = None if y is None else np.asarray(y)
+        self.masks = {name: np.asarray(mask) for name, mask in (masks or {}).items()}
+        self.layers = list(layers) if layers else None
+        self.every = every
+        self.checkpoint_every = checkpoint_every
+        self.record_heads = record_heads
+        self.run = None
+        self.source = "callback"  # what trained, as the run's header says it
+        self._recorder = None
+
+    # ---- Keras' callback interface -----------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        if not _is_writer(self.model):
+            return
+        from attnviz.run import Run
+
+        recorder = self._make_recorder()
+        self._recorder = recorder
+        self.run: Run = recorder.run
+        epochs = (self.params or {}).get("epochs")
+        if epochs is not None and self.run.epochs_planned != epochs:
+            self.run.extend(max(epochs, self.run.epochs_done))
+        if 0 not in self.run.attention_epochs:
+            recorder.record(0, force=True)
+            self.run.commit()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._recorder is None:
+            return
+        run = self.run
+        if run.epochs_done > epoch:  # Keras trains from `epoch` again: forget what came after
+            run.rollback_to(epoch)
+            run.remove_stale_files()
+        while run.epochs_done < epoch:  # restored past what was recorded (a backup)
+            done = run.epochs_done + 1
+            if done == epoch:
+                self._recorder.record(done, force=True)
+            run.commit({"epoch": done, "loss": None, "val_loss": None, "seconds": None,
+                        "restored": True})
+        self._recorder.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._recorder is not None:
+            self._recorder.on_epoch_end(epoch, logs)
+
+    # ---- setting up ------------------------------------------------------------------------
+
+    def _make_recorder(self):
+        from attnviz.record import Recorder, open_or_create
+
+        run = open_or_create(
+            self.directory, self.model, self.probe_x, y=self.probe_y, masks=self.masks,
+            layers=self.layers, every=self.every, checkpoint_every=self.checkpoint_every,
+            record_heads=self.record_heads, epochs=(self.params or {}).get("epochs"),
+            source=self.source)
+        recorder = Recorder(run)
+        recorder.set_model(self.model)
+        return recorder
+
+
+def _is_writer(model) -> bool:
+    """One writer under tf.distribute: the chief (every worker of a one-machine strategy)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    extended = getattr(strategy, "extended", None)
+    return bool(getattr(extended, "should_checkpoint", True))
