@@ -220,9 +220,9 @@ def train(
             record_every=record_every, record_heads=record_heads, attribution=attribution,
             strategy=strategy, jit_compile=jit,
         ).validate()
-    elif force:
+    elif resume and force:
         raise AttnvizError("--resume and --force contradict each other: pick one")
-    elif not out.is_dir():
+    elif resume and not out.is_dir():
         raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
     with core.exclusive(out):
         _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorboard, quiet,

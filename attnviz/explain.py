@@ -259,6 +259,10 @@ def explain_run(
     from attnviz.train import HELDOUT_STREAM, task_data
 
     run = root if isinstance(root, Run) else Run.open(root)
+    run.checkpoint_path()  # a run without checkpoints says why before anything else
+    if run.config is None:
+        raise AttnvizError(f"{run.root} records your own model: explain measures the built-in "
+                           "tasks' runs only so far")
     seq_len = run.config.seq_len
     for flag, value, low, high in (("--samples", samples, 2, None), ("--steps", steps, 1, None),
                                    ("--top-k", top_k, 1, seq_len - 1)):

@@ -116,7 +116,8 @@ def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
     if not options.layers:  # the layers the run records, not every softmax of the model
         options = dataclasses.replace(options, layers=tuple(run.layer_names))
     started = time.perf_counter()
-    model = _load(run.checkpoint_path(epoch), options)
+    model = load_model(run.checkpoint_path(epoch), options.unsafe,
+                       (*run.model_code, *options.imports))
     loaded = time.perf_counter()
     inputs = prepare_inputs(model, x, source)
     with model_failures(source):

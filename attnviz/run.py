@@ -212,6 +212,15 @@ class Run:
         return self.header.get("model") or {}
 
     @property
+    def model_code(self) -> tuple[str, ...]:
+        """The user's code a checkpoint needs (`train --model` records it): its --model file
+        and its --import, to import before loading."""
+        fit = self.model_info.get("fit") or {}
+        function = fit.get("function", "")
+        where = function.rpartition(":")[0] if ":" in function else ""
+        return tuple(spec for spec in (where, *fit.get("imports", ())) if spec)
+
+    @property
     def mask_names(self) -> list[str]:
         return list(self.header["probe"]["masks"])
 

@@ -68,7 +68,7 @@ def build(spec: str, imports: tuple[str, ...] = ()):
     if not isinstance(model, keras.Model):
         raise AttnvizError(f"--model {spec}: {name}() returned {type(model).__name__}, not a "
                            "keras.Model")
-    if model.optimizer is None or not getattr(model, "compiled", True):
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
         raise AttnvizError(f"--model {spec}: {name}() returned an uncompiled model: call "
                            "model.compile(optimizer=..., loss=...) before returning it")
     return model

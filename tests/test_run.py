@@ -109,7 +109,8 @@ def test_rollback_forgets_later_epochs(tmp_path):
 
 def test_self_attention_run_stores_float16(tmp_path):
     run = make_synthetic_run(tmp_path / "s", attention="self", heads=3, epochs=2)
-    assert (run.root / "attention" / "00" / "epoch_0001.npy").stat().st_size < 10 * 3 * 20 * 20 * 2 + 200
+    size = (run.root / "attention" / "00" / "epoch_0001.npy").stat().st_size
+    assert size < 10 * 3 * 20 * 20 * 2 + 200
     assert run.attention(1).shape == (10, 3, 20, 20)
     assert run.attention(1).dtype == np.float32
 
@@ -125,9 +126,10 @@ def test_missing_run_and_missing_state(tmp_path):
 def test_remove_stale_files_keeps_what_is_listed_and_what_is_not_the_runs(tmp_path):
     run = make_synthetic_run(tmp_path / "r", epochs=3)
     root = run.root
+    layer = root / "attention" / "00"
     stale = [root / ".state.json.k2j3h4_x.tmp", root / "checkpoints" /
-             ".epoch_0004.keras.abcd1234.tmp.keras", root / "attention" / "00" / ".epoch_0004.npy.q.tmp",
-             root / "attention" / "00" / "epoch_0004.npy"]  # written, then killed before the commit
+             ".epoch_0004.keras.abcd1234.tmp.keras", layer / ".epoch_0004.npy.q.tmp",
+             layer / "epoch_0004.npy"]  # written, then killed before the commit
     foreign = [root / "attention.gif", root / ".attention.gif.zz.tmp", root / "notes.txt",
                root / "attention" / "00" / "README"]
     for path in stale + foreign:

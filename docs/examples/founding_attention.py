@@ -24,14 +24,18 @@ class Attention(layers.Layer):
         self.units = units
 
     def build(self, input_shape):
+        # The sublayers are built here, not on first call, so that Keras can load their
+        # weights back from a .keras checkpoint (attnviz explain and --resume need one).
         width = int(input_shape[-1])
         self.luong_w = layers.Dense(width, use_bias=False, name="luong_w")
+        self.luong_w.build(input_shape)
         self.luong_dot = layers.Dot(axes=[1, 2], name="attention_score")
         self.softmax_normalizer = layers.Activation("softmax", name="attention_weight")
         self.dot_context = layers.Dot(axes=[1, 1], name="context_vector")
         self.concat_c_h = layers.Concatenate(name="attention_output")
         self.w_c = layers.Dense(self.units, use_bias=False, activation="tanh",
                                 name="attention_vector")
+        self.w_c.build((None, 2 * width))
 
     def call(self, inputs):  # (B, L, U)
         h_t = inputs[:, -1, :]  # (B, U): the last hidden state queries

@@ -1,0 +1,209 @@
+"""AttentionRecorder: a user's own model.fit writes a run every attnviz command reads."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.errors import AttnvizError
+from attnviz.keras import AttentionRecorder
+from attnviz.run import Run
+from attnviz.tasks import get_task
+
+from conftest import EXAMPLES
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+L = 12
+
+
+def example(name: str):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+def founding_data(n: int = 256, seed: int = 0):
+    task = get_task("add-before-delimiter")
+    rng = np.random.default_rng(seed)
+    return task.generate(n, L, rng), task.generate(64, L, rng), task.probe(6, L, rng)
+
+
+def test_founding_model_records_every_epoch_and_every_command_reads_it(tmp_path):
+    train, val, probe = founding_data()
+    model = example("founding_attention").build_model(seq_len=L, units=8)
+    recorder = AttentionRecorder(tmp_path / "run", probe=probe.x, masks=probe.masks, y=probe.y,
+                                 checkpoint_every=2)
+    assert not (tmp_path / "run").exists()  # nothing happens at construction
+    model.fit(train.x, train.y, validation_data=(val.x, val.y), epochs=3, batch_size=64,
+              callbacks=[recorder], verbose=0)
+    run = Run.open(tmp_path / "run")
+    assert run.layer_names == ["attention_weight/attention_weight"]
+    assert run.attention_epochs == [0, 1, 2, 3] and run.checkpoints == [2, 3]
+    assert [h["epoch"] for h in run.history] == [1, 2, 3] and run.state["finished"]
+    assert run.task is None and run.mask_names == ["delimiter", "prefix"]
+    assert run.layers[0]["shape"] == [6, L] and run.model_info["source"] == "callback"
+    weights = run.attention(3)
+    assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    assert run.history[-1]["mass"]["delimiter"] == pytest.approx(
+        float((weights * probe.masks["delimiter"]).sum(axis=1).mean()), abs=1e-6)
+    root = str(tmp_path / "run")
+    scored = runner.invoke(app, ["score", root, "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.output)["layer"] == "attention_weight/attention_weight"
+    shown = runner.invoke(app, ["inspect", root, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["model"]["class"] == "Sequential"
+    gif = runner.invoke(app, ["animate", root, "-o", str(tmp_path / "a.gif")])
+    assert gif.exit_code == 0, gif.output
+    again = runner.invoke(app, ["inspect", root, "--checkpoint", "last", "--import",
+                                str(EXAMPLES / "founding_attention.py"), "--json"])
+    assert again.exit_code == 0, again.output
+    recomputed = np.array(json.loads(again.output)["views"][0]["rows"])
+    assert np.abs(recomputed - weights).max() < 1e-5
+
+
+def test_transformer_classifier_on_tokens_records_heads_and_selected_layers(tmp_path):
+    model = example("transformer_block").build_model(maxlen=L, vocab_size=30, embed_dim=8)
+    rng = np.random.default_rng(1)
+    x = rng.integers(1, 30, (128, L)).astype(np.int32)
+    y = (x[:, 0] > 15).astype(np.int32)  # the class is in the first token
+    first_token = np.zeros((4, L), bool)
+    first_token[:, 0] = True
+    recorder = AttentionRecorder(tmp_path / "run", probe=x[:4], masks={"first": first_token},
+                                 layers=["*multi_head_attention*"], record_heads="mean",
+                                 checkpoint_every=0)
+    model.fit(x, y, epochs=2, batch_size=32, callbacks=[recorder], verbose=0)
+    run = Run.open(tmp_path / "run")
+    layer, = run.layers
+    assert layer["name"].startswith("transformer_block/multi_head_attention")
+    assert layer["shape"] == [4, 1, L, L] and layer["kind"] == "multi-head"
+    assert run.checkpoints == [] and run.probe.x.dtype == np.int32
+    assert run.history[0]["val_loss"] is None and "accuracy" in run.history[0]["metrics"]
+    result = runner.invoke(app, ["score", str(tmp_path / "run"), "--min", "mass=0.99"])
+    assert result.exit_code == 1  # a gate that the untrained-looking attention misses
+
+
+def test_keras_hub_bert_classifier_records_every_layer(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=2, num_heads=2,
+                                             hidden_dim=8, intermediate_dim=16,
+                                             max_sequence_length=L)
+    inputs = backbone.input
+    outputs = layers.Dense(1)(backbone(inputs)["pooled_output"])
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(2)
+    x = {"token_ids": rng.integers(1, 30, (64, L)).astype(np.int32),
+         "segment_ids": np.zeros((64, L), np.int32), "padding_mask": np.ones((64, L), np.int32)}
+    x["padding_mask"][:, 10:] = 0
+    probe = {key: value[:3] for key, value in x.items()}
+    model.fit(x, rng.random((64, 1)), epochs=1, batch_size=16, verbose=0,
+              callbacks=[AttentionRecorder(tmp_path / "run", probe=probe, checkpoint_every=0)])
+    run = Run.open(tmp_path / "run")
+    assert [layer["name"] for layer in run.layers] == [
+        f"bert_backbone/transformer_layer_{i}/self_attention_layer" for i in range(2)]
+    assert set(run.probe.x) == {"token_ids", "segment_ids", "padding_mask"}
+    assert np.all(run.attention(1, run.layer_names[1])[..., 10:] == 0)  # padded keys
+
+
+class Pooling(layers.Layer):
+    """Attention pooling with no get_config for its `width`: Keras cannot rebuild it."""
+
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.query = self.add_weight(shape=(width,), name="query")
+
+    def call(self, states):  # (B, L, U)
+        weights = keras.ops.softmax(keras.ops.einsum("blu,u->bl", states, self.query))
+        return keras.ops.einsum("bl,blu->bu", weights, states)
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.encoder = layers.LSTM(8, return_sequences=True)
+        self.pool = Pooling(8, name="pool")
+        self.head = layers.Dense(1)
+
+    def call(self, x):
+        return self.head(self.pool(self.encoder(x)))
+
+
+def test_subclassed_model_that_keras_cannot_reload_still_records(tmp_path):
+    train, _, probe = founding_data(128)
+    model = Subclassed()
+    model.compile(optimizer="adam", loss="mse")
+    model(train.x[:1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train.x, train.y, epochs=2, batch_size=64, verbose=0,
+                  callbacks=[AttentionRecorder(tmp_path / "run", probe=probe.x)])
+    skipped = [w for w in caught if "checkpoints skipped" in str(w.message)]
+    assert len(skipped) == 1
+    run = Run.open(tmp_path / "run")
+    assert run.layer_names == ["pool"] and run.attention_epochs == [0, 1, 2]
+    assert run.checkpoints == [] and "cannot save and reload" in run.state["checkpoints_skipped"]
+    result = runner.invoke(app, ["explain", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "cannot save and reload" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_bad_probe_masks_and_models_are_refused_before_anything_is_written(tmp_path):
+    train, _, probe = founding_data(64)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+
+    def fit(**kwargs):
+        model.fit(train.x, train.y, epochs=1, verbose=0,
+                  callbacks=[AttentionRecorder(tmp_path / "run", **kwargs)])
+
+    with pytest.raises(AttnvizError, match="the probe does not fit the model"):
+        fit(probe=np.zeros((3, L + 5, 2), np.float32))
+    with pytest.raises(AttnvizError, match=r"mask m has shape \(6, 5\): expected \(6, keys\)"):
+        fit(probe=probe.x, masks={"m": np.zeros((6, 5))})
+    with pytest.raises(AttnvizError, match="mask m is not 0/1"):
+        fit(probe=probe.x, masks={"m": np.full((6, L), 0.5)})
+    with pytest.raises(AttnvizError, match="match no attention call"):
+        fit(probe=probe.x, layers=["nothing*"])
+    plain = keras.Sequential([keras.Input((L, 1)), layers.LSTM(4), layers.Dense(1)])
+    plain.compile(optimizer="adam", loss="mse")
+    with pytest.raises(AttnvizError, match=r"no attention found.*LSTM"):
+        plain.fit(train.x, train.y, epochs=1, verbose=0,
+                  callbacks=[AttentionRecorder(tmp_path / "run", probe=probe.x)])
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(AttnvizError, match="is a file"):
+        model.fit(train.x, train.y, epochs=1, verbose=0,
+                  callbacks=[AttentionRecorder(tmp_path / "file", probe=probe.x)])
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_fitting_again_follows_the_epoch_keras_trains_from(tmp_path):
+    train, _, probe = founding_data(128)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+    model.fit(train.x, train.y, epochs=3, verbose=0, callbacks=[
+        AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+    first = Run.open(tmp_path / "run")
+    kept = first.attention(1).copy()
+    # continue from epoch 1, as BackupAndRestore (or initial_epoch) would: epochs 2.. again
+    model.fit(train.x, train.y, initial_epoch=1, epochs=4, verbose=0, callbacks=[
+        AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+    run = Run.open(tmp_path / "run")
+    assert [h["epoch"] for h in run.history] == [1, 2, 3, 4]
+    assert run.attention_epochs == [0, 1, 2, 3, 4] and run.checkpoints == [1, 2, 3, 4]
+    assert np.array_equal(run.attention(1), kept) and run.epochs_planned == 4
+    other = np.zeros_like(probe.x)
+    with pytest.raises(AttnvizError, match="another model or probe"):
+        model.fit(train.x, train.y, epochs=1, verbose=0,
+                  callbacks=[AttentionRecorder(tmp_path / "run", probe=other)])
