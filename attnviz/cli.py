@@ -450,9 +450,12 @@ def explain(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema: "
                                               "docs/explain.md).")] = False,
 ) -> None:
-    """Say why attention looks the way it does: attribution, faithfulness, baselines, verdict."""
+    """Say why attention looks the way it does: attribution, faithfulness, baselines, verdict.
+
+    The report is also stored in RUN/explain.json, for `attnviz report`.
+    """
     quiet_tensorflow_import()
-    from attnviz.explain import explain_run
+    from attnviz.explain import explain_run, store_report
     from attnviz.explain_output import renderables
     from attnviz.verdict import compose
 
@@ -460,10 +463,15 @@ def explain(
     verdict = compose(report)
     if json_output:
         print(json.dumps({**report, "verdict": verdict}, indent=2))
-        return
-    out = console()
-    for renderable in renderables(report, verdict):
-        out.print(renderable)
+    else:
+        out = console()
+        for renderable in renderables(report, verdict):
+            out.print(renderable)
+    try:
+        store_report(run, {**report, "verdict": verdict})
+    except (AttnvizError, OSError) as err:  # the report is printed: say why it is not kept
+        console(stderr=True).print(f"[yellow]warning:[/] not stored in {run}: {err}",
+                                   markup=True, highlight=False)
 
 
 def main() -> None:
