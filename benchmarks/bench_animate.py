@@ -7,7 +7,9 @@
             and `plt.savefig` to PNG, then `imageio.mimsave` of the PNGs, as in QUESTION.md
             (with `plt.clf()` per frame, which the original lacks and which only helps it)
 The baseline is timed on its first BASELINE_FRAMES frames and scaled linearly to FRAMES;
-both of its phases cost the same per frame. Target: ours <= 0.5 s.
+both of its phases cost the same per frame. Targets: ours <= 0.5 s, with the frames labelled
+as `animate` labels them (sample numbers, the mask's name, position ticks, a colour bar),
+and the GIF <= 300 KB.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ FRAMES, SAMPLES, SEQ_LEN, DELIMITER = 200, 10, 20, 4
 BASELINE_FRAMES = 40
 FPS = 10
 TARGET_SECONDS = 0.5
+TARGET_KB = 300
 
 
 def attention_history(rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
@@ -47,7 +50,8 @@ def ours(history: list[np.ndarray], mask: np.ndarray, path: Path) -> float:
                           f"mass on delimiter {mass(rows, mask):.3f}"))
         for epoch, rows in enumerate(history)
     ]
-    write_gif(path, render_frames(frames, mask), palette_for(colormap_lut("hot")), FPS)
+    pictures = render_frames(frames, mask, mask_name="delimiter")
+    write_gif(path, pictures, palette_for(colormap_lut("hot")), FPS)
     return time.perf_counter() - start
 
 
@@ -83,10 +87,12 @@ def run() -> list[dict]:
         measured = baseline(history[:BASELINE_FRAMES], mask, folder)
     scaled = measured * FRAMES / BASELINE_FRAMES
     return [
-        {"name": f"ours: {FRAMES} frames of {SAMPLES}x{SEQ_LEN} + mask -> GIF "
-                 f"({size / 1024:.0f} KB, median of 3)",
+        {"name": f"ours: {FRAMES} labelled frames of {SAMPLES}x{SEQ_LEN} + mask -> GIF "
+                 "(median of 3)",
          "value": seconds, "unit": "s", "target": TARGET_SECONDS,
          "ok": seconds <= TARGET_SECONDS},
+        {"name": f"ours: size of that {FRAMES}-frame GIF", "value": size / 1024, "unit": "KB",
+         "target": TARGET_KB, "ok": size / 1024 <= TARGET_KB},
         {"name": f"matplotlib imshow+savefig per frame, then imageio.mimsave "
                  f"({BASELINE_FRAMES} frames timed: {measured:.2f} s, scaled to {FRAMES})",
          "value": scaled, "unit": "s", "target": None, "ok": None},
