@@ -474,6 +474,47 @@ def explain(
                                    markup=True, highlight=False)
 
 
+@app.command()
+@handle_errors
+def report(
+    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional)
+        "--output", "-o", help="The .html file (default: RUN/report.html).",
+        show_default=False)] = None,
+    every: Annotated[int, typer.Option(help="Keep every K-th recorded epoch (and the last).")]
+    = 1,
+    layer: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        help="Only this attention layer; repeat for several (default: all).",
+        show_default=False)] = None,
+    samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Show the first N probe samples (default: all).", show_default=False)] = None,
+    cmap: Annotated[str, typer.Option(help="A matplotlib colour map.")] = "hot",
+    max_mb: Annotated[float, typer.Option(help="Refuse to write a report larger than this "
+                                          "many MB (thin it with --every, --layer, --samples).")]
+    = 50.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
+                                              "JSON object (schema: docs/report.md).")] = False,
+) -> None:
+    """Write one self-contained HTML file to explore a run: heatmap, curves, heads, verdict."""
+    from attnviz.report import ReportOptions, write_report
+
+    result = write_report(run, ReportOptions(output=output, every=every, layers=tuple(layer or ()),
+                                             samples=samples, cmap=cmap, max_mb=max_mb))
+    if json_output:
+        print(json.dumps({
+            "path": str(result.path), "bytes": result.size_bytes,
+            "budget_bytes": result.budget_bytes, "epochs": result.epochs,
+            "layers": result.layers, "heads": result.heads, "samples": result.samples,
+            "explain": result.explained, "seconds": round(result.seconds, 3),
+        }, indent=2))
+        return
+    shown = f"{len(result.epochs)} epochs ({result.epochs[0]}-{result.epochs[-1]})"
+    console().print(f"wrote {result.path}: {shown}, {len(result.layers)} layer(s), "
+                    f"{result.heads} head(s), {_size(result.size_bytes)}"
+                    + (", with the explain verdict" if result.explained else "")
+                    + f", in {result.seconds:.2f} s", markup=False)
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(app())

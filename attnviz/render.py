@@ -501,13 +501,8 @@ def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], 
     """The frames' data from a run, and the mask (n, L) shown under them."""
     mask = run.mask(options.mask)
     mask_name = options.mask or run.task["main_mask"]
-    recorded = sorted(run.attention_epochs)
-    if not recorded:
-        raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
-    epochs = recorded[:: options.every]
-    if epochs[-1] != recorded[-1]:
-        epochs.append(recorded[-1])
-    samples = _resolve_samples(options.samples, mask.shape[0])
+    epochs = keep_every(run, options.every)
+    samples = resolve_samples(options.samples, mask.shape[0])
     head, query = _resolve_reduction(run, options.head, options.query)
     losses = {record["epoch"]: record.get("loss") for record in run.history}
     attributed = set(run.attribution_epochs)
@@ -528,6 +523,17 @@ def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], 
         frames.append(FrameData(epoch=epoch, rows=rows[:samples], attribution=attribution,
                                 header=tuple(header)))
     return frames, mask[:samples]
+
+
+def keep_every(run: Run, every: int) -> list[int]:
+    """Every `every`-th recorded epoch of the run, and always the last."""
+    recorded = sorted(run.attention_epochs)
+    if not recorded:
+        raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
+    epochs = recorded[::every]
+    if epochs[-1] != recorded[-1]:
+        epochs.append(recorded[-1])
+    return epochs
 
 
 def _normalise_rows(values: np.ndarray) -> np.ndarray:
@@ -563,7 +569,7 @@ def _check_output(output: Path, fps: float) -> None:
             f"--fps {fps:g} is faster than GIF viewers play ({GIF_MAX_FPS} at most): lower it "
             "or write an .mp4"
         )
-    _check_writable_dir(output.parent, f"-o {output}")
+    check_writable_dir(output.parent, f"-o {output}")
 
 
 def _prepare_frames_dir(directory: Path) -> None:
@@ -573,10 +579,10 @@ def _prepare_frames_dir(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AttnvizError(f"--frames {directory}: cannot create it ({err.strerror})") from None
-    _check_writable_dir(directory, f"--frames {directory}")
+    check_writable_dir(directory, f"--frames {directory}")
 
 
-def _check_writable_dir(directory: Path, option: str) -> None:
+def check_writable_dir(directory: Path, option: str) -> None:
     if not directory.is_dir():
         raise AttnvizError(
             f"{option}: the directory {directory} does not exist: create it or choose another"
@@ -585,7 +591,7 @@ def _check_writable_dir(directory: Path, option: str) -> None:
         raise AttnvizError(f"{option}: the directory {directory} is not writable")
 
 
-def _resolve_samples(samples: int | None, available: int) -> int:
+def resolve_samples(samples: int | None, available: int) -> int:
     if samples is None:
         return available
     if samples > available:

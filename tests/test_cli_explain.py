@@ -12,29 +12,18 @@ from attnviz.cli import app
 from attnviz.run import Run
 from attnviz.verdict import compose
 
-FAST = ["--samples", "200", "--steps", "16"]
+from conftest import EXPLAIN_FAST as FAST
 
 
 def invoke(*args):
     return CliRunner().invoke(app, ["explain", *map(str, args)])
 
 
-@pytest.fixture(scope="module")
-def explained_root(trained_run, tmp_path_factory):
-    """A copy of the shared run (explain writes explain.json into it), explained once."""
-    root = tmp_path_factory.mktemp("explained") / "run"
-    shutil.copytree(trained_run.root, root)
-    result = invoke(root, "--json", *FAST)
-    assert result.exit_code == 0, result.output
-    (root.parent / "output.json").write_text(result.stdout)
-    return root
-
-
 @pytest.fixture
-def explained(explained_root):
-    """The --json output on the shared run, computed once for this module (a fresh copy for
-    each test)."""
-    return json.loads((explained_root.parent / "output.json").read_text())
+def explained(explained_run):
+    """The --json output on a copy of the shared run, computed once per session (a fresh copy
+    of the object for each test)."""
+    return json.loads((explained_run.root.parent / "explain-output.json").read_text())
 
 
 @pytest.mark.slow
@@ -55,18 +44,18 @@ def test_json_has_every_part_and_a_verdict_that_follows_its_numbers(explained, t
 
 
 @pytest.mark.slow
-def test_the_report_is_stored_in_the_run(explained, explained_root):
-    run = Run.open(explained_root)
+def test_the_report_is_stored_in_the_run(explained, explained_run):
+    run = Run.open(explained_run.root)
     assert run.explain_report() == explained
     run.verify_all()
 
 
 @pytest.mark.slow
-def test_a_run_being_trained_gets_the_report_printed_not_stored(explained_root, tmp_path):
+def test_a_run_being_trained_gets_the_report_printed_not_stored(explained_run, tmp_path):
     from attnviz.train import exclusive
 
     root = tmp_path / "run"
-    shutil.copytree(explained_root, root)
+    shutil.copytree(explained_run.root, root)
     before = (root / "explain.json").read_bytes()
     with exclusive(root):  # as `attnviz train` holds it
         result = invoke(root, "--samples", "2", "--steps", "1")
