@@ -101,6 +101,11 @@ HeadOption = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs 
     help="Self-attention: a head index or 'mean' (default: mean).", show_default=False)]
 QueryOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="Self-attention: a query index, 'last' or 'mean' (default: last).", show_default=False)]
+RunArgument = Annotated[Path, typer.Argument(help="The run directory.", show_default=False)]
+EveryOption = Annotated[int, typer.Option(help="Keep every K-th recorded epoch (and the last).")]
+SamplesOption = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    help="Show the first N probe samples (default: all).", show_default=False)]
+CmapOption = Annotated[str, typer.Option(help="A matplotlib colour map.")]
 
 
 def _size(nbytes: float) -> str:
@@ -256,7 +261,7 @@ def _train_summary(run) -> dict:
 @app.command()
 @handle_errors
 def animate(
-    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    run: RunArgument,
     output: Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional)
         "--output", "-o", help="A .gif or .mp4 file (default: RUN/attention.gif).",
         show_default=False)] = None,
@@ -265,11 +270,9 @@ def animate(
     mask: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Ground-truth mask drawn under the attention (default: the task's main mask).",
         show_default=False)] = None,
-    cmap: Annotated[str, typer.Option(help="A matplotlib colour map.")] = "hot",
-    every: Annotated[int, typer.Option(help="Keep every K-th recorded epoch (and the last).")]
-    = 1,
-    samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
-        help="Show the first N probe samples (default: all).", show_default=False)] = None,
+    cmap: CmapOption = "hot",
+    every: EveryOption = 1,
+    samples: SamplesOption = None,
     scale: Annotated[int, typer.Option(help="Pixels per attention cell.")] = 16,
     head: HeadOption = None,
     query: QueryOption = None,
@@ -439,7 +442,7 @@ def score(
 @app.command()
 @handle_errors
 def explain(
-    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    run: RunArgument,
     epoch: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer needs Optional)
         help="A checkpointed epoch (default: the latest checkpoint).", show_default=False)]
     = None,
@@ -477,18 +480,16 @@ def explain(
 @app.command()
 @handle_errors
 def report(
-    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    run: RunArgument,
     output: Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional)
         "--output", "-o", help="The .html file (default: RUN/report.html).",
         show_default=False)] = None,
-    every: Annotated[int, typer.Option(help="Keep every K-th recorded epoch (and the last).")]
-    = 1,
+    every: EveryOption = 1,
     layer: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
         help="Only this attention layer; repeat for several (default: all).",
         show_default=False)] = None,
-    samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
-        help="Show the first N probe samples (default: all).", show_default=False)] = None,
-    cmap: Annotated[str, typer.Option(help="A matplotlib colour map.")] = "hot",
+    samples: SamplesOption = None,
+    cmap: CmapOption = "hot",
     max_mb: Annotated[float, typer.Option(help="Refuse to write a report larger than this "
                                           "many MB (thin it with --every, --layer, --samples).")]
     = 50.0,
