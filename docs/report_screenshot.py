@@ -11,6 +11,7 @@ same way (`open_browser`) and runs `screenshot`, so this script cannot rot unnot
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,9 +46,14 @@ def screenshot(browser, report: Path, png: Path, height: int | None = None) -> P
         page.wait_for_selector("#heatmap[aria-label]")  # drawn
         size = page.evaluate("[document.body.scrollWidth, document.body.scrollHeight]")
         clip = {"x": 0, "y": 0, "width": size[0], "height": min(size[1], height or size[1])}
-        page.screenshot(path=str(png), clip=clip, full_page=True)
+        shot = page.screenshot(clip=clip, full_page=True)
     finally:
         context.close()
+    from PIL import Image
+
+    with Image.open(io.BytesIO(shot)) as image:  # 256 colours: a third of the bytes for a page
+        image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(
+            png, optimize=True)
     return Path(png)
 
 

@@ -665,7 +665,10 @@
     const element = node("table", null, { className: "data" });
     element.append(node("caption", data.title));
     const head = element.appendChild(node("thead")).appendChild(node("tr"));
-    for (const [name] of data.columns) head.append(node("th", name, { scope: "col" }));
+    for (const [name, justify] of data.columns) {
+      head.append(node("th", name, justify === "right" ? { scope: "col", className: "num" }
+                                                          : { scope: "col" }));
+    }
     const body = element.appendChild(node("tbody"));
     for (const row of data.rows) {
       const tr = body.appendChild(node("tr"));
