@@ -219,7 +219,6 @@ def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
     return {
         "name": layer.name, "kind": layer.kind, "heads": layer.heads,
         "queries": shape[2] if layer.kind == "self" else 1, "keys": shape[-1],
-        "recorded_heads": run.attention_info.get("record_heads"),
         "max": largest, "weights": encoded, "scores": scores,
     }
 
