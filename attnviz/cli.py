@@ -101,6 +101,11 @@ HeadOption = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs 
     help="Self-attention: a head index or 'mean' (default: mean).", show_default=False)]
 QueryOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="Self-attention: a query index, 'last' or 'mean' (default: last).", show_default=False)]
+RunArgument = Annotated[Path, typer.Argument(help="The run directory.", show_default=False)]
+EveryOption = Annotated[int, typer.Option(help="Keep every K-th recorded epoch (and the last).")]
+SamplesOption = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    help="Show the first N probe samples (default: all).", show_default=False)]
+CmapOption = Annotated[str, typer.Option(help="A matplotlib colour map.")]
 
 
 def _size(nbytes: float) -> str:
@@ -307,7 +312,7 @@ def _train_summary(run) -> dict:
 @app.command()
 @handle_errors
 def animate(
-    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    run: RunArgument,
     output: Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional)
         "--output", "-o", help="A .gif or .mp4 file (default: RUN/attention.gif).",
         show_default=False)] = None,
@@ -316,11 +321,9 @@ def animate(
     mask: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Ground-truth mask drawn under the attention (default: the task's main mask).",
         show_default=False)] = None,
-    cmap: Annotated[str, typer.Option(help="A matplotlib colour map.")] = "hot",
-    every: Annotated[int, typer.Option(help="Keep every K-th recorded epoch (and the last).")]
-    = 1,
-    samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
-        help="Show the first N probe samples (default: all).", show_default=False)] = None,
+    cmap: CmapOption = "hot",
+    every: EveryOption = 1,
+    samples: SamplesOption = None,
     scale: Annotated[int, typer.Option(help="Pixels per attention cell.")] = 16,
     head: HeadOption = None,
     query: QueryOption = None,
@@ -522,7 +525,7 @@ def score(
 @app.command()
 @handle_errors
 def explain(
-    run: Annotated[Path, typer.Argument(help="The run directory.", show_default=False)],
+    run: RunArgument,
     epoch: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer needs Optional)
         help="A checkpointed epoch (default: the latest checkpoint).", show_default=False)]
     = None,
@@ -533,9 +536,12 @@ def explain(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema: "
                                               "docs/explain.md).")] = False,
 ) -> None:
-    """Say why attention looks the way it does: attribution, faithfulness, baselines, verdict."""
+    """Say why attention looks the way it does: attribution, faithfulness, baselines, verdict.
+
+    The report is also stored in RUN/explain.json, for `attnviz report`.
+    """
     quiet_tensorflow_import()
-    from attnviz.explain import explain_run
+    from attnviz.explain import explain_run, store_report
     from attnviz.explain_output import renderables
     from attnviz.verdict import compose
 
@@ -543,10 +549,54 @@ def explain(
     verdict = compose(report)
     if json_output:
         print(json.dumps({**report, "verdict": verdict}, indent=2))
+    else:
+        out = console()
+        for renderable in renderables(report, verdict):
+            out.print(renderable)
+    try:
+        store_report(run, {**report, "verdict": verdict})
+    except (AttnvizError, OSError) as err:  # the report is printed: say why it is not kept
+        console(stderr=True).print(f"[yellow]warning:[/] not stored in {run}: {err}",
+                                   markup=True, highlight=False)
+
+
+@app.command()
+@handle_errors
+def report(
+    run: RunArgument,
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional)
+        "--output", "-o", help="The .html file (default: RUN/report.html).",
+        show_default=False)] = None,
+    every: EveryOption = 1,
+    layer: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        help="Only this attention layer; repeat for several (default: all).",
+        show_default=False)] = None,
+    samples: SamplesOption = None,
+    cmap: CmapOption = "hot",
+    max_mb: Annotated[float, typer.Option(help="Refuse to write a report larger than this "
+                                          "many MB (thin it with --every, --layer, --samples).")]
+    = 50.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
+                                              "JSON object (schema: docs/report.md).")] = False,
+) -> None:
+    """Write one self-contained HTML file to explore a run: heatmap, curves, heads, verdict."""
+    from attnviz.report import ReportOptions, write_report
+
+    result = write_report(run, ReportOptions(output=output, every=every, layers=tuple(layer or ()),
+                                             samples=samples, cmap=cmap, max_mb=max_mb))
+    if json_output:
+        print(json.dumps({
+            "path": str(result.path), "bytes": result.size_bytes,
+            "budget_bytes": result.budget_bytes, "epochs": result.epochs,
+            "layers": result.layers, "heads": result.heads, "samples": result.samples,
+            "explain": result.explained, "seconds": round(result.seconds, 3),
+        }, indent=2))
         return
-    out = console()
-    for renderable in renderables(report, verdict):
-        out.print(renderable)
+    shown = f"{len(result.epochs)} epochs ({result.epochs[0]}-{result.epochs[-1]})"
+    console().print(f"wrote {result.path}: {shown}, {len(result.layers)} layer(s), "
+                    f"{result.heads} head(s), {_size(result.size_bytes)}"
+                    + (", with the explain verdict" if result.explained else "")
+                    + f", in {result.seconds:.2f} s", markup=False)
 
 
 def main() -> None:

@@ -317,6 +317,15 @@ def explain_run(
     return report
 
 
+def store_report(root: Path, report: dict) -> None:
+    """Keep `report` (with its verdict) in the run as explain.json, under the run's lock, on
+    the run as committed now (training may have committed epochs since it was opened)."""
+    from attnviz.train import exclusive
+
+    with exclusive(root):
+        Run.open(root).save_explain(report)
+
+
 def baselines(run: Run, epoch: int, predictions: np.ndarray, targets: np.ndarray) -> dict:
     """Held-out MSE with its standard error, the run's val_loss, and the task's baselines."""
     squared = (predictions - targets.astype(np.float64)) ** 2

@@ -1,94 +1,112 @@
-"""How `attnviz explain` shows a report: rich tables and the verdict (no TensorFlow).
+"""How an explain report is shown: its tables as plain rows, for the terminal (rich) and for
+`attnviz report` (HTML), and the verdict (no TensorFlow).
 
 The JSON object is the report itself plus "verdict"; docs/explain.md documents both.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TableData:
+    """One table of an explain report, its cells already formatted."""
+
+    title: str
+    columns: list[tuple[str, str]]  # (name, "left" | "right")
+    rows: list[list[str]]
+    caption: str = ""
+
 
 def _cell(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def header(report: dict) -> str:
+    """One line naming what was explained."""
+    kind = report["attention_kind"]
+    view = " (heads averaged, last query)" if kind == "self" else ""
+    return (f"explain {report['run']} · epoch {report['epoch']} · {report['encoder']} + {kind}"
+            f"{view} · {report['task']} · {report['samples']['heldout']} held-out samples, "
+            f"probe batch {report['samples']['probe']}")
+
+
+def tables(report: dict) -> list[TableData]:
+    """Where attention and attribution sit, faithfulness, baselines."""
+    return [_mass_table(report), _faithfulness_table(report), _baselines_table(report)]
+
+
 def renderables(report: dict, verdict: list[str]) -> list:
     """A header line, the three tables and the verdict, in reading order."""
     from rich.markup import escape
+    from rich.table import Table
     from rich.text import Text
 
-    kind = report["attention_kind"]
-    view = " (heads averaged, last query)" if kind == "self" else ""
-    header = Text(
-        f"explain {report['run']} · epoch {report['epoch']} · {report['encoder']} + {kind}{view}"
-        f" · {report['task']} · {report['samples']['heldout']} held-out samples, probe batch "
-        f"{report['samples']['probe']}"
-    )
+    shown = [Text(header(report))]
+    for data in tables(report):
+        table = Table(title=data.title, title_justify="left")
+        for index, (name, justify) in enumerate(data.columns):
+            table.add_column(name, justify=justify, no_wrap=index == 0)  # row names stay whole
+        for row in data.rows:
+            table.add_row(*row)
+        table.caption = data.caption or None
+        shown.append(table)
     bullets = "\n".join(f"  • {escape(sentence)}" for sentence in verdict)
-    return [header, _mass_table(report), _faithfulness_table(report),
-            _baselines_table(report), Text.from_markup("[bold]verdict[/]\n" + bullets)]
+    return [*shown, Text.from_markup("[bold]verdict[/]\n" + bullets)]
 
 
-def _mass_table(report: dict):
-    from rich.table import Table
-
+def _mass_table(report: dict) -> TableData:
     attention, ig, gxi = (report["attention"], report["integrated_gradients"],
                           report["gradient_x_input"])
-    table = Table(title="where attention and attribution sit: share of each sample's total",
-                  title_justify="left")
-    table.add_column("", no_wrap=True)
-    for name in ("uniform", "attention", "probe attention", "IG", "grad x input"):
-        table.add_column(name, justify="right")
-    for mask in report["masks"]:
-        table.add_row(mask, _cell(report["mask_share"][mask]),
-                      *(_cell(part["masks"][mask]) for part in (
-                          attention["heldout"], attention["probe"], ig["heldout"],
-                          gxi["heldout"])))
+    parts = (attention["heldout"], attention["probe"], ig["heldout"], gxi["heldout"])
+    rows = [[mask, _cell(report["mask_share"][mask]), *(_cell(part["masks"][mask])
+                                                        for part in parts)]
+            for mask in report["masks"]]
     outside = 1.0 - sum(report["mask_share"].values())
-    table.add_row("outside the masks", _cell(max(0.0, outside)),
-                  *(_cell(part["outside"]) for part in (
-                      attention["heldout"], attention["probe"], ig["heldout"], gxi["heldout"])))
-    table.add_row("tau_b vs attention", "", "", "", _cell(ig["heldout"]["tau_b"]),
-                  _cell(gxi["heldout"]["tau_b"]), end_section=True)
-    table.caption = (f"held-out samples unless marked; uniform: what uniform attention would "
-                     f"give; IG: integrated gradients from a constant {ig['baseline']:g} input "
-                     f"in {ig['steps']} steps (completeness off by "
-                     f"{100 * ig['completeness_error']:.2g} %)")
-    return table
+    rows.append(["outside the masks", _cell(max(0.0, outside)),
+                 *(_cell(part["outside"]) for part in parts)])
+    rows.append(["tau_b vs attention", "", "", "", _cell(ig["heldout"]["tau_b"]),
+                 _cell(gxi["heldout"]["tau_b"])])
+    return TableData(
+        title="where attention and attribution sit: share of each sample's total",
+        columns=[("", "left"), *((name, "right") for name in (
+            "uniform", "attention", "probe attention", "IG", "grad x input"))],
+        rows=rows,
+        caption=(f"held-out samples unless marked; uniform: what uniform attention would give; "
+                 f"IG: integrated gradients from a constant {ig['baseline']:g} input in "
+                 f"{ig['steps']} steps (completeness off by "
+                 f"{100 * ig['completeness_error']:.2g} %)"),
+    )
 
 
-def _faithfulness_table(report: dict):
-    from rich.table import Table
-
+def _faithfulness_table(report: dict) -> TableData:
     faith = report["faithfulness"]
     k = faith["k"]
-    table = Table(title=f"faithfulness: mean |change in prediction|, erased inputs set to "
-                        f"{faith['erase_value']:g}", title_justify="left")
-    table.add_column("")
-    table.add_column(f"top-{k} attended", justify="right")
-    table.add_column(f"{k} random", justify="right")
-    table.add_row("comprehensiveness (erase them)",
-                  _cell(faith["comprehensiveness"]["top"], 3),
-                  _cell(faith["comprehensiveness"]["random"], 3))
-    table.add_row("sufficiency (keep only them)", _cell(faith["sufficiency"]["top"], 3),
-                  _cell(faith["sufficiency"]["random"], 3))
-    table.caption = f"targets of the held-out samples spread {faith['target_std']:.3f} std"
-    return table
+    return TableData(
+        title=(f"faithfulness: mean |change in prediction|, erased inputs set to "
+               f"{faith['erase_value']:g}"),
+        columns=[("", "left"), (f"top-{k} attended", "right"), (f"{k} random", "right")],
+        rows=[["comprehensiveness (erase them)", _cell(faith["comprehensiveness"]["top"], 3),
+               _cell(faith["comprehensiveness"]["random"], 3)],
+              ["sufficiency (keep only them)", _cell(faith["sufficiency"]["top"], 3),
+               _cell(faith["sufficiency"]["random"], 3)]],
+        caption=f"targets of the held-out samples spread {faith['target_std']:.3f} std",
+    )
 
 
-def _baselines_table(report: dict):
-    from rich.table import Table
-
+def _baselines_table(report: dict) -> TableData:
     base = report["baselines"]
-    table = Table(title="baselines: mean squared error", title_justify="left")
-    for name, justify in (("predictor", "left"), ("MSE", "right"), ("model / it", "right"),
-                          ("", "left")):
-        table.add_column(name, justify=justify)
     se = base["heldout_mse_se"]
-    table.add_row("this model, held-out", f"{base['heldout_mse']:.4g}", "",
-                  "" if se is None else f"± {se:.2g} (standard error)")
+    rows = [["this model, held-out", f"{base['heldout_mse']:.4g}", "",
+             "" if se is None else f"± {se:.2g} (standard error)"]]
     if base["val_loss"] is not None:
-        table.add_row(f"this model, val_loss at epoch {report['epoch']}",
-                      f"{base['val_loss']:.4g}", "", "")
-    for predictor in base["predictors"]:
-        table.add_row(predictor["name"], f"{predictor['mse']:.4g}",
-                      _cell(predictor["ratio"]), predictor["description"])
-    return table
+        rows.append([f"this model, val_loss at epoch {report['epoch']}",
+                     f"{base['val_loss']:.4g}", "", ""])
+    rows += [[predictor["name"], f"{predictor['mse']:.4g}", _cell(predictor["ratio"]),
+              predictor["description"]] for predictor in base["predictors"]]
+    return TableData(
+        title="baselines: mean squared error",
+        columns=[("predictor", "left"), ("MSE", "right"), ("model / it", "right"), ("", "left")],
+        rows=rows,
+    )

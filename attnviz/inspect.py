@@ -437,6 +437,17 @@ def title(inspection: Inspection, view: View) -> str:
     return where + (f" · {view.reduction}" if view.reduction else "")
 
 
+def figure_title(inspection: Inspection, view: View) -> str:
+    """The title of --png: what it shows, then (as animate's header) the loss at that epoch
+    and the attention mass on the main mask."""
+    loss = inspection.facts.get("loss")
+    numbers = [] if loss is None or loss["loss"] is None else [f"loss {loss['loss']:.4g}"]
+    if inspection.masks:
+        main = next(iter(inspection.masks))  # probe_masks puts the main mask first
+        numbers.append(f"mass on {main} {view.summary.masses[main]:.3f}")
+    return "\n".join([title(inspection, view), *(["   ".join(numbers)] if numbers else [])])
+
+
 MANY_VIEWS = 2  # more attention calls than this: one table of all, one heatmap
 
 
@@ -594,5 +605,5 @@ def write_files(inspection: Inspection, save: Path | None, png: Path | None) -> 
         written.append(str(save_weights(inspection.views, save)))
     if png is not None:
         view = single_view(inspection, "--png")
-        written.append(str(save_png(inspection, view, png, title(inspection, view))))
+        written.append(str(save_png(inspection, view, png, figure_title(inspection, view))))
     return written

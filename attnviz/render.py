@@ -7,10 +7,13 @@ GIF is written with that palette as its only colour table, so nothing is quantis
 
 Layout of a frame (pixels; `s` = --scale, n samples, L positions):
 
-    header          epoch / loss / mass text                 HEADER_LINE_PX per line
-    attention       n*s x L*s  [gap  |attribution| n*s x L*s]
-    separator       a grey line, max(1, s // 8) tall
-    mask            n*s x L*s  [gap  mask again    n*s x L*s]
+    header               epoch / loss / mass text                    HEADER_LINE_PX per line
+    0 1 2 ... (samples)  attention  n*s x L*s  [gap  |attribution|]  colour bar, 0 to vmax
+                         separator  a grey line, max(1, s // 8) tall
+    MASK NAME            mask       n*s x L*s  [gap  mask again   ]
+    position             ticks and position numbers under the columns
+
+Everything but the header text and the attention cells is drawn once, into a template.
 
 No TensorFlow here, and matplotlib only to look up a colour map other than 'hot'.
 """
@@ -42,6 +45,7 @@ BACKGROUND = 248  # header and the gap between panels
 TEXT = 249  # header text
 SEPARATOR = 250  # the line between attention rows and mask rows
 NOT_RECORDED = 251  # an attribution panel at an epoch whose attribution was not recorded
+UNCHANGED = 255  # GIF only: transparent, so the previous frame's pixel shows through
 RESERVED_RGB = {
     BACKGROUND: (24, 24, 24),
     TEXT: (240, 240, 240),
@@ -50,6 +54,10 @@ RESERVED_RGB = {
 }
 HEADER_LINE_PX = 12  # one line of Pillow's 6 x 11 px bitmap font plus leading
 HEADER_PAD_PX = 4
+LABEL_PAD_PX = 4  # between a label and what it names
+TICK_PX = 3  # tick marks under the mask rows
+BAR_WIDTH_PX = 10  # the colour bar
+AXIS_NAME = "position"  # the row label of the position numbers
 HOLD_LAST_MS = 2000  # the last frame stays this long before the loop starts again
 GIF_MAX_FPS = 50  # GIF delays are in 1/100 s and viewers slow anything under 2/100 s
 SUFFIXES = (".gif", ".mp4")
@@ -137,6 +145,12 @@ class Layout:
     panel: bool  # an attribution panel to the right of the attention
     header: int  # header height
     text_width: int  # widest header line
+    label_width: int  # widest row label: sample numbers, the mask's name, AXIS_NAME
+    bar_label_width: int  # widest colour-bar label
+
+    @property
+    def grid_left(self) -> int:
+        return self.label_width + 2 * LABEL_PAD_PX
 
     @property
     def grid_width(self) -> int:
@@ -152,15 +166,20 @@ class Layout:
 
     @property
     def panel_left(self) -> int:
-        return self.grid_width + self.gap
+        return self.grid_left + self.grid_width + self.gap
 
     @property
-    def content_width(self) -> int:
-        return self.panel_left + self.grid_width if self.panel else self.grid_width
+    def content_right(self) -> int:
+        return self.panel_left + self.grid_width if self.panel else self.grid_left + self.grid_width
+
+    @property
+    def bar_left(self) -> int:
+        return self.content_right + max(self.gap, 2 * LABEL_PAD_PX)
 
     @property
     def width(self) -> int:
-        return max(self.content_width, self.text_width + 2 * HEADER_PAD_PX)
+        bar = self.bar_left + BAR_WIDTH_PX + LABEL_PAD_PX + self.bar_label_width + HEADER_PAD_PX
+        return max(bar, self.text_width + 2 * HEADER_PAD_PX)
 
     @property
     def attention_top(self) -> int:
@@ -171,38 +190,100 @@ class Layout:
         return self.header + self.samples * self.scale + self.separator
 
     @property
-    def height(self) -> int:
+    def ticks_top(self) -> int:
         return self.mask_top + self.samples * self.scale
+
+    @property
+    def height(self) -> int:
+        return self.ticks_top + TICK_PX + HEADER_LINE_PX + HEADER_PAD_PX
+
+    @property
+    def columns(self) -> list[int]:
+        """The left edge of each grid: the attention's, and the attribution panel's."""
+        return [self.grid_left, self.panel_left] if self.panel else [self.grid_left]
+
+
+def label_step(cell_px: int, label_px: int) -> int:
+    """Label every k-th cell, k in 1, 2, 5, 10, 20, 50, ..., so that labels never touch."""
+    for magnitude in (1, 10, 100, 1000, 10_000, 100_000):
+        for step in (magnitude, 2 * magnitude, 5 * magnitude):
+            if step * cell_px >= label_px:
+                return step
+    return 1_000_000
 
 
 class FrameRenderer:
     """Turns FrameData into palette-index frames; the parts that never change are drawn once."""
 
     def __init__(self, mask: np.ndarray, headers: Sequence[Sequence[str]], scale: int,
-                 vmax: float, panel: bool):
+                 vmax: float, panel: bool, mask_name: str = "mask"):
         from PIL import ImageFont
 
         # the bitmap font: ten times faster to draw than FreeType, and two-tone, so palette-safe
         self.font = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
         self.vmax = vmax
         lines = max(len(header) for header in headers)
-        text_width = max(
-            (int(np.ceil(self.font.getlength(line))) for header in headers for line in header),
-            default=0,
-        )
         samples, positions = mask.shape
+        self.bar_labels = [f"{vmax:.3g}", f"{vmax / 2:.3g}", "0"]  # top, middle, bottom
         self.layout = layout = Layout(
             samples=samples, positions=positions, scale=scale, panel=panel,
-            header=lines * HEADER_LINE_PX + 2 * HEADER_PAD_PX, text_width=text_width,
+            header=lines * HEADER_LINE_PX + 2 * HEADER_PAD_PX,
+            text_width=self._widest(line for header in headers for line in header),
+            label_width=self._widest([str(samples - 1), mask_name, AXIS_NAME]),
+            bar_label_width=self._widest(self.bar_labels),
         )
         template = np.full((layout.height, layout.width), BACKGROUND, np.uint8)
         mask_pixels = upscale(np.where(mask, CMAP_LEVELS - 1, 0).astype(np.uint8), scale)
         rule = slice(layout.mask_top - layout.separator, layout.mask_top)
-        template[rule, : layout.content_width] = SEPARATOR
-        template[layout.mask_top :, : layout.grid_width] = mask_pixels
-        if panel:
-            template[layout.mask_top :, layout.panel_left : layout.content_width] = mask_pixels
-        self.template = template
+        template[rule, layout.grid_left : layout.content_right] = SEPARATOR
+        for left in layout.columns:
+            template[layout.mask_top : layout.ticks_top, left : left + layout.grid_width] = (
+                mask_pixels)
+        self.template = self._draw_axes(template, mask_name)
+
+    def _widest(self, texts) -> int:
+        return max((int(np.ceil(self.font.getlength(text))) for text in texts), default=0)
+
+    def _draw_axes(self, template: np.ndarray, mask_name: str) -> np.ndarray:
+        """Sample numbers, the mask's name, position ticks and the colour bar, once."""
+        from PIL import Image, ImageDraw
+
+        layout, scale = self.layout, self.layout.scale
+        text = Image.new("L", (layout.width, layout.height), 0)
+        draw = ImageDraw.Draw(text)
+        right = layout.grid_left - LABEL_PAD_PX
+
+        def label(x_right: float, y_centre: float, words: str, centred: bool = False) -> None:
+            width = self.font.getlength(words)
+            x = x_right - width / 2 if centred else x_right - width
+            top = max(layout.header, round(y_centre - HEADER_LINE_PX / 2))  # header: per frame
+            draw.text((round(x), top), words, fill=255, font=self.font)
+
+        for sample in range(0, layout.samples, label_step(scale, HEADER_LINE_PX)):
+            label(right, layout.attention_top + (sample + 0.5) * scale, str(sample))
+        label(right, layout.mask_top + layout.samples * scale / 2, mask_name)
+        numbers_centre = layout.ticks_top + TICK_PX + HEADER_LINE_PX / 2 + 1
+        label(right, numbers_centre, AXIS_NAME)
+        step = label_step(scale, self._widest([str(layout.positions - 1)]) + LABEL_PAD_PX)
+        for left in layout.columns:
+            for position in range(0, layout.positions, step):
+                centre = left + position * scale + scale // 2
+                template[layout.ticks_top : layout.ticks_top + TICK_PX, centre] = SEPARATOR
+                label(centre, numbers_centre, str(position), centred=True)
+        # the colour bar beside the attention rows: vmax at the top, 0 at the bottom
+        height = layout.samples * scale
+        levels = np.rint(np.linspace(CMAP_LEVELS - 1, 0, height)).astype(np.uint8)
+        top, bar = layout.attention_top, slice(layout.bar_left, layout.bar_left + BAR_WIDTH_PX)
+        template[top : top + height, bar] = levels[:, None]
+        bar_right = layout.bar_left + BAR_WIDTH_PX + LABEL_PAD_PX
+        places = [top + HEADER_LINE_PX / 2, top + height / 2, top + height - HEADER_LINE_PX / 2]
+        shown = [0, 1, 2] if height >= 3 * HEADER_LINE_PX else [0, 2] if (
+            height >= 2 * HEADER_LINE_PX) else [0]
+        for index in shown:
+            words = self.bar_labels[index]
+            label(bar_right + self.font.getlength(words), places[index], words)
+        template[np.asarray(text) > 127] = TEXT
+        return template
 
     def render(self, frame: FrameData) -> np.ndarray:
         """One (height, width) uint8 frame of palette indices."""
@@ -210,10 +291,10 @@ class FrameRenderer:
         image = self.template.copy()
         image[: layout.header] = self._header(frame.header)
         rows = slice(layout.attention_top, layout.attention_top + layout.samples * layout.scale)
-        image[rows, : layout.grid_width] = upscale(to_indices(frame.rows, self.vmax),
-                                                   layout.scale)
+        grid = slice(layout.grid_left, layout.grid_left + layout.grid_width)
+        image[rows, grid] = upscale(to_indices(frame.rows, self.vmax), layout.scale)
         if layout.panel:
-            panel = slice(layout.panel_left, layout.content_width)
+            panel = slice(layout.panel_left, layout.content_right)
             if frame.attribution is None:
                 image[rows, panel] = NOT_RECORDED
             else:
@@ -232,13 +313,20 @@ class FrameRenderer:
 
 
 def render_frames(frames: Sequence[FrameData], mask: np.ndarray, scale: int = 16,
-                  vmax: float = 1.0) -> list[np.ndarray]:
-    """Palette-index frames for `frames`, with `mask` (n, L) drawn under the attention."""
+                  vmax: float = 1.0, mask_name: str = "mask") -> list[np.ndarray]:
+    """Palette-index frames for `frames`, with `mask` (n, L) drawn under the attention and
+    labelled `mask_name`."""
+    renderer = frame_renderer(frames, mask, scale, vmax, mask_name)
+    return [renderer.render(frame) for frame in frames]
+
+
+def frame_renderer(frames: Sequence[FrameData], mask: np.ndarray, scale: int = 16,
+                   vmax: float = 1.0, mask_name: str = "mask") -> FrameRenderer:
+    """The renderer (and so the layout) of `frames`."""
     if not frames:
         raise AttnvizError("no frames to render: the run has no recorded attention")
     panel = any(frame.attribution is not None for frame in frames)
-    renderer = FrameRenderer(mask, [frame.header for frame in frames], scale, vmax, panel)
-    return [renderer.render(frame) for frame in frames]
+    return FrameRenderer(mask, [frame.header for frame in frames], scale, vmax, panel, mask_name)
 
 
 # ---- writing -------------------------------------------------------------------------------
@@ -264,7 +352,9 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps
 
     Pillow's `save(save_all=True)` remaps every frame onto the palette and diffs frames as
     images, which costs more than drawing them; the frames already share one palette, so
-    each is LZW-encoded directly (Pillow's getheader/getdata), cropped to what changed.
+    each is LZW-encoded directly (Pillow's getheader/getdata), cropped to what changed, with
+    the pixels that did not change made transparent: long runs of one index that LZW packs
+    well, so a run whose attention settles costs little per frame.
     """
     from PIL import GifImagePlugin
 
@@ -277,10 +367,11 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps
         rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
         if rows.size == 0:  # an identical frame still counts, as one pixel redrawn
             rows, cols = np.array([0]), np.array([0])
-        top, left = int(rows[0]), int(cols[0])
-        box = frame[top : rows[-1] + 1, left : cols[-1] + 1]
-        chunks += GifImagePlugin.getdata(_palette_image(box, palette), offset=(left, top),
-                                         duration=duration, disposal=1)
+        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+        pixels = np.where(changed[box], frame[box], UNCHANGED).astype(np.uint8)
+        chunks += GifImagePlugin.getdata(_palette_image(pixels, palette),
+                                         offset=(box[1].start, box[0].start),
+                                         duration=duration, disposal=1, transparency=UNCHANGED)
     chunks.append(b";")
     with atomic_path(path, suffix=".gif") as tmp:
         tmp.write_bytes(b"".join(chunks))
@@ -380,11 +471,12 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
     output = Path(options.output) if options.output else run.root / "attention.gif"
     _check_output(output, options.fps)
     frames, mask = collect_frames(run, options)
+    mask_name = options.mask or run.main_mask or "no mask"
     if options.frames_dir is not None:
         _prepare_frames_dir(Path(options.frames_dir))
     # 'auto': the largest attention value of the whole run, so frames share one scale
     vmax = fixed_vmax or max(float(frame.rows.max()) for frame in frames) or 1.0
-    pictures = render_frames(frames, mask, options.scale, vmax)
+    pictures = render_frames(frames, mask, options.scale, vmax, mask_name)
     palette = palette_for(lut)
     try:
         if output.suffix.lower() == ".mp4":
@@ -418,13 +510,8 @@ def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], 
         if mask.shape[-1] != keys:
             raise AttnvizError(f"mask {mask_name} covers {mask.shape[-1]} positions and layer "
                                f"{layer} attends over {keys}: pick another --mask or --layer")
-    recorded = sorted(run.attention_epochs)
-    if not recorded:
-        raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
-    epochs = recorded[:: options.every]
-    if epochs[-1] != recorded[-1]:
-        epochs.append(recorded[-1])
-    samples = _resolve_samples(options.samples, mask.shape[0])
+    epochs = keep_every(run, options.every)
+    samples = resolve_samples(options.samples, mask.shape[0])
     head, query = _resolve_reduction(run, layer, options.head, options.query)
     losses = {record["epoch"]: record.get("loss") for record in run.history}
     attributed = set(run.attribution_epochs)
@@ -438,13 +525,24 @@ def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], 
             f"mass on {mask_name} {mass(rows, mask):.3f}",
         ]
         if attributed:
-            header.append("left: attention   right: |attribution|")
+            header.append("left: attention   right: |attribution| / its row maximum")
         attribution = None
         if epoch in attributed:
             attribution = _normalise_rows(np.abs(run.attribution(epoch))[:samples])
         frames.append(FrameData(epoch=epoch, rows=rows[:samples], attribution=attribution,
                                 header=tuple(header)))
     return frames, mask[:samples]
+
+
+def keep_every(run: Run, every: int) -> list[int]:
+    """Every `every`-th recorded epoch of the run, and always the last."""
+    recorded = sorted(run.attention_epochs)
+    if not recorded:
+        raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
+    epochs = recorded[::every]
+    if epochs[-1] != recorded[-1]:
+        epochs.append(recorded[-1])
+    return epochs
 
 
 def _normalise_rows(values: np.ndarray) -> np.ndarray:
@@ -480,7 +578,7 @@ def _check_output(output: Path, fps: float) -> None:
             f"--fps {fps:g} is faster than GIF viewers play ({GIF_MAX_FPS} at most): lower it "
             "or write an .mp4"
         )
-    _check_writable_dir(output.parent, f"-o {output}")
+    check_writable_dir(output.parent, f"-o {output}")
 
 
 def _prepare_frames_dir(directory: Path) -> None:
@@ -490,10 +588,10 @@ def _prepare_frames_dir(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AttnvizError(f"--frames {directory}: cannot create it ({err.strerror})") from None
-    _check_writable_dir(directory, f"--frames {directory}")
+    check_writable_dir(directory, f"--frames {directory}")
 
 
-def _check_writable_dir(directory: Path, option: str) -> None:
+def check_writable_dir(directory: Path, option: str) -> None:
     if not directory.is_dir():
         raise AttnvizError(
             f"{option}: the directory {directory} does not exist: create it or choose another"
@@ -502,7 +600,7 @@ def _check_writable_dir(directory: Path, option: str) -> None:
         raise AttnvizError(f"{option}: the directory {directory} is not writable")
 
 
-def _resolve_samples(samples: int | None, available: int) -> int:
+def resolve_samples(samples: int | None, available: int) -> int:
     if samples is None:
         return available
     if samples > available:

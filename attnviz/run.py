@@ -11,6 +11,7 @@ Layout (format version 2, documented in docs/run-format.md):
                                         untrained); one folder per recorded layer
     RUN/attribution/epoch_0007.npy      gradient x input on the probe batch (--attribution)
     RUN/checkpoints/epoch_0005.keras    model + optimizer state after epoch 5
+    RUN/explain.json                    the latest `attnviz explain` report (once it has run)
     RUN/state.json                      the commit record: history, what is recorded, sha256
                                         of every file above; written last, atomically
 
@@ -46,6 +47,7 @@ FORMAT_VERSION = 2
 CONFIG = "config.json"
 STATE = "state.json"
 PROBE = "probe.npz"
+EXPLAIN = "explain.json"
 # each list of recorded epochs in state.json: the folder and suffix of its files (attention
 # has a folder per layer below this one, "attention/00", except in format 1 runs)
 EPOCH_FILES = {"attention_epochs": ("attention", ".npy"),
@@ -53,12 +55,14 @@ EPOCH_FILES = {"attention_epochs": ("attention", ".npy"),
                "checkpoints": ("checkpoints", ".keras")}
 EPOCH_FOLDERS = tuple(folder for folder, _ in EPOCH_FILES.values())
 # every name state.json may list: a run never reads a path outside these
-LISTABLE = re.compile(r"config\.json|probe\.npz|attention/(\d{2,}/)?epoch_\d{4,}\.npy"
+LISTABLE = re.compile(r"config\.json|probe\.npz|explain\.json"
+                      r"|attention/(\d{2,}/)?epoch_\d{4,}\.npy"
                       r"|attribution/epoch_\d{4,}\.npy|checkpoints/epoch_\d{4,}\.keras")
 LAYER_FOLDER = re.compile(r"attention/\d{2,}")
 EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)")
 # what fsutil.atomic_path leaves behind when a write is killed: .NAME.RANDOM.tmp[SUFFIX]
-TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|epoch_\d{4,}\.(npy|keras))"
+TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|explain\.json"
+                       r"|epoch_\d{4,}\.(npy|keras))"
                        r"\.[A-Za-z0-9_]+\.tmp(\.keras)?")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 RECORD_HEADS = ("all", "mean")
@@ -365,6 +369,20 @@ class Run:
         self._verify(name)
         return self.root / name
 
+    def explain_report(self) -> dict | None:
+        """The report `attnviz explain` stored in the run (see save_explain), or None."""
+        if EXPLAIN not in self.state["files"]:
+            return None
+        path = self.root / EXPLAIN
+        try:
+            report = json.loads(self._verify(EXPLAIN))
+        except (ValueError, RecursionError) as err:
+            raise RunFormatError(f"{path}: not valid JSON ({type(err).__name__})") from None
+        _expect(isinstance(report, dict) and _is_list(report.get("verdict"), str)
+                and isinstance(report.get("epoch"), int), path,
+                "not an explain report (no 'verdict' or 'epoch'): run attnviz explain again")
+        return report
+
     def verify_all(self) -> None:
         """Check every file the run lists against its checksum."""
         for name in self.state["files"]:
@@ -424,6 +442,13 @@ class Run:
     def skip_checkpoints(self, reason: str) -> None:
         """Record why this run keeps no checkpoints (a model Keras cannot reload)."""
         self.state["checkpoints_skipped"] = reason
+
+    def save_explain(self, report: dict) -> None:
+        """Store an explain report (its --json object) and commit: readers need no TensorFlow
+        to show it. The caller holds the run's lock (train.exclusive) and opened the run
+        under it, so a commit of training is never overwritten."""
+        self.state["files"][EXPLAIN] = atomic_write_json(self.root / EXPLAIN, report)
+        self.commit()
 
     def extend(self, epochs: int) -> None:
         """Train to `epochs` in total (resume with more --epochs, or a callback told how many
@@ -684,14 +709,14 @@ def _remove_run_files(root: Path) -> None:
     """Delete a run for --force: state.json first (from then on nothing is committed),
     config.json last (until then a second --force, or --resume, still knows it for a run).
     Anything of the wrong kind where a run file belongs is left alone and named."""
-    for name in (STATE, PROBE, *EPOCH_FOLDERS, CONFIG):
+    for name in (STATE, PROBE, EXPLAIN, *EPOCH_FOLDERS, CONFIG):
         path = root / name
         folder = name in EPOCH_FOLDERS
         if path.is_symlink() or (path.exists() and path.is_dir() != folder):
             what = "a link" if path.is_symlink() else "a directory" if path.is_dir() else "a file"
             raise AttnvizError(f"{path} is {what}, where a run keeps its own {name}: --force "
                                "will not delete it; remove it yourself")
-    for name in (STATE, PROBE):
+    for name in (STATE, PROBE, EXPLAIN):
         (root / name).unlink(missing_ok=True)
     for name in EPOCH_FOLDERS:
         shutil.rmtree(root / name, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
@@ -52,6 +53,28 @@ def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="l
     return Run.open(root)
 
 
+def explain_report(verdict: list[str], masks=("delimiter", "prefix"), predictor="mean") -> dict:
+    """A complete explain report with made-up numbers, as `attnviz explain --json` writes."""
+    shares = {"masks": dict.fromkeys(masks, 0.05), "outside": 0.1}
+    attention = {**shares, "masks": {mask: 0.91 - 0.5 * i for i, mask in enumerate(masks)}}
+    return {
+        "run": "runs/x", "epoch": 15, "task": "add-before-delimiter", "encoder": "lstm",
+        "attention_kind": "luong", "samples": {"probe": 10, "heldout": 200},
+        "masks": list(masks), "mask_share": dict.fromkeys(masks, 0.05),
+        "attention": {"heldout": attention, "probe": attention},
+        "integrated_gradients": {"heldout": {**shares, "tau_b": 0.3}, "baseline": 0.5,
+                                 "steps": 16, "completeness_error": 0.001},
+        "gradient_x_input": {"heldout": {**shares, "tau_b": None}},
+        "faithfulness": {"k": 1, "erase_value": 0.5, "target_std": 2.8,
+                         "comprehensiveness": {"top": 3.0, "random": 0.3},
+                         "sufficiency": {"top": 0.9, "random": 3.6}},
+        "baselines": {"heldout_mse": 0.74, "heldout_mse_se": 0.1, "val_loss": 0.71,
+                      "predictors": [{"name": predictor, "mse": 8.3, "ratio": 0.09,
+                                      "description": "predict the mean of y"}]},
+        "verdict": verdict,
+    }
+
+
 @pytest.fixture
 def synthetic_run(tmp_path):
     """A 5-epoch synthetic luong run on the founding task."""
@@ -81,3 +104,22 @@ def trained_run(tmp_path_factory) -> Run:
     Readers must not modify it: copy it (shutil.copytree) before damaging files.
     """
     return train_tiny(tmp_path_factory.mktemp("shared") / "run")
+
+
+EXPLAIN_FAST = ["--samples", "200", "--steps", "16"]  # explain in a few seconds
+
+
+@pytest.fixture(scope="session")
+def explained_run(trained_run, tmp_path_factory) -> Run:
+    """A copy of the shared run on which `attnviz explain --json` ran once (its stdout is in
+    explain-output.json beside it); explain stored its report in the copy's explain.json."""
+    from typer.testing import CliRunner
+
+    from attnviz.cli import app
+
+    root = tmp_path_factory.mktemp("explained") / "run"
+    shutil.copytree(trained_run.root, root)
+    result = CliRunner().invoke(app, ["explain", str(root), "--json", *EXPLAIN_FAST])
+    assert result.exit_code == 0, result.output
+    (root.parent / "explain-output.json").write_text(result.stdout)
+    return Run.open(root)

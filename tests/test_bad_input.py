@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.run import STATE, _checksum
+from attnviz.run import STATE, Run, _checksum
 
 from conftest import make_synthetic_run
 
@@ -171,6 +171,15 @@ def nothing(root: Path) -> None:
     pass
 
 
+def explained(*then: Callable[[Path], None]) -> Callable[[Path], None]:
+    """Store an explain report in the run (as `attnviz explain` does), then damage it."""
+    def damage(root: Path) -> None:
+        Run.open(root).save_explain({"epoch": 5, "verdict": ["Attention sits on the delimiter."]})
+        for step in then:
+            step(root)
+    return damage
+
+
 # ---- the corpus ----------------------------------------------------------------------------
 
 
@@ -295,6 +304,14 @@ SYNTHETIC = {
                                        "--epoch", "not a number"),
     "inspect-zero-samples": Case(("inspect", "{run}", "--samples", "0"), nothing, "--samples",
                                  "at least 1"),
+    "report-attention-flipped": Case(("report", "{run}"), flip_last_byte(LAST),
+                                     "epoch_0005.npy", "checksum mismatch"),
+    "report-explain-flipped": Case(("report", "{run}"), explained(flip_last_byte("explain.json")),
+                                   "explain.json", "checksum mismatch"),
+    "report-explain-not-json": Case(("report", "{run}"), explained(forge("explain.json", b"{")),
+                                    "explain.json", "not valid JSON"),
+    "report-explain-incomplete": Case(("report", "{run}"), explained(), "explain.json",
+                                      "not an explain report this attnviz reads"),
     "train-zero-units": Case(("train", "--out", "{dir}/new", "--units", "0"), nothing,
                              "--units", "at least 1"),
     "train-zero-checkpoint-every": Case(("train", "--out", "{dir}/new",
@@ -403,7 +420,7 @@ def test_the_corpus_covers_every_command():
     cases = [*SYNTHETIC.values(), *TRAINED.values()]
     assert len(cases) >= 40
     assert {case.args[0] for case in cases} == {"train", "inspect", "score", "animate",
-                                                "explain"}
+                                                "explain", "report"}
 
 
 def test_pickles_are_refused_not_run(tmp_path, monkeypatch):

@@ -12,17 +12,32 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.render import HEADER_LINE_PX, HEADER_PAD_PX, HOLD_LAST_MS, NOT_RECORDED, RESERVED_RGB
+from attnviz.render import (
+    HEADER_LINE_PX,
+    HEADER_PAD_PX,
+    HOLD_LAST_MS,
+    NOT_RECORDED,
+    RESERVED_RGB,
+    FrameRenderer,
+    Layout,
+)
 
 from conftest import make_synthetic_run
 
 SCALE = 16  # the default --scale
 N, L = 10, 20  # make_synthetic_run's probe size and sequence length
-HEADER = 2 * HEADER_LINE_PX + 2 * HEADER_PAD_PX  # two lines of text
-SEPARATOR = SCALE // 8
-HEIGHT = HEADER + N * SCALE + SEPARATOR + N * SCALE
 TOP = (255, 255, 255)  # 'hot' at 1.0
 BOTTOM = (10, 0, 0)  # 'hot' at 0.0
+
+
+def layout(samples: int = N, scale: int = SCALE, lines: int = 2, panel: bool = False,
+           mask_name: str = "delimiter") -> Layout:
+    """The frame layout `animate` uses for a synthetic run (its header lines are short)."""
+    return FrameRenderer(np.zeros((samples, L), bool), [("x",) * lines], scale, 1.0, panel,
+                         mask_name).layout
+
+
+FRAME = layout()
 
 
 def invoke(*args):
@@ -33,10 +48,16 @@ def read_gif(path) -> np.ndarray:
     return iio.imread(path, index=None)[..., :3]  # (frames, height, width, 3)
 
 
-def mask_pixels(frames: np.ndarray, left: int = 0) -> np.ndarray:
-    """The mask rows of every frame, sampled at the centre of each cell: (frames, N, L, 3)."""
-    top = HEADER + N * SCALE + SEPARATOR + SCALE // 2
-    return frames[:, top :: SCALE, left + SCALE // 2 : left + L * SCALE : SCALE][:, :N]
+def cells(frames: np.ndarray, top: int, left: int, scale: int = SCALE,
+          samples: int = N) -> np.ndarray:
+    """The grid at (top, left), sampled at the centre of each cell: (frames, samples, L, 3)."""
+    rows = slice(top + scale // 2, top + samples * scale, scale)
+    return frames[:, rows, left + scale // 2 : left + L * scale : scale]
+
+
+def mask_pixels(frames: np.ndarray, frame: Layout = FRAME) -> np.ndarray:
+    """The mask rows of every frame: (frames, N, L, 3)."""
+    return cells(frames, frame.mask_top, frame.grid_left)
 
 
 def test_gif_has_one_frame_per_epoch_and_loops(synthetic_run):
@@ -45,7 +66,8 @@ def test_gif_has_one_frame_per_epoch_and_loops(synthetic_run):
     path = synthetic_run.root / "attention.gif"
     assert f"wrote {path}: 6 frames (epochs 0-5)" in result.stdout
     frames = read_gif(path)
-    assert frames.shape == (6, HEIGHT, L * SCALE, 3)
+    assert frames.shape == (6, FRAME.height, FRAME.width, 3)
+    assert FRAME.width > FRAME.content_right  # the colour bar is right of the grid
     assert iio.immeta(path)["loop"] == 0
     with Image.open(path) as gif:
         durations = []
@@ -69,8 +91,7 @@ def test_attention_reaches_the_top_colour_once_learned(synthetic_run):
     then look exactly like the mask rows under them."""
     path = synthetic_run.root / "out.gif"
     assert invoke(synthetic_run.root, "-o", path).exit_code == 0
-    last = read_gif(path)[-1]
-    rows = last[HEADER + SCALE // 2 : HEADER + N * SCALE : SCALE, SCALE // 2 :: SCALE]  # (N, L, 3)
+    rows = cells(read_gif(path)[-1:], FRAME.attention_top, FRAME.grid_left)[0]  # (N, L, 3)
     assert (rows[synthetic_run.mask()] == TOP).all()
 
 
@@ -81,13 +102,15 @@ def test_other_mask_and_every(synthetic_run):
     frames = read_gif(path)
     assert len(frames) == 4  # epochs 0, 2, 4 and the last, 5
     prefix = synthetic_run.mask("prefix")
-    assert (mask_pixels(frames)[:, prefix] == TOP).all()
+    assert (mask_pixels(frames, layout(mask_name="prefix"))[:, prefix] == TOP).all()
 
 
 def test_samples_and_scale_shrink_the_frame(synthetic_run):
     path = synthetic_run.root / "small.gif"
     assert invoke(synthetic_run.root, "-o", path, "--samples", "3", "--scale", "20").exit_code == 0
-    assert read_gif(path).shape[1:3] == (HEADER + 3 * 20 + 20 // 8 + 3 * 20, L * 20)
+    small = layout(samples=3, scale=20)
+    assert small.ticks_top == small.header + 3 * 20 + 20 // 8 + 3 * 20
+    assert read_gif(path).shape[1:3] == (small.height, small.width)
 
 
 def test_vmax_auto_and_cmap(synthetic_run):
@@ -95,8 +118,8 @@ def test_vmax_auto_and_cmap(synthetic_run):
     result = invoke(synthetic_run.root, "-o", path, "--cmap", "viridis", "--vmax", "auto")
     assert result.exit_code == 0, result.output
     top = (253, 231, 36)  # viridis at 1.0
-    cells = mask_pixels(read_gif(path))
-    assert (cells[:, synthetic_run.mask()] == top).all()
+    on_mask = mask_pixels(read_gif(path))
+    assert (on_mask[:, synthetic_run.mask()] == top).all()
 
 
 def test_frames_dir_writes_one_png_per_frame(synthetic_run, tmp_path):
@@ -117,7 +140,7 @@ def test_self_attention_run_by_head_and_query(tmp_path):
         result = invoke(run.root, "-o", path, *options)
         assert result.exit_code == 0, result.output
         frames = read_gif(path)
-        assert frames.shape == (6, HEIGHT, L * SCALE, 3)
+        assert frames.shape == (6, FRAME.height, FRAME.width, 3)
         assert (mask_pixels(frames)[:, run.mask()] == TOP).all()
 
 
@@ -131,14 +154,15 @@ def test_attribution_adds_a_panel_on_the_right(tmp_path):
     result = invoke(run.root, "-o", path)
     assert result.exit_code == 0, result.output
     frames = read_gif(path)
-    gap = SCALE // 2
-    header = HEADER + HEADER_LINE_PX  # a third line names the panels
-    assert frames.shape == (6, header + 2 * N * SCALE + SEPARATOR, 2 * L * SCALE + gap, 3)
-    panel = frames[:, header : header + N * SCALE, L * SCALE + gap :]
+    frame = layout(lines=3, panel=True)  # a third header line names the panels
+    assert frame.header == 3 * HEADER_LINE_PX + 2 * HEADER_PAD_PX
+    assert frame.panel_left == frame.grid_left + L * SCALE + SCALE // 2
+    assert frames.shape == (6, frame.height, frame.width, 3)
+    panel = frames[:, frame.attention_top : frame.attention_top + N * SCALE,
+                   frame.panel_left : frame.content_right]
     assert (panel[0] == RESERVED_RGB[NOT_RECORDED]).all()  # epoch 0: nothing recorded
     assert (panel[1] == TOP).any()  # each row's largest |attribution| is the top colour
-    right_mask = frames[:, header + N * SCALE + SEPARATOR + SCALE // 2 :: SCALE,
-                        L * SCALE + gap + SCALE // 2 :: SCALE]
+    right_mask = cells(frames, frame.mask_top, frame.panel_left)
     assert (right_mask[:, run.mask()] == TOP).all()
 
 
@@ -149,6 +173,21 @@ def test_replaces_an_existing_output_whole(synthetic_run, tmp_path):
     assert invoke(synthetic_run.root, "-o", path).exit_code == 0
     assert len(read_gif(path)) == 6
     assert [p.name for p in path.parent.iterdir()] == ["a.gif"]  # no temporary left
+
+
+def test_mp4_for_real(synthetic_run, tmp_path):
+    import imageio.v2
+
+    path = tmp_path / "a.mp4"
+    result = invoke(synthetic_run.root, "-o", path, "--fps", "5")
+    assert result.exit_code == 0, result.output
+    reader = imageio.v2.get_reader(path, format="FFMPEG")
+    try:
+        frames = [np.asarray(rgb) for rgb in reader]
+    finally:
+        reader.close()
+    assert len(frames) == 5 + HOLD_LAST_MS // 1000 * 5  # 6 epochs, the last one held 2 s
+    assert frames[0].shape == (FRAME.height + FRAME.height % 2, FRAME.width + FRAME.width % 2, 3)
 
 
 def test_mp4_without_ffmpeg_names_the_extra(synthetic_run, tmp_path, monkeypatch):

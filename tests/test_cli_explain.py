@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
 
 from attnviz.cli import app
+from attnviz.run import Run
 from attnviz.verdict import compose
 
-FAST = ["--samples", "200", "--steps", "16"]
+from conftest import EXPLAIN_FAST as FAST
 
 
 def invoke(*args):
     return CliRunner().invoke(app, ["explain", *map(str, args)])
 
 
-@pytest.fixture(scope="module")
-def explained(trained_run):
-    """The --json output on the shared run, computed once for this module."""
-    result = invoke(trained_run.root, "--json", *FAST)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+@pytest.fixture
+def explained(explained_run):
+    """The --json output on a copy of the shared run, computed once per session (a fresh copy
+    of the object for each test)."""
+    return json.loads((explained_run.root.parent / "explain-output.json").read_text())
 
 
 @pytest.mark.slow
@@ -43,8 +44,31 @@ def test_json_has_every_part_and_a_verdict_that_follows_its_numbers(explained, t
 
 
 @pytest.mark.slow
-def test_tables_and_verdict_for_people(trained_run):
-    result = invoke(trained_run.root, *FAST, "--epoch", trained_run.checkpoints[0])
+def test_the_report_is_stored_in_the_run(explained, explained_run):
+    run = Run.open(explained_run.root)
+    assert run.explain_report() == explained
+    run.verify_all()
+
+
+@pytest.mark.slow
+def test_a_run_being_trained_gets_the_report_printed_not_stored(explained_run, tmp_path):
+    from attnviz.train import exclusive
+
+    root = tmp_path / "run"
+    shutil.copytree(explained_run.root, root)
+    before = (root / "explain.json").read_bytes()
+    with exclusive(root):  # as `attnviz train` holds it
+        result = invoke(root, "--samples", "2", "--steps", "1")
+    assert result.exit_code == 0, result.output
+    assert "verdict" in result.stdout
+    assert "warning: not stored in" in result.stderr and "another `attnviz train`" in result.stderr
+    assert (root / "explain.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_tables_and_verdict_for_people(trained_run, tmp_path):
+    shutil.copytree(trained_run.root, tmp_path / "run")
+    result = invoke(tmp_path / "run", *FAST, "--epoch", trained_run.checkpoints[0])
     assert result.exit_code == 0, result.output
     for part in ("where attention and attribution sit", "faithfulness", "baselines",
                  "half-delimiter-index", "verdict", f"epoch {trained_run.checkpoints[0]}"):

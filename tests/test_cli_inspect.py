@@ -61,6 +61,29 @@ def test_png_and_save(luong_run, tmp_path):
     assert f"wrote {png}" in result.output
 
 
+def test_png_is_labelled(luong_run):
+    """Position ticks, sample numbers, the masks' names, a colour scale, loss and mass."""
+    from attnviz.inspect import InspectOptions, figure_title, inspect_target
+    from attnviz.plots import attention_figure
+
+    inspection = inspect_target(luong_run.root, InspectOptions())
+    view = inspection.views[0]
+    title = figure_title(inspection, view)
+    assert title.splitlines() == [
+        f"{luong_run.root} · epoch 4",
+        f"loss {luong_run.history[-1]['loss']:.4g}   mass on delimiter "
+        f"{view.summary.masses['delimiter']:.3f}"]
+    figure = attention_figure(view.rows, inspection.masks, title)
+    figure.canvas.draw()
+    heatmap, masks, colour_bar = figure.axes
+    assert heatmap.get_title() == title and heatmap.get_ylabel() == "sample"
+    assert [t.get_text() for t in heatmap.get_yticklabels()] == [str(i) for i in range(10)]
+    assert [t.get_text() for t in masks.get_yticklabels()] == ["delimiter", "prefix"]
+    assert masks.get_xlabel() == "sequence position"
+    assert [t.get_text() for t in masks.get_xticklabels()] == [str(i) for i in range(20)]
+    assert colour_bar.get_ylabel() == "attention weight"
+
+
 def test_save_keeps_every_head_of_self_attention(tmp_path):
     run = make_synthetic_run(tmp_path / "run", attention="self", heads=2, seq_len=10)
     result = inspect(run.root, "--save", tmp_path / "w.npy", "--head", "1", "--query", "mean")

@@ -17,9 +17,12 @@ from attnviz.render import (
     NOT_RECORDED,
     SEPARATOR,
     TEXT,
+    TICK_PX,
     FrameData,
     colormap_lut,
     frame_durations_ms,
+    frame_renderer,
+    label_step,
     palette_for,
     render_frames,
     to_indices,
@@ -86,21 +89,57 @@ def test_frame_layout_attention_separator_and_mask(mask):
     frames = [frame(epoch, rng) for epoch in range(3)]
     scale = 4
     pictures = render_frames(frames, mask, scale=scale)
+    layout = frame_renderer(frames, mask, scale=scale).layout
     header = 2 * HEADER_LINE_PX + 2 * HEADER_PAD_PX
     separator = 1
-    height = header + N * scale + separator + N * scale
-    text_width = 6 * len("mass on delimiter 0.5") + 2 * HEADER_PAD_PX  # wider than 5 cells x 4
-    assert [p.shape for p in pictures] == [(height, text_width)] * 3
+    assert layout.header == header and layout.mask_top == header + N * scale + separator
+    text_width = 6 * len("mass on delimiter 0.5") + 2 * HEADER_PAD_PX  # wider than the grid
+    assert [p.shape for p in pictures] == [(layout.height, text_width)] * 3
+    grid = slice(layout.grid_left, layout.grid_left + L * scale)
     for data, picture in zip(frames, pictures, strict=True):
-        attention = picture[header : header + N * scale, : L * scale]
+        attention = picture[header : header + N * scale, grid]
         np.testing.assert_array_equal(attention, upscale(to_indices(data.rows, 1.0), scale))
-        assert (picture[header + N * scale, : L * scale] == SEPARATOR).all()
-        mask_pixels = picture[header + N * scale + separator :, : L * scale]
+        assert (picture[header + N * scale, grid] == SEPARATOR).all()
+        mask_pixels = picture[layout.mask_top : layout.ticks_top, grid]
         np.testing.assert_array_equal(mask_pixels == CMAP_LEVELS - 1, upscale(mask, scale))
         np.testing.assert_array_equal(mask_pixels == 0, upscale(~mask, scale))
         assert (picture[:header] == TEXT).any()
         assert set(np.unique(picture[:header])) <= {TEXT, BACKGROUND}
     assert not np.array_equal(pictures[0][:header], pictures[1][:header])  # epoch differs
+
+
+def test_frames_label_samples_the_mask_positions_and_the_colour_scale(mask):
+    rng = np.random.default_rng(4)
+    frames = [frame(epoch, rng) for epoch in range(2)]
+    scale = 16
+    picture = render_frames(frames, mask, scale=scale, mask_name="delimiter")[1]
+    layout = frame_renderer(frames, mask, scale=scale, mask_name="delimiter").layout
+    assert layout.label_width == 6 * len("delimiter")  # the widest row label
+    margin = picture[:, : layout.grid_left - 1]
+    for sample in range(N):  # a number left of every attention row
+        top = layout.attention_top + sample * scale
+        assert (margin[top : top + scale] == TEXT).any(), sample
+    assert (margin[layout.mask_top : layout.ticks_top] == TEXT).any()  # the mask's name
+    ticks = picture[layout.ticks_top : layout.ticks_top + TICK_PX]
+    centres = [layout.grid_left + position * scale + scale // 2 for position in range(L)]
+    assert (ticks[:, centres] == SEPARATOR).all()  # a tick under every column (L = 5)
+    numbers = picture[layout.ticks_top + TICK_PX :, layout.grid_left : layout.content_right]
+    assert (numbers == TEXT).any()
+    bar = picture[layout.attention_top : layout.attention_top + N * scale,
+                  layout.bar_left : layout.bar_left + 10]
+    assert bar[0, 0] == CMAP_LEVELS - 1 and bar[-1, 0] == 0  # vmax on top, 0 at the bottom
+    assert (np.diff(bar[:, 0].astype(int)) <= 0).all()
+    assert (picture[:, layout.bar_left + 10 :] == TEXT).any()  # its numbers
+    # the labels are drawn once: they are the same in every frame
+    first = render_frames(frames, mask, scale=scale, mask_name="delimiter")[0]
+    np.testing.assert_array_equal(first[layout.header :, : layout.grid_left],
+                                  picture[layout.header :, : layout.grid_left])
+
+
+@pytest.mark.parametrize(("cell_px", "label_px", "step"), [
+    (16, 12, 1), (4, 12, 5), (5, 16, 5), (1, 16, 20), (16, 16, 1), (3, 40, 20)])
+def test_labels_are_thinned_so_they_never_touch(cell_px, label_px, step):
+    assert label_step(cell_px, label_px) == step
 
 
 def test_attribution_panel_sits_right_of_the_attention(mask):
@@ -109,14 +148,17 @@ def test_attribution_panel_sits_right_of_the_attention(mask):
     scale = 16
     plain = render_frames(frames[:1], mask, scale=scale)[0]
     pictures = render_frames(frames, mask, scale=scale)
+    layout = frame_renderer(frames, mask, scale=scale).layout
     gap = scale // 2
-    assert pictures[0].shape[1] == 2 * L * scale + gap > plain.shape[1]
-    header = pictures[0].shape[0] - 2 * N * scale - 2
-    panel = (slice(header, header + N * scale), slice(L * scale + gap, None))
+    assert layout.panel_left == layout.grid_left + L * scale + gap
+    assert pictures[0].shape[1] == plain.shape[1] + L * scale + gap
+    header = layout.header
+    panel = (slice(header, header + N * scale), slice(layout.panel_left, layout.content_right))
     assert (pictures[0][panel] == NOT_RECORDED).all()  # epoch 0 has no attribution
     np.testing.assert_array_equal(pictures[1][panel],
                                   upscale(to_indices(frames[1].attribution, 1.0), scale))
-    mask_right = pictures[1][header + N * scale + 2 :, L * scale + gap :]
+    mask_right = pictures[1][layout.mask_top : layout.ticks_top,
+                             layout.panel_left : layout.content_right]
     np.testing.assert_array_equal(mask_right == CMAP_LEVELS - 1, upscale(mask, scale))
 
 
@@ -142,33 +184,30 @@ def test_gif_round_trip_is_exact_and_keeps_repeated_frames(tmp_path, mask):
     assert iio.immeta(path)["loop"] == 0
 
 
-def test_mp4_frames_are_even_sized_and_the_last_repeats(tmp_path, mask, monkeypatch):
-    """ffmpeg itself is an optional extra; this checks what attnviz hands to it."""
+def test_mp4_is_written_by_ffmpeg_with_even_sides_and_the_last_frame_held(tmp_path, mask):
+    """Real ffmpeg: the imageio-ffmpeg wheel (the [mp4] extra, in [dev]) ships its binary."""
     import imageio.v2
 
-    from attnviz import render
+    from attnviz.render import write_mp4
 
-    written = []
-
-    class Writer:
-        def __init__(self, path, **options):
-            self.path, self.options = path, options
-
-        def append_data(self, rgb):
-            written.append(rgb)
-
-        def close(self):
-            self.path.write_bytes(b"mp4")
-
-    monkeypatch.setattr(render, "has_ffmpeg", lambda: True)
-    monkeypatch.setattr(imageio.v2, "get_writer", Writer)
     rng = np.random.default_rng(3)
     pictures = render_frames([frame(epoch, rng) for epoch in range(3)], mask, scale=3)
-    assert pictures[0].shape[0] % 2 == 1  # odd height, to be padded
-    palette = palette_for(colormap_lut("hot"))
-    render.write_mp4(tmp_path / "a.mp4", pictures, palette, fps=5)
-    assert len(written) == 2 + 10  # the last frame held 2 s at 5 fps
+    pictures = [picture[: (picture.shape[0] - 1) | 1, : (picture.shape[1] - 1) | 1]
+                for picture in pictures]  # odd sides, which yuv420p needs padded
     height, width = pictures[0].shape
-    assert all(rgb.shape == (height + 1, width + width % 2, 3) for rgb in written)
-    np.testing.assert_array_equal(written[0][:height, :width], palette[pictures[0]])
-    assert (tmp_path / "a.mp4").read_bytes() == b"mp4"
+    assert height % 2 == 1 and width % 2 == 1
+    palette = palette_for(colormap_lut("hot"))
+    path = tmp_path / "a.mp4"
+    write_mp4(path, pictures, palette, fps=5)
+    reader = imageio.v2.get_reader(path, format="FFMPEG")
+    try:
+        meta = reader.get_meta_data()
+        decoded = [np.asarray(rgb) for rgb in reader]
+    finally:
+        reader.close()
+    assert meta["codec"] == "h264" and meta["fps"] == 5
+    assert meta["size"] == (width + width % 2, height + height % 2)
+    assert len(decoded) == 2 + HOLD_LAST_MS // 1000 * 5  # the last frame held 2 s at 5 fps
+    for index, picture in zip((0, 1, -1), (pictures[0], pictures[1], pictures[2]), strict=True):
+        error = np.abs(decoded[index][:height, :width].astype(int) - palette[picture]).mean()
+        assert error < 12, (index, error)  # H.264 is lossy; a wrong frame is off by far more

@@ -178,3 +178,31 @@ def test_a_run_refuses_to_list_files_outside_itself(synthetic_run):
     path.write_text(json.dumps(state))
     with pytest.raises(RunFormatError, match="no file of a run"):
         Run.open(synthetic_run.root)
+
+
+def test_an_explain_report_is_stored_listed_and_checked(synthetic_run):
+    assert synthetic_run.explain_report() is None
+    report = {"epoch": 5, "verdict": ["Attention sits on the delimiter."], "task": "x"}
+    synthetic_run.save_explain(report)
+    run = Run.open(synthetic_run.root)
+    assert run.explain_report() == report and "explain.json" in run.state["files"]
+    run.verify_all()
+    run.rollback_to(3)  # a resume keeps it: it names the checkpoint it explained
+    assert Run.open(run.root).explain_report() == report
+    path = run.root / "explain.json"
+    path.write_text(path.read_text().replace("delimiter", "prefix"))
+    with pytest.raises(RunFormatError, match="explain.json: checksum mismatch"):
+        Run.open(run.root).explain_report()
+
+
+def test_a_stored_explain_report_must_have_a_verdict(synthetic_run):
+    synthetic_run.save_explain({"epoch": 5, "verdict": "not a list"})
+    with pytest.raises(RunFormatError, match="explain.json: not an explain report"):
+        Run.open(synthetic_run.root).explain_report()
+
+
+def test_force_removes_the_explain_report(synthetic_run):
+    synthetic_run.save_explain({"epoch": 5, "verdict": []})
+    run = Run.create(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
+                     force=True)
+    assert run.explain_report() is None and not (run.root / "explain.json").exists()

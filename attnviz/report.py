@@ -1,0 +1,337 @@
+"""A run as one self-contained HTML file to explore and share: `attnviz report` (no TensorFlow).
+
+The page holds everything inline: the run's numbers as JSON in a `<script type=
+"application/json">`, the viewer (vanilla JS, attnviz/report_assets/report.js) and its styles.
+A Content-Security-Policy lets only that script (by its sha256) run and no request leave the
+page, and the viewer inserts every string with textContent, so a name in a run is text, never
+markup. Worked example of the budget, the founding case (10 samples, L = 20, 16 recorded
+epochs, one temporal layer):
+
+    weights   16 epochs x 1 layer x 1 head x 10 x 1 x 20 weights x 8/3 B  =  8.5 KB
+    scores    16 epochs x 1 head x 2 masks x 8 metrics x 7 B (JSON)       =  1.8 KB
+    probe     10 x 20 inputs x 7 B, and 2 B a mask cell                    =  2.2 KB
+    page      the viewer (script, styles, markup) and 4 KB of run facts    ~ 47 KB
+
+Weights travel as base64 of little-endian uint16 (w x 65535, steps of 1.5e-5): 2 bytes a
+weight, 8/3 once encoded, one string per (layer, epoch).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import hashlib
+import html
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from attnviz import __version__
+from attnviz.errors import AttnvizError, RunFormatError
+from attnviz.fsutil import atomic_path
+from attnviz.render import check_writable_dir, colormap_lut, keep_every, resolve_samples
+from attnviz.run import Run
+from attnviz.score import METRICS, score_stream
+
+BYTES_PER_WEIGHT = 8 / 3  # uint16, base64-encoded
+BYTES_PER_SCORE = 7  # "0.1234," in JSON
+FACTS_BYTES = 4_000  # config, metric names, colour map, run facts, baselines
+SUFFIXES = (".html", ".htm")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """The `attnviz report` options; see docs/report.md."""
+
+    output: Path | None = None  # an .html file; None: RUN/report.html
+    every: int = 1  # keep every K-th recorded epoch (the last is always kept)
+    layers: tuple[str, ...] = ()  # only these attention layers; (): all of them
+    samples: int | None = None  # the first N probe samples; None: all
+    cmap: str = "hot"  # a matplotlib colour map name
+    max_mb: float = 50.0  # refuse to write a report larger than this
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `report` wrote."""
+
+    path: Path
+    size_bytes: int
+    budget_bytes: int  # the size estimated before writing, from the budget above
+    epochs: list[int]
+    layers: list[str]
+    heads: int  # (layer, head) pairs shown
+    samples: int
+    explained: bool  # the run's explain report is shown
+    seconds: float
+
+
+# ---- the run, as the report reads it -----------------------------------------------------
+# Everything that knows how a run stores its layers is in this section.
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    kind: str  # "temporal": (n, L) per epoch; "self": (n, H, Lq, Lk)
+    shape: tuple[int, ...]  # one epoch's array, n first
+
+    @property
+    def heads(self) -> int:
+        return self.shape[1] if self.kind == "self" else 1
+
+    @property
+    def cells(self) -> int:
+        """Weights of one sample at one epoch."""
+        return math.prod(self.shape[1:])
+
+
+def _layers(run: Run) -> list[Layer]:
+    """The attention layers the run recorded."""
+    return [Layer(layer["name"], "temporal" if layer["kind"] == "temporal" else "self",
+                  tuple(layer["shape"])) for layer in run.layers]
+
+
+def _attention(run: Run, layer: str, epoch: int) -> np.ndarray:
+    """One layer's probe attention at `epoch`: (n, L) or (n, H, Lq, Lk) float32."""
+    return run.attention(epoch, layer)
+
+
+def _tokens(run: Run) -> list[list[str]] | None:
+    """(n, L) labels of the probe's tokens: the ids of a model that reads token ids."""
+    x = run.probe.x
+    if isinstance(x, dict):
+        x = x.get("token_ids")
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype.kind not in "iu":
+        return None
+    return [[str(token) for token in row] for row in x.tolist()]
+
+
+# ---- building -----------------------------------------------------------------------------
+
+
+def write_report(run_dir: Path, options: ReportOptions) -> Report:
+    """Read the run, check the budget, and write the HTML file atomically."""
+    started = time.perf_counter()
+    _check_options(options)
+    lut = colormap_lut(options.cmap, 256)
+    run = Run.open(run_dir)
+    output = Path(options.output) if options.output else run.root / "report.html"
+    _check_output(output)
+    epochs = keep_every(run, options.every)
+    layers = _select_layers(_layers(run), options.layers)
+    samples = resolve_samples(options.samples, layers[0].shape[0])
+    budget = estimate_bytes(len(epochs), layers, samples, len(_masks(run, samples)))
+    if budget > options.max_mb * 1e6:
+        raise AttnvizError(
+            f"the report would take about {budget / 1e6:.0f} MB, over --max-mb "
+            f"{options.max_mb:g}: thin it with --every K, --layer NAME or --samples N, or "
+            "raise --max-mb"
+        )
+    data = report_data(run, epochs, layers, samples, lut)
+    page = render_html(data)
+    with atomic_path(output, suffix=".html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return Report(
+        path=output, size_bytes=output.stat().st_size, budget_bytes=budget, epochs=epochs,
+        layers=[layer.name for layer in layers], heads=sum(layer.heads for layer in layers),
+        samples=samples, explained=data["explain"] is not None,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def estimate_bytes(epochs: int, layers: list[Layer], samples: int, masks: int) -> int:
+    """The budget: the page, the probe, and per epoch the weights of every layer x head and
+    the scores of every head (and their mean) x mask."""
+    page = sum(len(text.encode()) for text in _assets()) + FACTS_BYTES
+    probe = samples * layers[0].shape[-1] * (7 + 2 * masks)
+    weights = sum(epochs * samples * layer.cells * BYTES_PER_WEIGHT for layer in layers)
+    views = sum(layer.heads + (layer.heads > 1) for layer in layers)
+    scores = epochs * views * masks * len(METRICS) * BYTES_PER_SCORE
+    return int(page + probe + weights + scores)
+
+
+def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
+                lut: np.ndarray) -> dict:
+    """Everything the page shows, JSON-ready."""
+    masks = _masks(run, samples)
+    task = run.task or {}
+    probe = run.probe
+    x = probe.x
+    inputs = (x[:samples, :, 0] if isinstance(x, np.ndarray) and x.ndim == 3
+              and x.shape[-1] == 1 else None)  # (n, L)
+    tokens = _tokens(run)
+    return {
+        "title": str(run.root),
+        "attnviz_version": __version__,
+        "run": {
+            "path": str(run.root),
+            "written_by": run.header.get("attnviz_version"),
+            "created": run.header.get("created"),
+            "format_version": run.header.get("format_version"),
+            "epochs_done": run.epochs_done,
+            "epochs_planned": run.epochs_planned,
+        },
+        "config": run.config.to_dict() if run.config is not None else {
+            "model": run.model_info, "recording": run.recording, "layers": run.layer_names},
+        "task": {"name": task.get("name"), "description": task.get("description"),
+                 "main_mask": task.get("main_mask")} if task else None,
+        "baselines": [{"name": b["name"], "mse": b["mse"], "description": b["description"]}
+                      for b in task.get("baselines", [])],
+        "history": {key: [_finite(record.get(key)) for record in run.history]
+                    for key in ("epoch", "loss", "val_loss")},
+        "epochs": epochs,
+        "samples": samples,
+        "inputs": None if inputs is None else np.round(inputs.astype(np.float64), 4).tolist(),
+        "targets": None if probe.y is None or probe.y.ndim != 2 or probe.y.shape[1] != 1
+        else np.round(probe.y[:samples, 0].astype(np.float64), 4).tolist(),
+        "tokens": None if tokens is None else [row for row in tokens[:samples]],
+        "masks": [{"name": name, "rows": mask.astype(int).tolist()}
+                  for name, mask in masks.items()],
+        "metrics": [{"name": m.name, "better": m.better, "low": m.low, "high": m.high,
+                     "summary": m.summary} for m in METRICS.values()],
+        "layers": [_layer_data(run, layer, epochs, samples, masks) for layer in layers],
+        "colormap": lut.tobytes().hex(),
+        "explain": _explain_data(run),
+    }
+
+
+def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
+                masks: dict[str, np.ndarray]) -> dict:
+    """A layer's weights at every epoch (encoded) and its scores against the masks over its
+    keys, read in one pass."""
+    masks = {name: mask for name, mask in masks.items() if mask.shape[-1] == layer.shape[-1]}
+    encoded, largest = [], 0.0
+
+    def stream():
+        nonlocal largest
+        for epoch in epochs:
+            weights = _attention(run, layer.name, epoch)[:samples]
+            largest = max(largest, float(weights.max()))
+            encoded.append(_encode(weights))
+            yield epoch, weights
+
+    scores = None
+    if masks:
+        _, views, values = score_stream(stream(), masks, "last", f"{run.root} {layer.name}")
+        scores = {"views": views, "masks": list(masks),  # values: [epoch][mask][view][metric]
+                  "values": [[[[_finite(value, 4) for value in view] for view in mask]
+                              for mask in epoch] for epoch in values.tolist()]}
+    else:
+        for _ in stream():
+            pass
+    shape = layer.shape
+    return {
+        "name": layer.name, "kind": layer.kind, "heads": layer.heads,
+        "queries": shape[2] if layer.kind == "self" else 1, "keys": shape[-1],
+        "max": largest, "weights": encoded, "scores": scores,
+    }
+
+
+def _encode(weights: np.ndarray) -> str:
+    quantised = np.rint(np.clip(weights, 0.0, 1.0) * 65535).astype("<u2")
+    return base64.b64encode(quantised.tobytes()).decode("ascii")
+
+
+def _masks(run: Run, samples: int) -> dict[str, np.ndarray]:
+    """The probe's masks over the first layer's keys (main first), first `samples` rows."""
+    return {name: mask[:samples] for name, mask in run.masks_for(None).items()}
+
+
+def _explain_data(run: Run) -> dict | None:
+    """The stored explain report as the page shows it: header, verdict, formatted tables."""
+    from attnviz.explain_output import header, tables
+
+    report = run.explain_report()
+    if report is None:
+        return None
+    try:
+        return {"epoch": report["epoch"], "header": header(report), "verdict": report["verdict"],
+                "tables": [dataclasses.asdict(table) for table in tables(report)]}
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFormatError(f"{run.root / 'explain.json'}: not an explain report this attnviz "
+                             f"reads ({type(err).__name__}: {err}): run attnviz explain "
+                             "again") from None
+
+
+def _finite(value, digits: int | None = None):
+    """A JSON-safe number: None for NaN, Inf and missing values."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits) if digits is not None else value
+
+
+# ---- the page -----------------------------------------------------------------------------
+
+
+def render_html(data: dict) -> str:
+    """The page: data, script and styles inline; only the script may run, nothing is fetched."""
+    page, style, script = _assets()
+    policy = ("default-src 'none'; img-src data: blob:; base-uri 'none'; form-action 'none'; "
+              f"script-src '{_sha256(script)}'; style-src '{_sha256(style)}'")
+    parts = {
+        "policy": html.escape(policy),
+        "title": html.escape(f"attnviz report · {data['title']}"),
+        "style": style,
+        "data": embed_json(data),
+        "script": script,
+    }
+    # one pass over the template: what is put in is never searched for placeholders again
+    return re.sub(r"\{\{(\w+)\}\}", lambda match: parts[match[1]], page)
+
+
+@functools.cache
+def _assets() -> tuple[str, str, str]:
+    """The page's markup, styles and script (attnviz/report_assets)."""
+    folder = resources.files("attnviz") / "report_assets"
+    return tuple((folder / name).read_text(encoding="utf-8")
+                 for name in ("report.html", "report.css", "report.js"))
+
+
+def embed_json(data: dict) -> str:
+    """JSON that is safe inside <script>: no '<', '>' or '&' that could end it or open a
+    comment, whatever the strings hold (they become \\u escapes, the same string to JSON)."""
+    text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def _sha256(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+# ---- options ------------------------------------------------------------------------------
+
+
+def _check_options(options: ReportOptions) -> None:
+    if options.every < 1:
+        raise AttnvizError(f"--every {options.every} must be 1 or more (1 keeps every epoch)")
+    if options.samples is not None and options.samples < 1:
+        raise AttnvizError(f"--samples {options.samples} must be 1 or more")
+    if not options.max_mb > 0:
+        raise AttnvizError(f"--max-mb {options.max_mb:g} must be above 0")
+
+
+def _check_output(output: Path) -> None:
+    if output.is_dir():
+        raise AttnvizError(f"-o {output} is a directory: name an .html file")
+    if output.suffix.lower() not in SUFFIXES:
+        raise AttnvizError(f"-o {output}: name an .html file (the report is one HTML page)")
+    check_writable_dir(output.parent, f"-o {output}")
+
+
+def _select_layers(layers: list[Layer], wanted: tuple[str, ...]) -> list[Layer]:
+    names = [layer.name for layer in layers]
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise AttnvizError(f"--layer {unknown[0]!r} is not a recorded layer: choose from "
+                           f"{', '.join(names)}")
+    return [layer for layer in layers if not wanted or layer.name in wanted]

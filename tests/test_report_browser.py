@@ -1,0 +1,233 @@
+"""`attnviz report` pages in a real browser: Debian's headless Chromium through Playwright.
+
+Every page is opened offline from file://, and a test fails on any console error, page
+error, dialog, or request for anything but file:, data: or blob:. Without /usr/bin/chromium
+these tests skip and say how to install it (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attnviz import report
+from attnviz.report import ReportOptions, write_report
+from attnviz.run import Run
+from attnviz.tasks import TaskBatch
+from attnviz.train import run_spec
+
+from conftest import explain_report, make_synthetic_run
+
+expect = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev "
+                             "extra has it)").expect
+
+DOCS = Path(__file__).parent.parent / "docs"
+spec = importlib.util.spec_from_file_location("report_screenshot", DOCS / "report_screenshot.py")
+report_screenshot = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report_screenshot)
+
+pytestmark = pytest.mark.skipif(
+    not report_screenshot.CHROMIUM.exists(),
+    reason=f"needs Chromium at {report_screenshot.CHROMIUM}: {report_screenshot.INSTALL_HINT}")
+LOCAL = ("file:", "data:", "blob:")
+PAYLOADS = ['<script>window.__pwned = "script"</script>',
+            "<img src=x onerror=\"window.__pwned = 'img'\">"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with report_screenshot.open_browser() as browser:
+        yield browser
+
+
+class Watched:
+    """A page whose console errors, page errors, dialogs and remote requests are problems."""
+
+    def __init__(self, browser, path: Path):
+        self.context = browser.new_context(viewport=report_screenshot.VIEWPORT, offline=True)
+        self.page = page = self.context.new_page()
+        self.problems: list[str] = []
+        page.on("console", lambda message: message.type == "error" and self.problems.append(
+            f"console: {message.text}"))
+        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        page.on("request", lambda request: request.url.startswith(LOCAL) or
+                self.problems.append(f"request: {request.url}"))
+        page.on("dialog", self._dialog)
+        page.goto(path.resolve().as_uri())
+        page.wait_for_selector("#heatmap[aria-label]")
+
+    def _dialog(self, dialog) -> None:
+        self.problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    def pixels(self, selector: str = "#heatmap") -> str:
+        return self.page.eval_on_selector(selector, "canvas => canvas.toDataURL()")
+
+    def text(self, selector: str) -> str:
+        return self.page.text_content(selector)
+
+    def close(self) -> None:
+        self.context.close()
+        assert self.problems == []
+
+
+@pytest.fixture
+def open_page(browser):
+    pages = []
+
+    def opener(path: Path) -> Watched:
+        pages.append(Watched(browser, path))
+        return pages[-1]
+
+    yield opener
+    for page in pages:
+        page.close()
+
+
+def write(run: Run, path: Path, **options) -> Path:
+    return write_report(run.root, ReportOptions(output=path, **options)).path
+
+
+def test_slider_play_curves_and_hover_on_the_founding_case(open_page, tmp_path):
+    run = make_synthetic_run(tmp_path / "run", epochs=15)
+    page = open_page(write(run, tmp_path / "report.html"))
+    assert page.text("#epoch-label") == "epoch 15 of 15"
+    assert "mass on delimiter 1, prefix 0" in page.text("#probe-caption")
+    last = page.pixels()
+    page.page.focus("#epoch")
+    page.page.keyboard.press("Home")  # the slider is keyboard-operable
+    assert page.text("#epoch-label") == "epoch 0 of 15 (untrained)"
+    first = page.pixels()
+    assert first != last
+    page.page.keyboard.press("ArrowRight")
+    assert page.text("#epoch-label").startswith("epoch 1 ")
+    page.page.keyboard.press("End")
+    assert page.pixels() == last
+    # curves: the loss with its baselines, and each metric; a click on one picks that epoch
+    assert page.page.locator("#curves canvas").count() == 1 + 8
+    assert "baseline: half-delimiter-index" in page.text("#legend")
+    chart = page.page.locator("#curves canvas").first
+    box = chart.bounding_box()
+    chart.click(position={"x": 44 + 1, "y": box["height"] / 2})  # the x axis starts at 44 px
+    assert page.text("#epoch-label") == "epoch 0 of 15 (untrained)"
+    # play runs to the last epoch and stops there (expect polls; the page's CSP forbids eval)
+    page.page.click("#play")
+    assert page.page.get_attribute("#play", "aria-pressed") == "true"
+    expect(page.page.locator("#epoch-label")).to_have_text("epoch 15 of 15", timeout=20_000)
+    expect(page.page.locator("#play")).to_have_attribute("aria-pressed", "false")
+    # hovering a cell names it and its weight
+    heatmap = page.page.locator("#heatmap")
+    heatmap.hover(position={"x": heatmap.bounding_box()["width"] - 80, "y": 14})
+    tooltip = page.text("#tooltip")
+    assert tooltip.startswith("sample 0 · position ") and "attention " in tooltip
+    assert "input " in tooltip and "target of sample 0" in tooltip
+
+
+def distinct_heads_run(root: Path) -> Run:
+    """A self-attention run whose head 1 looks at a different position than head 0."""
+    run = make_synthetic_run(root, attention="self", heads=2, epochs=3)
+    for epoch in run.attention_epochs:
+        weights = run.attention(epoch)
+        weights[:, 1] = np.roll(weights[:, 1], 7, axis=-1)  # (n, Lq, Lk): keys shifted
+        run.save_attention(epoch, weights)
+    run.commit()
+    return Run.open(root)
+
+
+def test_model_view_selects_heads_and_the_query_map_selects_queries(open_page, tmp_path):
+    run = distinct_heads_run(tmp_path / "run")
+    page = open_page(write(run, tmp_path / "report.html"))
+    thumbs = page.page.locator("button.thumb")
+    assert thumbs.count() == 3  # one layer: the mean of heads, head 0, head 1
+    assert thumbs.nth(0).get_attribute("aria-pressed") == "true"
+    mean = page.pixels()
+    thumbs.nth(2).click()
+    assert thumbs.nth(2).get_attribute("aria-pressed") == "true"
+    assert thumbs.nth(0).get_attribute("aria-pressed") == "false"
+    assert "head 1 · query 19 (last)" in page.text("#probe-caption")
+    head_one = page.pixels()
+    assert head_one != mean
+    thumbs.nth(1).click()
+    assert "head 0" in page.text("#probe-caption") and page.pixels() not in (mean, head_one)
+    # the queries x keys map: a click on a row shows that query above
+    assert page.page.is_visible("#qk-panel")
+    qk = page.page.locator("#qk")
+    qk.click(position={"x": 44 + 5, "y": 8 + 3 * (qk.bounding_box()["height"] - 48) / 20 + 2})
+    assert "query 3" in page.text("#probe-caption")
+    page.page.select_option("#selectors select >> nth=1", "mean")  # head, query, sample
+    assert "mean of queries" in page.text("#probe-caption")
+
+
+def payload_run(root: Path, base: Run) -> Run:
+    """`base` again, with names that are HTML: masks, the task's words, a baseline, a path."""
+    names = dict(zip(base.mask_names, PAYLOADS, strict=True))
+    spec = run_spec(base.config)
+    spec.layers[0]["name"] = PAYLOADS[0]  # a layer name, as a user's model may have
+    info = spec.task
+    info.update(mask_names=[names[name] for name in info["mask_names"]],
+                main_mask=names[info["main_mask"]],
+                description=PAYLOADS[1] + " </script><!-- & done")
+    info["baselines"][0]["name"] = PAYLOADS[0]
+    probe = TaskBatch(x=base.probe.x, y=base.probe.y,
+                      masks={names[name]: mask for name, mask in base.probe.masks.items()})
+    run = Run.create(root, dataclasses.replace(spec, main_mask=names[spec.main_mask]), probe)
+    run.save_attention(0, base.attention(0))
+    run.commit()
+    for record in base.history:
+        run.save_attention(record["epoch"], base.attention(record["epoch"]))
+        run.commit(record)
+    run.save_explain(explain_report([PAYLOADS[0], PAYLOADS[1]], masks=PAYLOADS,
+                                    predictor=PAYLOADS[1]))
+    return Run.open(root)
+
+
+def test_names_from_a_run_or_a_model_are_text_never_markup(open_page, tmp_path, monkeypatch):
+    base = make_synthetic_run(tmp_path / "base", attention="self", heads=2, epochs=2)
+    run = payload_run(tmp_path / PAYLOADS[1], base)  # the run's path is a payload too
+    # token labels, as runs of models that read token ids hold
+    monkeypatch.setattr(report, "_tokens", lambda run: [[PAYLOADS[k % 2] for k in range(20)]
+                                                         for _ in range(10)])
+    page = open_page(write(run, tmp_path / "report.html"))
+    body = page.page.inner_text("body")
+    for payload in PAYLOADS:
+        assert f"mask {payload}" in body  # the curves' legend
+        assert payload in page.text("#verdict") and payload in page.text("#explain-tables")
+    assert f"attnviz report · {tmp_path / PAYLOADS[1]}" == page.text("#title")
+    assert PAYLOADS[1] + " </script><!-- & done" in body
+    assert page.page.evaluate("window.__pwned") is None
+    assert page.page.evaluate("document.querySelectorAll('img, iframe').length") == 0
+    assert page.page.evaluate("document.scripts.length") == 2  # the data and the viewer
+    assert page.page.locator(f"#grid th:text-is('{PAYLOADS[0]}')").count() == 1  # the layer
+    page.page.locator("#qk").hover(position={"x": 44 + 2, "y": 8 + 2})
+    assert "query 0 → key 0" in page.text("#tooltip")
+    heatmap = page.page.locator("#heatmap")
+    heatmap.hover(position={"x": heatmap.bounding_box()["width"] / 2, "y": 12})
+    assert "token " in page.text("#tooltip")
+    assert any(payload in page.text("#tooltip") for payload in PAYLOADS)
+
+
+@pytest.mark.slow
+def test_a_trained_run_with_its_explain_verdict(open_page, explained_run, tmp_path):
+    page = open_page(write(explained_run, tmp_path / "report.html"))
+    verdict = explained_run.explain_report()["verdict"]
+    items = page.page.locator("#verdict li")
+    assert items.count() == len(verdict) and items.first.text_content() == verdict[0]
+    assert page.page.locator("#explain-tables table").count() == 3
+    assert page.page.is_visible("#explain-panel")
+    assert f"epoch {explained_run.checkpoints[-1]}" in page.text("#explain-caption")
+
+
+def test_the_docs_screenshot_script(browser, tmp_path):
+    run = make_synthetic_run(tmp_path / "run", epochs=4)
+    html = write(run, tmp_path / "report.html")
+    png = report_screenshot.screenshot(browser, html, tmp_path / "report.png", height=700)
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.size == (report_screenshot.VIEWPORT["width"], 700)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 50  # a drawn page, not a blank one
