@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/ruff check attnviz tests benchmarks
 
 docs: install
-	$(BIN)/python docs/update_help.py
+	$(BIN)/python docs/build.py
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -1,0 +1,172 @@
+"""Rewrite every generated block of README.md and docs/*.md from real commands: `make docs`.
+
+Three kinds of marker, in file order (files sorted, README.md first):
+
+    <!-- help: attnviz CMD -->  ...  <!-- /help -->   what `attnviz CMD --help` prints
+    <!-- setup: COMMAND -->                            run COMMAND, show nothing (a training)
+    <!-- run: COMMAND -->  ...  <!-- /run -->          COMMAND and what it printed
+
+Commands run in one sandbox directory for the whole build (build/docs-sandbox), where
+`docs/` is the repository's docs folder, so a page can run `python docs/examples/X.py`.
+`attnviz ...` runs in-process (its stdout and stderr, as a terminal of WIDTH columns without
+colour would show them); `python ...` runs as a subprocess. A setup command that an earlier
+page already ran is not run again. Timings vary from run to run, so every duration in the
+output ("in 0.12 s", "1.7s") is shown as "…". Everything else is printed as it came: the
+trainings are seeded and deterministic on CPU, so the output is the same every time, and
+tests/test_docs.py fails when a page drifts from it.
+
+    python docs/build.py            rewrite the pages (reusing the sandbox's runs)
+    python docs/build.py --fresh    start from an empty sandbox
+    python docs/build.py --check    rewrite nothing; exit 1 naming the pages that drifted
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+SANDBOX = ROOT / "build" / "docs-sandbox"
+HELP_WIDTH = 100  # --help blocks, as wide as the docs' tables
+WIDTH = 80  # command output: what a standard terminal shows
+HELP = re.compile(r"(<!-- help: attnviz ?([\w-]*) -->\n)(.*?)(<!-- /help -->)", re.DOTALL)
+MARKER = re.compile(r"<!-- (setup|run): (.+?) -->\n(?:(.*?)<!-- /run -->)?", re.DOTALL)
+DURATION = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?= ?m?s\b)")
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+def _env() -> dict[str, str]:
+    return {"COLUMNS": str(WIDTH), "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def help_text(command: str) -> str:
+    """What `attnviz COMMAND --help` prints on a HELP_WIDTH-column terminal without colour."""
+    from typer.testing import CliRunner
+
+    from attnviz.cli import app
+
+    env = {"COLUMNS": str(HELP_WIDTH), "NO_COLOR": "1", "TERM": "dumb"}
+    os.environ.update(env)
+    os.environ.pop("FORCE_COLOR", None)
+    args = [command, "--help"] if command else ["--help"]
+    result = CliRunner().invoke(app, args, env=env)
+    lines = [line.rstrip() for line in result.output.splitlines()]
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def render_help(text: str) -> str:
+    return HELP.sub(lambda m: f"{m[1]}```text\n{help_text(m[2])}```\n{m[4]}", text)
+
+
+class Sandbox:
+    """Runs the pages' commands in one directory; remembers the setup commands it ran."""
+
+    def __init__(self, root: Path, fresh: bool = False):
+        self.root = root
+        if fresh and root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True, exist_ok=True)
+        docs = root / "docs"
+        if not docs.exists():
+            docs.symlink_to(DOCS, target_is_directory=True)
+        self.done_file = root / ".setup-done"
+        self.done = set(self.done_file.read_text().splitlines()) if self.done_file.exists() \
+            else set()
+
+    def setup(self, command: str) -> None:
+        if command in self.done:
+            return
+        self.execute(command, check=True)
+        self.done.add(command)
+        self.done_file.write_text("\n".join(sorted(self.done)) + "\n")
+
+    def run(self, command: str) -> str:
+        """The block a page shows: the command after `$ `, then its output."""
+        output = self.execute(command, check=False)
+        return f"```console\n$ {command}\n{output}```\n"
+
+    def execute(self, command: str, check: bool) -> str:
+        words = shlex.split(command)
+        if words[0] == "attnviz":
+            output, code = self._attnviz(words[1:])
+        elif words[0] == "python":
+            result = subprocess.run([sys.executable, *words[1:]], cwd=self.root, text=True,
+                                    capture_output=True, env={**os.environ, **_env(),
+                                                              "TF_CPP_MIN_LOG_LEVEL": "3"})
+            output, code = result.stdout + result.stderr, result.returncode
+        else:
+            raise SystemExit(f"docs/build.py runs attnviz and python commands, not {command}")
+        if check and code != 0:
+            raise SystemExit(f"docs/build.py: `{command}` failed ({code}):\n{output[-3000:]}")
+        lines = [line.rstrip() for line in output.splitlines()]
+        text = "\n".join(lines).strip("\n")
+        return DURATION.sub("…", text) + "\n" if text else ""
+
+    def _attnviz(self, args: list[str]) -> tuple[str, int]:
+        from typer.testing import CliRunner
+
+        from attnviz.cli import app
+
+        here = Path.cwd()
+        os.chdir(self.root)
+        try:
+            result = CliRunner().invoke(app, args, env=_env())
+        finally:
+            os.chdir(here)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise SystemExit(f"docs/build.py: `attnviz {' '.join(args)}` raised "
+                             f"{result.exception!r}")
+        return result.output, result.exit_code
+
+
+def render(text: str, sandbox: Sandbox) -> str:
+    """The page with its help and run blocks made again, its setups run in order."""
+
+    def block(match: re.Match) -> str:
+        kind, command = match[1], match[2].strip()
+        if kind == "setup":
+            sandbox.setup(command)
+            return match[0]
+        return f"<!-- run: {command} -->\n{sandbox.run(command)}<!-- /run -->"
+
+    return MARKER.sub(block, render_help(text))
+
+
+def build(fresh: bool = False, check: bool = False, sandbox_root: Path = SANDBOX) -> list[Path]:
+    """Rewrite (or, with `check`, compare) every page; return the pages that changed."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sandbox = Sandbox(sandbox_root, fresh)
+    changed = []
+    for page in pages():
+        text = page.read_text()
+        updated = render(text, sandbox)
+        if updated != text:
+            changed.append(page)
+            if not check:
+                page.write_text(updated)
+    return changed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fresh", action="store_true", help="start from an empty sandbox")
+    parser.add_argument("--check", action="store_true", help="compare, rewrite nothing")
+    args = parser.parse_args()
+    changed = build(args.fresh, args.check)
+    for page in changed:
+        print(f"{'drifted' if args.check else 'updated'}: {page.relative_to(ROOT)}")
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
