@@ -18,11 +18,13 @@ import typer
 from attnviz import __version__
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
+from attnviz.usage import UsageErrorsInOneLine
 
 _DEFAULTS = TrainConfig()
 
 app = typer.Typer(
     name="attnviz",
+    cls=UsageErrorsInOneLine,
     help="See, score and explain the attention of TensorFlow/Keras sequence models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

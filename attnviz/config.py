@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, did_you_mean
 
 ENCODERS = ("lstm", "gru", "bilstm", "dense")
 ATTENTIONS = ("luong", "bahdanau", "self")
@@ -114,4 +114,5 @@ class TrainConfig:
 
 def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise AttnvizError(f"unknown --{flag} {value!r}: choose one of {', '.join(choices)}")
+        raise AttnvizError(f"unknown --{flag} {value!r}{did_you_mean(value, choices)}: choose one "
+                           f"of {', '.join(choices)}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, did_you_mean
 from attnviz.npyguard import ZIP_ERRORS, check_promised_sizes
 
 ROW_SUM_TOLERANCE = 1e-2  # float16 attention of L = 512 sums to 1 only within ~1e-3
@@ -357,6 +357,7 @@ class ScoreReport:
     values: np.ndarray  # (epochs, masks, heads, metrics) float64; NaN where undefined
     auprc_skipped: dict[str, int]  # per mask: samples whose mask is all one class
     history: list[dict]  # the run's per-epoch loss records ([] for arrays)
+    mask_choices: tuple[str, ...] = ()  # every mask --mask could name (a run's task's)
 
     def value(self, metric: str, mask: str, head=None, epoch_index: int = -1) -> float:
         head = self.heads[0] if head is None else head
@@ -445,6 +446,7 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
         source=str(run.root), kind=kind, query=parse_query(query) if kind == "self" else None,
         heads=heads, masks=names, epochs=scored, samples=int(mask_arrays[names[0]].shape[0]),
         values=values, auprc_skipped=_skipped(mask_arrays), history=list(run.history),
+        mask_choices=tuple(run.mask_names),
     )
 
 
@@ -572,7 +574,8 @@ def parse_threshold(spec: str, bound: str) -> Threshold:
         raise AttnvizError(f"{flag} {spec!r}: write METRIC=X or METRIC@MASK=X, e.g. "
                            f"{flag} {'mass' if bound == 'min' else 'jsd'}=0.5")
     if metric not in METRICS:
-        raise AttnvizError(f"{flag} {spec!r}: unknown metric {metric!r}: choose one of "
+        raise AttnvizError(f"{flag} {spec!r}: unknown metric {metric!r}"
+                           f"{did_you_mean(metric, METRIC_NAMES)}: choose one of "
                            f"{', '.join(METRIC_NAMES)}")
     info = METRICS[metric]
     wanted = "min" if info.better == "higher" else "max"
@@ -613,8 +616,12 @@ def check_thresholds(report: ScoreReport, thresholds: Sequence[Threshold]) -> li
     for threshold in thresholds:
         mask = threshold.mask or report.masks[0]
         if mask not in report.masks:
-            raise AttnvizError(f"threshold on mask {mask!r}, which is not scored: scored masks "
-                               f"are {', '.join(report.masks)}; add --mask {mask}")
+            if mask in report.mask_choices:
+                raise AttnvizError(f"threshold on mask {mask!r}, which is not scored: scored "
+                                   f"masks are {', '.join(report.masks)}; add --mask {mask}")
+            choices = report.mask_choices or report.masks
+            raise AttnvizError(f"threshold on unknown mask {mask!r}{did_you_mean(mask, choices)}: "
+                               f"the masks are {', '.join(choices)}")
         curve = report.curve(threshold.metric, mask)
         value = float(curve[-1])
         if math.isnan(value):

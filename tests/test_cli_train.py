@@ -102,6 +102,23 @@ def test_progress_lines_show_loss_and_mass(tmp_path):
     assert "projected run size" in result.output
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--epoch", "5"], "attnviz train: no such option --epoch (did you mean --epochs?)"),
+    (["--epochs", "five"], "attnviz train: invalid value for --epochs"),
+    (["--out"], "attnviz train: --out needs a value (run directory to write), e.g. "
+                "--out runs/latest"),
+    (["--encoder", "lstn"], "unknown --encoder 'lstn' (did you mean lstm?): choose one of"),
+    (["--task", "add-befor-delimiter"], "(did you mean add-before-delimiter?)"),
+])
+def test_option_errors_are_one_line_naming_the_option_and_the_fix(tmp_path, args, message):
+    result = invoke("train", *args) if args == ["--out"] else invoke(
+        "train", "--out", tmp_path / "run", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_being_trained_is_refused_at_once(trained_run):
     from attnviz.train import exclusive
 
