@@ -21,6 +21,7 @@ from attnviz.errors import AttnvizError
 from attnviz.usage import UsageErrorsInOneLine
 
 _DEFAULTS = TrainConfig()
+RESUME_MORE = 10  # the epochs `train --resume` on a finished run suggests adding
 
 app = typer.Typer(
     name="attnviz",
@@ -194,6 +195,16 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
     from attnviz import train as core
 
     plan = core.plan(config, out, resume=resume, force=force, epochs=epochs)
+    if plan.start_epoch >= plan.run.config.epochs:  # --resume of a finished run
+        done = plan.run.epochs_done
+        if json_output:
+            print(json.dumps(_train_summary(plan.run), indent=2))
+        if not quiet:
+            console(stderr=True).print(
+                f"nothing to train: {out} has trained all {done} of its {done} epochs; to train "
+                f"more, give a larger total: `attnviz train --out {out} --resume --epochs "
+                f"{done + RESUME_MORE}` trains {RESUME_MORE} more", markup=False)
+        return
     quiet_tensorflow_import()  # after the checks above: bad input is answered at once
     if cpu_devices > 1:
         core.split_cpu(cpu_devices)

@@ -102,6 +102,23 @@ def test_progress_lines_show_loss_and_mass(tmp_path):
     assert "projected run size" in result.output
 
 
+def test_resume_of_a_finished_run_says_nothing_was_trained_and_how_to_extend(tmp_path,
+                                                                             trained_run):
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(trained_run.root, root)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    result = invoke("train", "--out", root, "--resume")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        f"nothing to train: {root} has trained all 3 of its 3 epochs; to train more, give a "
+        f"larger total: `attnviz train --out {root} --resume --epochs 13` trains 10 more")
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    summary = json.loads(invoke("train", "--out", root, "--resume", "--json").stdout)
+    assert summary["epochs_done"] == 3
+
+
 @pytest.mark.parametrize("args, message", [
     (["--epoch", "5"], "attnviz train: no such option --epoch (did you mean --epochs?)"),
     (["--epochs", "five"], "attnviz train: invalid value for --epochs"),
