@@ -209,9 +209,16 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
     if cpu_devices > 1:
         core.split_cpu(cpu_devices)
     config = plan.run.config
+    devices = ["/" + name.split("device:")[-1] for name in core.strategy_devices(config.strategy)]
     err = console(stderr=True)
     show = not (quiet or json_output)
     if show:
+        where = (f"on {devices[0]}" if len(devices) == 1
+                 else f"over {len(devices)} devices: {', '.join(devices)}")
+        err.print(f"strategy {config.strategy} {where}" + (
+            "" if config.strategy == "default" else
+            "; steps_per_execution 1 and no XLA under a strategy, as config.json records"),
+            markup=False)
         if plan.rolled_back_from is not None:
             err.print(f"resuming {out}: {plan.rolled_back_from} epochs were recorded, the last "
                       f"checkpoint is epoch {plan.start_epoch}: continuing from there")
@@ -244,7 +251,7 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
         err.print(f"stopped after epoch {result.epochs_done}; continue with "
                   f"`attnviz train --out {out} --resume`")
         raise typer.Exit(130)
-    summary = _train_summary(result.run)
+    summary = {**_train_summary(result.run), "devices": devices}
     if json_output:
         print(json.dumps(summary, indent=2))
     elif not quiet:

@@ -81,6 +81,14 @@ class TrainConfig:
             raise AttnvizError(f"--learning-rate must be positive, got {self.learning_rate}")
         return self
 
+    def effective(self) -> TrainConfig:
+        """The config as it trains: under a distribution strategy XLA and multi-step calls
+        are off (with TensorFlow 2.21 both fail on recurrent layers across replicas), and
+        config.json records what ran."""
+        if self.strategy == "default":
+            return self
+        return self.replace(jit_compile=False, steps_per_execution=1)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -137,15 +137,16 @@ def attention_model(model: keras.Model) -> keras.Model:
 def compile_model(model: keras.Model, config: TrainConfig, optimizer=None) -> keras.Model:
     """MSE + Adam as in the founding case; pass `optimizer` to keep a restored one's state.
 
-    Under a tf.distribute strategy, XLA and multi-step execution are turned off: with
-    TensorFlow 2.21 both fail on recurrent layers across replicas ("You must feed a value
-    for placeholder tensor ... while/cond").
+    Under a tf.distribute strategy, XLA and multi-step execution are turned off
+    (`TrainConfig.effective`): with TensorFlow 2.21 both fail on recurrent layers across
+    replicas ("You must feed a value for placeholder tensor ... while/cond"). Runs made
+    before config.json recorded that still ask for them, hence `effective()` here too.
     """
-    distributed = config.strategy != "default"
+    config = config.effective()
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
         loss="mse",
-        jit_compile=config.jit_compile and not distributed,
-        steps_per_execution=1 if distributed else config.steps_per_execution,
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
     )
     return model

@@ -100,6 +100,7 @@ def test_progress_lines_show_loss_and_mass(tmp_path):
     assert result.exit_code == 0, result.output
     assert "epoch 2/2" in result.output and "mass on delimiter" in result.output
     assert "projected run size" in result.output
+    assert "strategy default on /CPU:0" in result.output
 
 
 def test_resume_of_a_finished_run_says_nothing_was_trained_and_how_to_extend(tmp_path,
