@@ -34,18 +34,20 @@ app = typer.Typer(
 
 
 def console(stderr: bool = False):
-    """One rich Console per stream; NO_COLOR is honoured by rich itself."""
+    """One rich Console per stream, wrapping at the terminal's width (80 columns when the
+    output is not a terminal and COLUMNS is unset); NO_COLOR is honoured by rich itself."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     from rich.markup import escape
 
     # escaped: messages quote user input and options such as 'attnviz[mp4]' verbatim
+    # one line however long: a script can read it, a person can search for it
     console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True,
-                               highlight=False)
+                               highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -447,7 +449,7 @@ def score(
     if json_output:
         print(json.dumps(show.as_json(shown, checks), indent=2))
     else:
-        for table in show.tables(shown, checks):
+        for table in show.tables(shown, checks, out.width):
             out.print(table)
         out.print(show.verdict(checks))
     for path in written:

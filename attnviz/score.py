@@ -33,26 +33,36 @@ class Metric:
     low: float  # the range of the metric, both ends attainable
     high: float
     summary: str  # one line, for tables and docs
+    per_mask: bool = True  # False: the same number whatever the mask (shown once)
+    same_as: str | None = None  # equal to this metric by definition (shown under its name)
 
 
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
         Metric("mass", "higher", 0.0, 1.0, "attention mass on the mask"),
+        # k predicted and k true positions: precision = recall = F1, one number
         Metric("topk-precision", "higher", 0.0, 1.0,
-               "share of the top-k positions (k = mask size) inside the mask"),
-        Metric("topk-recall", "higher", 0.0, 1.0, "share of the mask inside the top-k positions"),
-        Metric("topk-f1", "higher", 0.0, 1.0, "ERASER token F1 of the top-k positions"),
+               "share of the top-k positions (k = mask size) inside the mask",
+               same_as="topk-f1"),
+        Metric("topk-recall", "higher", 0.0, 1.0, "share of the mask inside the top-k positions",
+               same_as="topk-f1"),
+        Metric("topk-f1", "higher", 0.0, 1.0, "share of the top-k positions (k = mask size) "
+               "inside the mask: ERASER's token F1, precision and recall at once"),
         Metric("auprc", "higher", 0.0, 1.0, "average precision of attention ranking the mask"),
         Metric("iou-f1", "higher", 0.0, 1.0,
                "ERASER span F1: top-k spans matching mask spans at IoU >= 0.5"),
         Metric("jsd", "lower", 0.0, math.log(2.0),
                "Jensen-Shannon divergence from the uniform distribution on the mask"),
-        Metric("entropy", "lower", 0.0, 1.0, "attention entropy divided by ln L"),
+        Metric("entropy", "lower", 0.0, 1.0, "attention entropy divided by ln L (any mask)",
+               per_mask=False),
     )
 }
 METRIC_NAMES = tuple(METRICS)
 AUPRC = METRIC_NAMES.index("auprc")
+# What tables show: each number once. Mask-independent ones once per view, not per mask.
+SHOWN_PER_MASK = tuple(name for name, m in METRICS.items() if m.per_mask and not m.same_as)
+SHOWN_ONCE = tuple(name for name, m in METRICS.items() if not m.per_mask)
 
 
 # ---- rows and masks ------------------------------------------------------------------------
@@ -562,7 +572,9 @@ class Check:
     @property
     def name(self) -> str:
         sign = ">=" if self.threshold.bound == "min" else "<="
-        return f"{self.threshold.metric}@{self.mask} {sign} {self.threshold.value:g}"
+        metric = self.threshold.metric
+        on = f"@{self.mask}" if METRICS[metric].per_mask else ""  # entropy: any mask
+        return f"{metric}{on} {sign} {self.threshold.value:g}"
 
 
 def parse_threshold(spec: str, bound: str) -> Threshold:

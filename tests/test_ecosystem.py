@@ -49,9 +49,11 @@ def test_mirrored_training_over_two_cpus_writes_tensorboard(tmp_path):
     image_tag = "attention/probe attention (mask: delimiter)"
     assert sorted(step for step, _ in tags[image_tag]) == [0, 1, 2]
     assert {kind for _, kind in tags[image_tag]} == {"images"}
-    for metric in ("mass", "topk-f1", "entropy", "jsd"):
+    for metric in ("mass", "topk-f1", "auprc", "iou-f1", "jsd"):
         for mask in ("delimiter", "prefix"):
             assert len(tags[f"attention/{metric}/{mask}"]) == 3
+    assert len(tags["attention/entropy"]) == 3  # it does not depend on the mask: once
+    assert not any("entropy/" in tag or "topk-recall" in tag for tag in tags)
     assert any(tag.startswith("train/epoch_loss") for tag in tags)
     assert any(tag.startswith("validation/epoch_loss") for tag in tags)
 

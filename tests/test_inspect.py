@@ -23,12 +23,13 @@ def test_summary_of_the_worked_example():
     assert summary.masses == {"m": pytest.approx(0.85)}
     assert summary.argmax_histogram == [0, 1, 0, 1]
     first = -(3 * 0.1 * math.log(0.1) + 0.7 * math.log(0.7))  # 0.9404 nats; the second row: 0
-    assert summary.entropy == pytest.approx(first / 2)
-    assert summary.entropy_ratio == pytest.approx(first / 2 / math.log(4))
+    assert summary.entropy_nats == pytest.approx(first / 2)
+    assert summary.entropy == pytest.approx(first / 2 / math.log(4))  # score's unit
 
 
 def test_uniform_rows_have_entropy_ln_l_and_negative_rows_have_none():
-    assert core.summarize(np.full((3, 8), 1 / 8)).entropy_ratio == pytest.approx(1.0)
+    assert core.summarize(np.full((3, 8), 1 / 8)).entropy == pytest.approx(1.0)
+    assert core.summarize(np.full((3, 8), 1 / 8)).entropy_nats == pytest.approx(math.log(8))
     assert core.summarize(np.array([[-1.0, 2.0]])).entropy is None
 
 
