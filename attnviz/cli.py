@@ -488,6 +488,40 @@ def explain(
         out.print(renderable)
 
 
+@app.command()
+@handle_errors
+def data(
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Where to write: FILE.npz (x, y, mask_NAME), FILE.npy (x "
+        "alone) or a FOLDER (x.npy, y.npy, NAME.npy per mask).", show_default=False)],
+    task: Annotated[str, typer.Option(help="add-before-delimiter | add-after-delimiters | "
+                                      "find-max | mean-before-delimiter")] = _DEFAULTS.task,
+    samples: Annotated[int, typer.Option(help="Samples to write.")] = 10,
+    seq_len: Annotated[int, typer.Option(help="Sequence length L.")] = _DEFAULTS.seq_len,
+    seed: Annotated[int, typer.Option(help="The seed of the run whose samples these are.")]
+    = _DEFAULTS.seed,
+    probe: Annotated[bool, typer.Option("--probe", help="The probe batch (fixed positions) "
+                                        "instead of held-out samples.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
+                                              "JSON object.")] = False,
+) -> None:
+    """Write task samples and their masks to files, for inspect --input and score --mask."""
+    from attnviz import data as core
+
+    batch = core.make_samples(task, samples, seq_len, seed, probe)
+    written = core.write_samples(batch, output, probe)
+    if json_output:
+        print(json.dumps({"task": task, "samples": samples, "seq_len": seq_len, "seed": seed,
+                          "stream": written.stream, "paths": [str(p) for p in written.paths],
+                          "arrays": {k: list(v) for k, v in written.arrays.items()}}, indent=2))
+        return
+    shapes = ", ".join(f"{name} {shape}" for name, shape in written.arrays.items())
+    out = console()
+    out.print(f"wrote {', '.join(map(str, written.paths))}", markup=False)
+    out.print(f"{samples} {written.stream} samples of {task}, L={seq_len}, seed {seed}: "
+              f"{shapes}", markup=False)
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(app())

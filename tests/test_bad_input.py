@@ -337,6 +337,9 @@ SYNTHETIC = {
                                          "--samples", "invalid value"),
     "animate-unexpected-argument": Case(("animate", "{run}", "extra"), nothing, "'extra'",
                                         "unexpected argument"),
+    "data-misspelt-task": Case(("data", "-o", "{dir}/s.npz", "--task", "find-maks"), nothing,
+                               "'find-maks'", "did you mean find-max?"),
+    "data-no-folder": Case(("data", "-o", "{dir}/none/s.npz"), nothing, "-o", "does not exist"),
     # user files given to score and inspect
     "score-attention-pickle": Case(("score", "--attention", "{dir}/a.npy", "--mask",
                                     "{dir}/m.npy"), write("a.npy", pickled_array()), "a.npy",
@@ -436,7 +439,7 @@ def test_the_corpus_covers_every_command():
     cases = [*SYNTHETIC.values(), *TRAINED.values()]
     assert len(cases) >= 40
     assert {case.args[0] for case in cases} >= {"train", "inspect", "score", "animate",
-                                                "explain"}
+                                                "explain", "data"}
 
 
 def test_pickles_are_refused_not_run(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ spec = importlib.util.spec_from_file_location("update_help", DOCS / "update_help
 update_help = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(update_help)
 
-COMMANDS = ["", "train", "inspect", "animate", "score", "explain"]
+COMMANDS = ["", "train", "inspect", "animate", "score", "explain", "data"]
 
 
 def blocks():
