@@ -476,12 +476,13 @@ def explain(
     quiet_tensorflow_import()
     from attnviz.explain import explain_run
     from attnviz.explain_output import renderables
-    from attnviz.verdict import compose
+    from attnviz.verdict import compose, learning
 
     report = explain_run(run, epoch, samples=samples, steps=steps, top_k=top_k)
     verdict = compose(report)
     if json_output:
-        print(json.dumps({**report, "verdict": verdict}, indent=2))
+        print(json.dumps({**report, "learning": learning(report)[0], "verdict": verdict},
+                         indent=2))
         return
     out = console()
     for renderable in renderables(report, verdict):

@@ -11,8 +11,9 @@ def _cell(value: float | None, digits: int = 2) -> str:
 
 
 def renderables(report: dict, verdict: list[str]) -> list:
-    """A header line, the three tables and the verdict, in reading order."""
-    from rich.markup import escape
+    """A header line, the three tables and the verdict, in reading order; titles, captions
+    and sentences wrap at the terminal's width."""
+    from rich.table import Table
     from rich.text import Text
 
     kind = report["attention_kind"]
@@ -22,9 +23,19 @@ def renderables(report: dict, verdict: list[str]) -> list:
         f" · {report['task']} · {report['samples']['heldout']} held-out samples, probe batch "
         f"{report['samples']['probe']}"
     )
-    bullets = "\n".join(f"  • {escape(sentence)}" for sentence in verdict)
-    return [header, _mass_table(report), _faithfulness_table(report),
-            _baselines_table(report), Text.from_markup("[bold]verdict[/]\n" + bullets)]
+    bullets = Table.grid(padding=(0, 1, 0, 2))  # a hanging indent: "  • " then the sentence
+    bullets.add_column(no_wrap=True)
+    bullets.add_column()
+    for sentence in verdict:
+        bullets.add_row("•", Text(sentence))
+    return [header, *_mass_table(report), *_faithfulness_table(report),
+            *_baselines_table(report), Text("verdict", style="bold"), bullets]
+
+
+def _titled(title: str, table, caption: str | None = None) -> list:
+    from rich.text import Text
+
+    return [Text(title), table, *([Text(caption)] if caption else [])]
 
 
 def _mass_table(report: dict):
@@ -32,8 +43,7 @@ def _mass_table(report: dict):
 
     attention, ig, gxi = (report["attention"], report["integrated_gradients"],
                           report["gradient_x_input"])
-    table = Table(title="where attention and attribution sit: share of each sample's total",
-                  title_justify="left")
+    table = Table()
     table.add_column("", no_wrap=True)
     for name in ("uniform", "attention", "probe attention", "IG", "grad x input"):
         table.add_column(name, justify="right")
@@ -48,11 +58,11 @@ def _mass_table(report: dict):
                       attention["heldout"], attention["probe"], ig["heldout"], gxi["heldout"])))
     table.add_row("tau_b vs attention", "", "", "", _cell(ig["heldout"]["tau_b"]),
                   _cell(gxi["heldout"]["tau_b"]), end_section=True)
-    table.caption = (f"held-out samples unless marked; uniform: what uniform attention would "
-                     f"give; IG: integrated gradients from a constant {ig['baseline']:g} input "
-                     f"in {ig['steps']} steps (completeness off by "
-                     f"{100 * ig['completeness_error']:.2g} %)")
-    return table
+    return _titled("where attention and attribution sit: share of each sample's total", table,
+                   f"held-out samples unless marked; uniform: what uniform attention would "
+                   f"give; IG: integrated gradients from a constant {ig['baseline']:g} input "
+                   f"in {ig['steps']} steps (completeness off by "
+                   f"{100 * ig['completeness_error']:.2g} %)")
 
 
 def _faithfulness_table(report: dict):
@@ -60,8 +70,7 @@ def _faithfulness_table(report: dict):
 
     faith = report["faithfulness"]
     k = faith["k"]
-    table = Table(title=f"faithfulness: mean |change in prediction|, erased inputs set to "
-                        f"{faith['erase_value']:g}", title_justify="left")
+    table = Table()
     table.add_column("")
     table.add_column(f"top-{k} attended", justify="right")
     table.add_column(f"{k} random", justify="right")
@@ -70,15 +79,16 @@ def _faithfulness_table(report: dict):
                   _cell(faith["comprehensiveness"]["random"], 3))
     table.add_row("sufficiency (keep only them)", _cell(faith["sufficiency"]["top"], 3),
                   _cell(faith["sufficiency"]["random"], 3))
-    table.caption = f"targets of the held-out samples spread {faith['target_std']:.3f} std"
-    return table
+    return _titled(f"faithfulness of the inputs at the attended positions: mean |change in "
+                   f"prediction|, erased inputs set to {faith['erase_value']:g}", table,
+                   f"targets of the held-out samples spread {faith['target_std']:.3f} std")
 
 
 def _baselines_table(report: dict):
     from rich.table import Table
 
     base = report["baselines"]
-    table = Table(title="baselines: mean squared error", title_justify="left")
+    table = Table()
     for name, justify in (("predictor", "left"), ("MSE", "right"), ("model / it", "right"),
                           ("", "left")):
         table.add_column(name, justify=justify)
@@ -88,7 +98,11 @@ def _baselines_table(report: dict):
     if base["val_loss"] is not None:
         table.add_row(f"this model, val_loss at epoch {report['epoch']}",
                       f"{base['val_loss']:.4g}", "", "")
+    forced = report.get("forced_attention") or {"mse": {}}
+    for mask, mse in forced["mse"].items():
+        table.add_row(f"this model, attention forced onto {mask}", f"{mse:.4g}", "",
+                      "held-out, its own layers")
     for predictor in base["predictors"]:
         table.add_row(predictor["name"], f"{predictor['mse']:.4g}",
                       _cell(predictor["ratio"]), predictor["description"])
-    return table
+    return _titled("baselines: mean squared error", table)
