@@ -98,7 +98,8 @@ def test_progress_lines_show_loss_and_mass(tmp_path):
     result = invoke("train", "--out", tmp_path / "run", "--epochs", "2",
                     *[a for a in TINY if a != "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "epoch 2/2" in result.output and "mass on delimiter" in result.output
+    assert "epoch 2/2: loss " in result.output and "; mass delimiter 0." in result.output
+    assert max(map(len, result.output.splitlines())) <= 80
     assert "projected run size" in result.output
     assert "strategy default on /CPU:0" in result.output
 

@@ -135,6 +135,21 @@ def test_heatmap_without_colour_uses_shade_characters():
     assert "\x1b[" not in text and all(shade in text for shade in SHADES[1:])
 
 
+def test_the_legend_names_every_glyph_drawn_and_says_when_colours_are_rescaled():
+    rows = np.array([[0.0, 0.05, 0.1, 0.2], [0.1, 0.1, 0.1, 0.1]])  # largest weight 0.2
+    mask = np.array([[0, 0, 0, 1], [0, 0, 0, 1]], dtype=bool)
+    histogram = np.array([0, 0, 1, 3])
+    lines = render(Heatmap(rows, {"m": mask}, histogram), no_color=True).splitlines()
+    legend_at = next(i for i, line in enumerate(lines) if line.startswith("scale"))
+    drawn = {glyph for line in lines[1:legend_at] for glyph in line[len("argmax "):]} - {" ", "─"}
+    legend = "\n".join(lines[legend_at:])
+    assert drawn and drawn <= set(legend), drawn - set(legend)  # argmax bars and mask cells too
+    assert "0.2 (rescaled to the largest weight shown, not 1)" in legend
+    assert "█ a marked position" in legend and "of all 4 (█ = 3)" in legend
+    full = render(Heatmap(np.array([[0.0, 1.0]])), no_color=True)
+    assert "rescaled" not in full and full.splitlines()[-1].startswith("scale")
+
+
 def test_heatmap_with_colour_uses_hot_backgrounds(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
     rows = np.array([[0.0, 1.0]])
