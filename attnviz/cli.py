@@ -202,10 +202,12 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
         if json_output:
             print(json.dumps(_train_summary(plan.run), indent=2))
         if not quiet:
-            console(stderr=True).print(
-                f"nothing to train: {out} has trained all {done} of its {done} epochs; to train "
-                f"more, give a larger total: `attnviz train --out {out} --resume --epochs "
-                f"{done + RESUME_MORE}` trains {RESUME_MORE} more", markup=False)
+            err = console(stderr=True)
+            err.print(f"nothing to train: {out} has trained all {done} of its {done} epochs",
+                      markup=False)
+            err.print(f"to train {RESUME_MORE} more, give a larger total: `attnviz train --out "
+                      f"{out} --resume --epochs {done + RESUME_MORE}`", markup=False,
+                      soft_wrap=True)  # a command to copy stays on one line
         return
     quiet_tensorflow_import()  # after the checks above: bad input is answered at once
     if cpu_devices > 1:
@@ -247,11 +249,11 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
                 result = core.fit(plan, stop_requested=stop_requested, tensorboard=tensorboard)
     except KeyboardInterrupt:
         err.print(f"interrupted: the run is kept as of its last commit; continue with "
-                  f"`attnviz train --out {out} --resume`")
+                  f"`attnviz train --out {out} --resume`", soft_wrap=True)  # one line to copy
         raise typer.Exit(130) from None
     if result.interrupted:
         err.print(f"stopped after epoch {result.epochs_done}; continue with "
-                  f"`attnviz train --out {out} --resume`")
+                  f"`attnviz train --out {out} --resume`", soft_wrap=True)
         raise typer.Exit(130)
     summary = {**_train_summary(result.run), "devices": devices}
     if json_output:

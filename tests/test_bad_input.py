@@ -314,6 +314,8 @@ SYNTHETIC = {
                                   "--epoch", "did you mean --epochs?"),
     "train-misspelt-encoder": Case(("train", "--out", "{dir}/new", "--encoder", "lstn"),
                                    nothing, "--encoder 'lstn'", "did you mean lstm?"),
+    "train-resume-nothing": Case(("train", "--out", "{dir}/none", "--resume"), nothing,
+                                 "nothing to resume", "drop --resume"),
     "train-over-a-run": Case(("train", "--out", "{run}"), nothing, "already holds files",
                              "--resume"),
     "misspelt-command": Case(("scroe", "{run}"), nothing, "'scroe'", "did you mean score?"),

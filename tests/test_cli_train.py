@@ -113,9 +113,11 @@ def test_resume_of_a_finished_run_says_nothing_was_trained_and_how_to_extend(tmp
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     result = invoke("train", "--out", root, "--resume")
     assert result.exit_code == 0, result.output
-    assert " ".join(result.output.split()) == (
-        f"nothing to train: {root} has trained all 3 of its 3 epochs; to train more, give a "
-        f"larger total: `attnviz train --out {root} --resume --epochs 13` trains 10 more")
+    assert " ".join(result.output.split()).startswith(
+        f"nothing to train: {root} has trained all 3 of its 3 epochs to train 10 more")
+    assert result.output.strip().splitlines()[-1] == (  # the command to copy: one line
+        f"to train 10 more, give a larger total: `attnviz train --out {root} --resume "
+        "--epochs 13`")
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
     summary = json.loads(invoke("train", "--out", root, "--resume", "--json").stdout)
     assert summary["epochs_done"] == 3
