@@ -231,7 +231,7 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
         err.print(f"{config.task} · {config.encoder} + {config.attention} · L={config.seq_len} · "
                   f"{config.samples} samples · epochs {plan.start_epoch}->{config.epochs}")
         err.print(f"recording {_size(plan.bytes_per_record)} of attention per epoch; projected "
-                  f"run size {_size(plan.projected_bytes)} with checkpoints")
+                  f"size with checkpoints {_size(plan.projected_bytes)}")
 
     def announce_stop():
         err.print("[yellow]Ctrl-C: stopping after this epoch is saved (again to abort now)[/]")
@@ -258,11 +258,8 @@ def _train_locked(config, out, resume, force, epochs, cpu_devices, tensorboard, 
     summary = {**_train_summary(result.run), "devices": devices}
     if json_output:
         print(json.dumps(summary, indent=2))
-    elif not quiet:
-        last = summary["last"]
-        err.print(f"[green]done[/]: {result.epochs_done} epochs in {out}  "
-                  f"(val_loss {last.get('val_loss', float('nan')):.4f}; mass "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in last.get("mass", {}).items()) + ")")
+    elif not quiet:  # the last epoch's numbers are on the line above
+        err.print(f"[green]done[/]: {result.epochs_done} epochs in {out}")
 
 
 def _train_summary(run) -> dict:

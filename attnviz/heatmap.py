@@ -106,7 +106,7 @@ class Heatmap:
         else:
             yield Segment(f"[{SHADES}]")
         note = ""
-        if self.vmax != 1.0:
+        if f"{self.vmax:.3g}" != "1":  # a top of 0.9999 is shown as 1: nothing to say
             note = (" (rescaled to the largest weight shown, not 1)" if self.rescaled
                     else " (the top colour, not 1)")
         yield Segment(f" {self.vmax:.3g}{note}\n")

@@ -100,7 +100,7 @@ def test_progress_lines_show_loss_and_mass(tmp_path):
     assert result.exit_code == 0, result.output
     assert "epoch 2/2: loss " in result.output and "; mass delimiter 0." in result.output
     assert max(map(len, result.output.splitlines())) <= 80
-    assert "projected run size" in result.output
+    assert "projected size with checkpoints" in result.output
     assert "strategy default on /CPU:0" in result.output
 
 
