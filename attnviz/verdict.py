@@ -228,8 +228,9 @@ def _faithfulness(report: dict) -> list[str]:
              f"(the rest set to {erase:g}) changes it by {kept:.2f} (random: {kept_random:.2f}; "
              f"targets spread {spread:.2f} std)")
     if _rests_on_attended_inputs(faith):
-        sentences.append(f"They are also sufficient: {alone}, so the prediction rests on those "
-                         "inputs alone.")
+        sentences.append(f"{inputs[:1].upper()}{inputs[1:]} {'is' if k == 1 else 'are'} also "
+                         f"sufficient: {alone}, so the prediction rests on "
+                         f"{'that input' if k == 1 else 'those inputs'} alone.")
     elif matters:
         sentences.append(f"But {inputs} alone {'is' if k == 1 else 'are'} not sufficient: "
                          f"{alone}, so the prediction also uses other inputs.")

@@ -58,7 +58,7 @@ def test_each_encoder_family_reaches_the_states_it_can(explained, name, epoch, s
 def test_the_shortcut_run_rests_on_the_delimiter_and_its_state_carries_no_more(explained):
     report = explained["dense-shortcut", 10]
     joined = "\n".join(compose(report))
-    assert "They are also sufficient" in joined
+    assert "The input there is also sufficient" in joined
     assert "the encoder state there carries no more than that predictor uses" in joined
 
 

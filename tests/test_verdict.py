@@ -104,7 +104,7 @@ def test_shortcut_is_flagged_and_a_position_wise_encoder_gets_no_recurrent_cavea
     assert ("SHORTCUT: its predictions are about as good as the shortcut 'half-delimiter-index' "
             "and not clearly better (1.40x its MSE)") in joined
     assert "1.40x the half-delimiter-index" in joined
-    assert "They are also sufficient" in joined
+    assert "The input there is also sufficient" in joined
     assert "rank the positions alike" in joined
     assert "the encoder state there carries no more than that predictor uses" in joined
     assert "recurrent" not in joined and "So the recurrent state" not in joined
