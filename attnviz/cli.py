@@ -18,11 +18,14 @@ import typer
 from attnviz import __version__
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
+from attnviz.usage import UsageErrorsInOneLine
 
 _DEFAULTS = TrainConfig()
+RESUME_MORE = 10  # the epochs `train --resume` on a finished run suggests adding
 
 app = typer.Typer(
     name="attnviz",
+    cls=UsageErrorsInOneLine,
     help="See, score and explain the attention of TensorFlow/Keras sequence models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -31,18 +34,20 @@ app = typer.Typer(
 
 
 def console(stderr: bool = False):
-    """One rich Console per stream; NO_COLOR is honoured by rich itself."""
+    """One rich Console per stream, wrapping at the terminal's width (80 columns when the
+    output is not a terminal and COLUMNS is unset); NO_COLOR is honoured by rich itself."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     from rich.markup import escape
 
     # escaped: messages quote user input and options such as 'attnviz[mp4]' verbatim
+    # one line however long: a script can read it, a person can search for it
     console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True,
-                               highlight=False)
+                               highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -242,13 +247,33 @@ def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorb
     if user is not None or (resume and core.is_user_run(out)):
         quiet_tensorflow_import()  # a user's model is built while planning
     plan = core.plan(config, out, resume=resume, force=force, epochs=epochs, user=user)
+    run = plan.run
+    if plan.start_epoch >= run.epochs_planned:  # --resume of a finished run
+        done = run.epochs_done
+        if json_output:
+            print(json.dumps(_train_summary(run), indent=2))
+        if not quiet:
+            err = console(stderr=True)
+            err.print(f"nothing to train: {out} has trained all {done} of its {done} epochs",
+                      markup=False)
+            err.print(f"to train {RESUME_MORE} more, give a larger total: `attnviz train --out "
+                      f"{out} --resume --epochs {done + RESUME_MORE}`", markup=False,
+                      soft_wrap=True)  # a command to copy stays on one line
+        return
     quiet_tensorflow_import()  # after the checks above: bad input is answered at once
     if cpu_devices > 1:
         core.split_cpu(cpu_devices)
-    run = plan.run
+    strategy = run.config.strategy if run.config is not None else "default"
+    devices = ["/" + name.split("device:")[-1] for name in core.strategy_devices(strategy)]
     err = console(stderr=True)
     show = not (quiet or json_output)
     if show:
+        where = (f"on {devices[0]}" if len(devices) == 1
+                 else f"over {len(devices)} devices: {', '.join(devices)}")
+        err.print(f"strategy {strategy} {where}" + (
+            "" if strategy == "default" else
+            "; steps_per_execution 1 and no XLA under a strategy, as config.json records"),
+            markup=False)
         if plan.rolled_back_from is not None:
             err.print(f"resuming {out}: {plan.rolled_back_from} epochs were recorded, the last "
                       f"checkpoint is epoch {plan.start_epoch}: continuing from there")
@@ -256,7 +281,7 @@ def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorb
             err.print(f"resuming {out} from epoch {plan.start_epoch}")
         err.print(f"{core.describe(plan)} · epochs {plan.start_epoch}->{run.epochs_planned}")
         err.print(f"recording {_size(plan.bytes_per_record)} of attention per epoch; projected "
-                  f"run size {_size(plan.projected_bytes)} with checkpoints")
+                  f"size with checkpoints {_size(plan.projected_bytes)}")
         skipped = run.state.get("checkpoints_skipped")
         if skipped:
             err.print(f"[yellow]warning:[/] checkpoints skipped: {skipped}", markup=True)
@@ -277,22 +302,17 @@ def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorb
                 result = core.fit(plan, stop_requested=stop_requested, tensorboard=tensorboard)
     except KeyboardInterrupt:
         err.print(f"interrupted: the run is kept as of its last commit; continue with "
-                  f"`attnviz train --out {out} --resume`")
+                  f"`attnviz train --out {out} --resume`", soft_wrap=True)  # one line to copy
         raise typer.Exit(130) from None
     if result.interrupted:
         err.print(f"stopped after epoch {result.epochs_done}; continue with "
-                  f"`attnviz train --out {out} --resume`")
+                  f"`attnviz train --out {out} --resume`", soft_wrap=True)
         raise typer.Exit(130)
-    summary = _train_summary(result.run)
+    summary = {**_train_summary(result.run), "devices": devices}
     if json_output:
         print(json.dumps(summary, indent=2))
-    elif not quiet:
-        last = summary["last"]
-        val_loss = last.get("val_loss")
-        parts = [f"val_loss {val_loss:.4f}" if val_loss is not None else "no validation data"]
-        if last.get("mass"):
-            parts.append("mass " + ", ".join(f"{k} {v:.2f}" for k, v in last["mass"].items()))
-        err.print(f"[green]done[/]: {result.epochs_done} epochs in {out}  ({'; '.join(parts)})")
+    elif not quiet:  # the last epoch's numbers are on the line above
+        err.print(f"[green]done[/]: {result.epochs_done} epochs in {out}")
 
 
 def _train_summary(run) -> dict:
@@ -513,7 +533,7 @@ def score(
         for shown, checks in results:
             if len(results) > 1:
                 out.print(f"[bold]layer {shown.layer}[/]", markup=True)
-            for table in show.tables(shown, checks):
+            for table in show.tables(shown, checks, out.width):
                 out.print(table)
             out.print(show.verdict(checks))
     for path in written:
@@ -543,18 +563,19 @@ def explain(
     quiet_tensorflow_import()
     from attnviz.explain import explain_run, store_report
     from attnviz.explain_output import renderables
-    from attnviz.verdict import compose
+    from attnviz.verdict import compose, learning
 
     report = explain_run(run, epoch, samples=samples, steps=steps, top_k=top_k)
     verdict = compose(report)
+    full = {**report, "learning": learning(report)[0], "verdict": verdict}
     if json_output:
-        print(json.dumps({**report, "verdict": verdict}, indent=2))
+        print(json.dumps(full, indent=2))
     else:
         out = console()
         for renderable in renderables(report, verdict):
             out.print(renderable)
     try:
-        store_report(run, {**report, "verdict": verdict})
+        store_report(run, full)
     except (AttnvizError, OSError) as err:  # the report is printed: say why it is not kept
         console(stderr=True).print(f"[yellow]warning:[/] not stored in {run}: {err}",
                                    markup=True, highlight=False)
@@ -597,6 +618,40 @@ def report(
                     f"{result.heads} head(s), {_size(result.size_bytes)}"
                     + (", with the explain verdict" if result.explained else "")
                     + f", in {result.seconds:.2f} s", markup=False)
+
+
+@app.command()
+@handle_errors
+def data(
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Where to write: FILE.npz (x, y, mask_NAME), FILE.npy (x "
+        "alone) or a FOLDER (x.npy, y.npy, NAME.npy per mask).", show_default=False)],
+    task: Annotated[str, typer.Option(help="add-before-delimiter | add-after-delimiters | "
+                                      "find-max | mean-before-delimiter")] = _DEFAULTS.task,
+    samples: Annotated[int, typer.Option(help="Samples to write.")] = 10,
+    seq_len: Annotated[int, typer.Option(help="Sequence length L.")] = _DEFAULTS.seq_len,
+    seed: Annotated[int, typer.Option(help="The seed of the run whose samples these are.")]
+    = _DEFAULTS.seed,
+    probe: Annotated[bool, typer.Option("--probe", help="The probe batch (fixed positions) "
+                                        "instead of held-out samples.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
+                                              "JSON object.")] = False,
+) -> None:
+    """Write task samples and their masks to files, for inspect --input and score --mask."""
+    from attnviz import data as core
+
+    batch = core.make_samples(task, samples, seq_len, seed, probe)
+    written = core.write_samples(batch, output, probe)
+    if json_output:
+        print(json.dumps({"task": task, "samples": samples, "seq_len": seq_len, "seed": seed,
+                          "stream": written.stream, "paths": [str(p) for p in written.paths],
+                          "arrays": {k: list(v) for k, v in written.arrays.items()}}, indent=2))
+        return
+    shapes = ", ".join(f"{name} {shape}" for name, shape in written.arrays.items())
+    out = console()
+    out.print(f"wrote {', '.join(map(str, written.paths))}", markup=False)
+    out.print(f"{samples} {written.stream} samples of {task}, L={seq_len}, seed {seed}: "
+              f"{shapes}", markup=False)
 
 
 def main() -> None:

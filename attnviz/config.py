@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, did_you_mean
 
 ENCODERS = ("lstm", "gru", "bilstm", "dense")
 ATTENTIONS = ("luong", "bahdanau", "self")
@@ -81,6 +81,14 @@ class TrainConfig:
             raise AttnvizError(f"--learning-rate must be positive, got {self.learning_rate}")
         return self
 
+    def effective(self) -> TrainConfig:
+        """The config as it trains: under a distribution strategy XLA and multi-step calls
+        are off (with TensorFlow 2.21 both fail on recurrent layers across replicas), and
+        config.json records what ran."""
+        if self.strategy == "default":
+            return self
+        return self.replace(jit_compile=False, steps_per_execution=1)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -114,4 +122,5 @@ class TrainConfig:
 
 def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise AttnvizError(f"unknown --{flag} {value!r}: choose one of {', '.join(choices)}")
+        raise AttnvizError(f"unknown --{flag} {value!r}{did_you_mean(value, choices)}: choose one "
+                           f"of {', '.join(choices)}")

@@ -6,8 +6,11 @@
     attribution mass per mask       which inputs move the prediction (integrated gradients
                                     and gradient x input, both w.r.t. the input sequence)
     Kendall tau_b                   whether the two rank positions alike
-    comprehensiveness, sufficiency  whether the attended positions matter to the prediction
+    comprehensiveness, sufficiency  whether the inputs at the attended positions matter to
+                                    the prediction
     baselines                       whether the model beat the mean predictor and the shortcut
+    forced attention                the error when attention is forced onto each mask: what
+                                    the encoder states there carry
 
 and returns a JSON-ready dict of numbers only; `attnviz.verdict.compose` turns it into
 words. Formulas and thresholds are in docs/explain.md.
@@ -24,7 +27,10 @@ import tensorflow as tf
 
 from attnviz.errors import AttnvizError
 from attnviz.modelio import load_model
-from attnviz.models import attention_model  # also registers the layers checkpoints need
+from attnviz.models import (  # also registers the layers checkpoints need
+    attention_model,
+    forced_attention_model,
+)
 from attnviz.run import Run
 from attnviz.score import attention_rows
 
@@ -314,6 +320,8 @@ def explain_run(
         np.random.default_rng(seed),
     )
     report["baselines"] = baselines(run, epoch, predict(model, heldout.x), heldout.y[:, 0])
+    report["forced_attention"] = forced_attention(model, heldout.x, heldout.y[:, 0],
+                                                  heldout.masks)
     return report
 
 
@@ -324,6 +332,25 @@ def store_report(root: Path, report: dict) -> None:
 
     with exclusive(root):
         Run.open(root).save_explain(report)
+
+
+def forced_attention(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                     masks: dict[str, np.ndarray]) -> dict | None:
+    """Held-out MSE with the attention of every sample forced to the uniform distribution on
+    each mask (all of it on a one-position mask), the encoder and the layers after attention
+    as trained: what the encoder states at those positions carry. None for self-attention."""
+    forced = forced_attention_model(model)
+    if forced is None:
+        return None
+    mse = {}
+    for name, mask in masks.items():
+        weights = (mask / mask.sum(axis=1, keepdims=True)).astype(np.float32)  # (n, L)
+        step = max(1, CELLS_PER_CALL // (x.shape[1] * x.shape[1]))
+        predictions = np.concatenate([
+            forced([x[i:i + step], weights[i:i + step]], training=False).numpy()[:, 0]
+            for i in range(0, len(x), step)]).astype(np.float64)
+        mse[name] = float(((predictions - y.astype(np.float64)) ** 2).mean())
+    return {"mse": mse}
 
 
 def baselines(run: Run, epoch: int, predictions: np.ndarray, targets: np.ndarray) -> dict:

@@ -1,7 +1,8 @@
 """How an explain report is shown: its tables as plain rows, for the terminal (rich) and for
 `attnviz report` (HTML), and the verdict (no TensorFlow).
 
-The JSON object is the report itself plus "verdict"; docs/explain.md documents both.
+The JSON object is the report itself plus "learning" and "verdict"; docs/explain.md
+documents them.
 """
 
 from __future__ import annotations
@@ -38,22 +39,25 @@ def tables(report: dict) -> list[TableData]:
 
 
 def renderables(report: dict, verdict: list[str]) -> list:
-    """A header line, the three tables and the verdict, in reading order."""
-    from rich.markup import escape
+    """A header line, the three tables and the verdict, in reading order; titles, captions
+    and sentences wrap at the terminal's width."""
     from rich.table import Table
     from rich.text import Text
 
-    shown = [Text(header(report))]
+    shown: list = [Text(header(report))]
     for data in tables(report):
-        table = Table(title=data.title, title_justify="left")
+        table = Table()
         for index, (name, justify) in enumerate(data.columns):
             table.add_column(name, justify=justify, no_wrap=index == 0)  # row names stay whole
         for row in data.rows:
             table.add_row(*row)
-        table.caption = data.caption or None
-        shown.append(table)
-    bullets = "\n".join(f"  • {escape(sentence)}" for sentence in verdict)
-    return [*shown, Text.from_markup("[bold]verdict[/]\n" + bullets)]
+        shown += [Text(data.title), table, *([Text(data.caption)] if data.caption else [])]
+    bullets = Table.grid(padding=(0, 1, 0, 2))  # a hanging indent: "  • " then the sentence
+    bullets.add_column(no_wrap=True)
+    bullets.add_column()
+    for sentence in verdict:
+        bullets.add_row("•", Text(sentence))
+    return [*shown, Text("verdict", style="bold"), bullets]
 
 
 def _mass_table(report: dict) -> TableData:
@@ -84,8 +88,8 @@ def _faithfulness_table(report: dict) -> TableData:
     faith = report["faithfulness"]
     k = faith["k"]
     return TableData(
-        title=(f"faithfulness: mean |change in prediction|, erased inputs set to "
-               f"{faith['erase_value']:g}"),
+        title=(f"faithfulness of the inputs at the attended positions: mean |change in "
+               f"prediction|, erased inputs set to {faith['erase_value']:g}"),
         columns=[("", "left"), (f"top-{k} attended", "right"), (f"{k} random", "right")],
         rows=[["comprehensiveness (erase them)", _cell(faith["comprehensiveness"]["top"], 3),
                _cell(faith["comprehensiveness"]["random"], 3)],
@@ -103,6 +107,9 @@ def _baselines_table(report: dict) -> TableData:
     if base["val_loss"] is not None:
         rows.append([f"this model, val_loss at epoch {report['epoch']}",
                      f"{base['val_loss']:.4g}", "", ""])
+    forced = report.get("forced_attention") or {"mse": {}}
+    rows += [[f"this model, attention forced onto {mask}", f"{mse:.4g}", "",
+              "held-out, its own layers"] for mask, mse in forced["mse"].items()]
     rows += [[predictor["name"], f"{predictor['mse']:.4g}", _cell(predictor["ratio"]),
               predictor["description"]] for predictor in base["predictors"]]
     return TableData(

@@ -6,10 +6,14 @@
     ─────
     prefix  ██ ██ ██                       each mask's rows below, filled where it is true
     argmax              ▁▁ ██              how many samples peak at each position
-    scale   0 [ ░▒▓█] 0.97
+    scale   0 [ ░▒▓█] 0.97 (rescaled to the largest weight shown, not 1)
+    masks   █ a marked position
+    argmax  ▁▂▃▄▅▆▇█ samples whose largest weight is there, of all 2 (█ = 2)
 
 With colour (a truecolor or 256-colour terminal, no NO_COLOR) each cell is a background
-colour; without it cells are the shade characters ' ░▒▓█', one per fifth of the scale.
+colour; without it cells are the shade characters ' ░▒▓█', one per fifth of the scale. The
+legend names every glyph drawn, and says when the colours are scaled to the largest weight
+shown (imshow's automatic scale) rather than to 1.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ class Heatmap:
         self.masks = masks or {}  # name -> (n, L) bool, each drawn as rows under the samples
         self.histogram = histogram  # (L,) counts
         top = float(self.rows.max()) if self.rows.size else 0.0
-        self.vmax = vmax if vmax is not None else (top if top > 0 else 1.0)  # like imshow
+        self.rescaled = vmax is None and top > 0  # like imshow: the top colour is the largest
+        self.vmax = vmax if vmax is not None else (top if top > 0 else 1.0)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         colour = console.color_system is not None and not console.no_color
@@ -82,22 +87,41 @@ class Heatmap:
             for name, mask in self.masks.items():
                 for index, row in enumerate(mask):
                     yield from cells("" if index else name, pooled(row.astype(np.float64)))
+        most = 0
         if self.histogram is not None:
             counts = pooled(np.asarray(self.histogram, dtype=np.float64), np.sum)
-            bars = np.ceil(counts / max(counts.max(), 1) * (len(BARS) - 1)).astype(int)
+            most = int(counts.max())
+            bars = np.ceil(counts / max(most, 1) * (len(BARS) - 1)).astype(int)
             yield Segment("argmax".ljust(label_width) + "".join(BARS[b] * width for b in bars)
                           + "\n")
-        yield from self._legend(colour, label_width, pool)
+        yield from self._legend(colour, label_width, pool, most)
 
-    def _legend(self, colour: bool, label_width: int, pool: int) -> RenderResult:
+    def _legend(self, colour: bool, label_width: int, pool: int, most: int) -> RenderResult:
+        """A line for every kind of glyph drawn: the scale, the mask cells, the bars."""
+        dim = Style(dim=True)
         yield Segment("scale".ljust(label_width) + "0 ")
         if colour:
             for rgb in hot(np.linspace(0.0, 1.0, 16)):
                 yield Segment(" ", Style(bgcolor=Color.from_rgb(*rgb)))
         else:
             yield Segment(f"[{SHADES}]")
-        note = f" (each column: max of {pool} positions)" if pool > 1 else ""
+        note = ""
+        if f"{self.vmax:.3g}" != "1":  # a top of 0.9999 is shown as 1: nothing to say
+            note = (" (rescaled to the largest weight shown, not 1)" if self.rescaled
+                    else " (the top colour, not 1)")
         yield Segment(f" {self.vmax:.3g}{note}\n")
+        if pool > 1:
+            yield Segment(" " * label_width + f"each column: the max of {pool} positions\n")
+        if self.masks:
+            yield Segment("masks".ljust(label_width))
+            yield (Segment(" ", Style(bgcolor=Color.from_rgb(*hot(np.ones(1))[0]))) if colour
+                   else Segment(SHADES[-1]))
+            yield Segment(" a marked position\n", dim)
+        if self.histogram is not None:
+            yield Segment("argmax".ljust(label_width) + BARS[1:])
+            total = int(np.sum(self.histogram))
+            yield Segment(f" samples whose largest weight is there, of all {total} "
+                          f"({BARS[-1]} = {most})\n", dim)
 
 
 def _layout(seq_len: int, room: int) -> tuple[int, int]:

@@ -6,7 +6,7 @@ the layer returns them) and the (n, L) rows the heatmap draws. Worked example, L
 
     rows [[.1, .7, .1, .1], [.0, .0, .0, 1.]], mask "m" [[0, 1, 0, 0], [0, 0, 0, 1]]
     -> mass on m (.7 + 1) / 2 = .85, argmax histogram [0, 1, 0, 1],
-       entropy (0.94 + 0) / 2 = 0.47 nats, 0.47 / ln 4 = 0.34 of the maximum
+       entropy_nats (0.94 + 0) / 2 = 0.47, entropy 0.47 / ln 4 = 0.34 (as `score`'s)
 
 Reading a checkpoint or a model file needs Keras: that is attnviz.inspect_model, which builds
 on this module. This module never imports TensorFlow, so inspecting a run's recorded
@@ -63,8 +63,9 @@ class RowSummary:
     """Statistics of (n, L) attention rows, averaged over the n samples."""
 
     masses: dict[str, float]  # mask name -> mean attention mass on it
-    entropy: float | None  # mean entropy in nats; None when rows have negative values
-    entropy_ratio: float | None  # entropy / ln L: 0 one position, 1 uniform
+    entropy: float | None  # mean entropy / ln L (score's entropy): 0 one position, 1 uniform;
+    # None when rows have negative values
+    entropy_nats: float | None  # the same, not divided by ln L
     argmax_histogram: list[int]  # samples whose largest weight falls at each position
 
 
@@ -107,7 +108,7 @@ def _view_json(view: View, shown: int) -> dict:
         "reduction": view.reduction,
         "mass": summary.masses,
         "entropy": summary.entropy,
-        "entropy_ratio": summary.entropy_ratio,
+        "entropy_nats": summary.entropy_nats,
         "argmax_histogram": summary.argmax_histogram,
         "heads": head_stats(view.weights),
         "rows": np.round(view.rows[:shown].astype(np.float64), 6).tolist(),
@@ -120,16 +121,16 @@ def _view_json(view: View, shown: int) -> dict:
 def summarize(rows: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> RowSummary:
     """Mass on each mask, entropy and the argmax histogram of (n, L) rows."""
     seq_len = rows.shape[-1]
-    entropy = entropy_ratio = None
+    entropy = entropy_nats = None
     if not (rows < 0).any():
         sums = rows.sum(axis=-1, keepdims=True, dtype=np.float64)
         # a layer named with --layer may not sum to 1: the entropy of the rows as shares
-        entropy = float(row_entropy(rows / np.where(sums > 0, sums, 1.0)).mean())
-        entropy_ratio = entropy / math.log(seq_len) if seq_len > 1 else 0.0
+        entropy_nats = float(row_entropy(rows / np.where(sums > 0, sums, 1.0)).mean())
+        entropy = entropy_nats / math.log(seq_len) if seq_len > 1 else 0.0
     histogram = np.bincount(rows.argmax(axis=-1), minlength=seq_len)
     return RowSummary(
         masses={name: mass(rows, mask) for name, mask in (masks or {}).items()},
-        entropy=entropy, entropy_ratio=entropy_ratio,
+        entropy=entropy, entropy_nats=entropy_nats,
         argmax_histogram=[int(count) for count in histogram],
     )
 
@@ -487,8 +488,8 @@ def _view_renderables(inspection: Inspection, view: View) -> list:
             table.add_row(name, f"{value:.3f}")
         out.append(table)
     if summary.entropy is not None:
-        out.append(Text(f"entropy {summary.entropy:.3f} nats ({summary.entropy_ratio:.2f} "
-                        "of uniform's)"))
+        out.append(Text(f"entropy {summary.entropy:.3f} of ln L, as score's "
+                        f"({summary.entropy_nats:.3f} nats)"))
     out.append(Text("argmax at " + _argmax_text(summary.argmax_histogram, n)))
     shown = min(inspection.samples, n)
     if shown < n:

@@ -59,8 +59,13 @@ class TemporalAttention(layers.Layer):
             hidden = ops.tanh(self.keys_proj(states) + self.query_proj(last)[:, None, :])
             scores = ops.squeeze(self.score_vector(hidden), axis=-1)  # (B, L)
         weights = ops.softmax(scores, axis=-1)  # (B, L), rows sum to 1
+        return self.attend(states, weights), weights
+
+    def attend(self, states, weights):
+        """The layer's output for given weights (B, L): what `call` does after the softmax,
+        so that attention can also be forced (see `forced_attention_model`)."""
         context = ops.einsum("bl,blu->bu", weights, states)  # (B, U)
-        return self.output_proj(ops.concatenate([context, last], axis=-1)), weights
+        return self.output_proj(ops.concatenate([context, states[:, -1, :]], axis=-1))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units), (input_shape[0], input_shape[1])
@@ -134,18 +139,33 @@ def attention_model(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, weights, name="attention_weights")
 
 
+def forced_attention_model(model: keras.Model) -> keras.Model | None:
+    """A model sharing `model`'s layers that predicts from (x (B, L, 1), weights (B, L)): its
+    temporal attention replaced by the given weights, the encoder and the layers after
+    attention as trained. None for self-attention (its weights are not one row a sample)."""
+    layer = model.get_layer(ATTENTION_LAYER)
+    if not isinstance(layer, TemporalAttention):
+        return None
+    weights = keras.Input(tuple(layer.input.shape[1:2]), name="forced_weights")
+    summary = layer.attend(layer.input, weights)  # (B, A)
+    hidden = model.get_layer("dropout")(summary)
+    prediction = model.get_layer("prediction")(hidden)
+    return keras.Model([model.inputs[0], weights], prediction, name="forced_attention")
+
+
 def compile_model(model: keras.Model, config: TrainConfig, optimizer=None) -> keras.Model:
     """MSE + Adam as in the founding case; pass `optimizer` to keep a restored one's state.
 
-    Under a tf.distribute strategy, XLA and multi-step execution are turned off: with
-    TensorFlow 2.21 both fail on recurrent layers across replicas ("You must feed a value
-    for placeholder tensor ... while/cond").
+    Under a tf.distribute strategy, XLA and multi-step execution are turned off
+    (`TrainConfig.effective`): with TensorFlow 2.21 both fail on recurrent layers across
+    replicas ("You must feed a value for placeholder tensor ... while/cond"). Runs made
+    before config.json recorded that still ask for them, hence `effective()` here too.
     """
-    distributed = config.strategy != "default"
+    config = config.effective()
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
         loss="mse",
-        jit_compile=config.jit_compile and not distributed,
-        steps_per_execution=1 if distributed else config.steps_per_execution,
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
     )
     return model

@@ -38,7 +38,7 @@ import numpy as np
 
 from attnviz import __version__
 from attnviz.config import TrainConfig
-from attnviz.errors import AttnvizError, RunFormatError
+from attnviz.errors import AttnvizError, RunFormatError, did_you_mean
 from attnviz.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from attnviz.npyguard import ZIP_ERRORS, read_header
 from attnviz.tasks import TaskBatch
@@ -155,7 +155,8 @@ class Run:
         """Open an existing run, checking its format and the checksums of its headers."""
         root = Path(root)
         if not root.exists():
-            raise AttnvizError(f"no run at {root}: train one with `attnviz train --out {root}`")
+            raise AttnvizError(f"no run at {root}{did_you_mean(root, _sibling_runs(root))}: "
+                               f"train one with `attnviz train --out {root}`")
         if not root.is_dir():
             raise AttnvizError(f"{root} is a file, not a run directory")
         state = _read_json(root / STATE, "the run's commit record")
@@ -300,8 +301,13 @@ class Run:
         """The (n, L) bool mask called `name` (default: the main mask)."""
         name = name or self.main_mask
         if name not in self.mask_names:
-            known = ", ".join(self.mask_names) or "none (record the run with masks)"
-            raise AttnvizError(f"unknown mask {name!r} in {self.root}: its masks are {known}")
+            if not self.mask_names:
+                raise AttnvizError(f"unknown mask {name!r}: {self.root} was recorded without "
+                                   "masks (record it with masks to score it)")
+            raise AttnvizError(
+                f"unknown mask {name!r}{did_you_mean(name, self.mask_names)} in {self.root}: "
+                f"choose one of {', '.join(self.mask_names)}"
+            )
         return self.probe.masks[name]
 
     def masks_for(self, layer: str | None = None) -> dict[str, np.ndarray]:
@@ -703,6 +709,14 @@ def _read_npz(data: bytes, source: Path, wanted: dict[str, tuple]) -> dict[str, 
 def _holds_files(root: Path) -> bool:
     """Whether `root` holds anything but temporary files a killed creation left."""
     return any(TEMP_FILE.fullmatch(path.name) is None for path in root.iterdir())
+
+
+def _sibling_runs(root: Path) -> list[Path]:
+    """The runs beside `root`, the paths a mistyped run name was likely meant to be."""
+    try:
+        return [path for path in root.parent.iterdir() if (path / CONFIG).is_file()]
+    except OSError:
+        return []
 
 
 def _remove_run_files(root: Path) -> None:

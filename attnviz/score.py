@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, did_you_mean
 from attnviz.npyguard import ZIP_ERRORS, check_promised_sizes
 
 ROW_SUM_TOLERANCE = 1e-2  # float16 attention of L = 512 sums to 1 only within ~1e-3
@@ -33,26 +33,36 @@ class Metric:
     low: float  # the range of the metric, both ends attainable
     high: float
     summary: str  # one line, for tables and docs
+    per_mask: bool = True  # False: the same number whatever the mask (shown once)
+    same_as: str | None = None  # equal to this metric by definition (shown under its name)
 
 
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
         Metric("mass", "higher", 0.0, 1.0, "attention mass on the mask"),
+        # k predicted and k true positions: precision = recall = F1, one number
         Metric("topk-precision", "higher", 0.0, 1.0,
-               "share of the top-k positions (k = mask size) inside the mask"),
-        Metric("topk-recall", "higher", 0.0, 1.0, "share of the mask inside the top-k positions"),
-        Metric("topk-f1", "higher", 0.0, 1.0, "ERASER token F1 of the top-k positions"),
+               "share of the top-k positions (k = mask size) inside the mask",
+               same_as="topk-f1"),
+        Metric("topk-recall", "higher", 0.0, 1.0, "share of the mask inside the top-k positions",
+               same_as="topk-f1"),
+        Metric("topk-f1", "higher", 0.0, 1.0, "share of the top-k positions (k = mask size) "
+               "inside the mask: ERASER's token F1, precision and recall at once"),
         Metric("auprc", "higher", 0.0, 1.0, "average precision of attention ranking the mask"),
         Metric("iou-f1", "higher", 0.0, 1.0,
                "ERASER span F1: top-k spans matching mask spans at IoU >= 0.5"),
         Metric("jsd", "lower", 0.0, math.log(2.0),
                "Jensen-Shannon divergence from the uniform distribution on the mask"),
-        Metric("entropy", "lower", 0.0, 1.0, "attention entropy divided by ln L"),
+        Metric("entropy", "lower", 0.0, 1.0, "attention entropy divided by ln L (any mask)",
+               per_mask=False),
     )
 }
 METRIC_NAMES = tuple(METRICS)
 AUPRC = METRIC_NAMES.index("auprc")
+# What tables show: each number once. Mask-independent ones once per view, not per mask.
+SHOWN_PER_MASK = tuple(name for name, m in METRICS.items() if m.per_mask and not m.same_as)
+SHOWN_ONCE = tuple(name for name, m in METRICS.items() if not m.per_mask)
 
 
 # ---- rows and masks ------------------------------------------------------------------------
@@ -358,6 +368,7 @@ class ScoreReport:
     auprc_skipped: dict[str, int]  # per mask: samples whose mask is all one class
     history: list[dict]  # the run's per-epoch loss records ([] for arrays)
     layer: str | None = None  # the run's recorded layer scored (None for arrays)
+    mask_choices: tuple[str, ...] = ()  # every mask --mask could name (a run's)
 
     def value(self, metric: str, mask: str, head=None, epoch_index: int = -1) -> float:
         head = self.heads[0] if head is None else head
@@ -453,7 +464,7 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
         source=str(run.root), kind=kind, query=parse_query(query) if kind == "self" else None,
         heads=heads, masks=names, epochs=scored, samples=int(mask_arrays[names[0]].shape[0]),
         values=values, auprc_skipped=_skipped(mask_arrays), history=list(run.history),
-        layer=info["name"],
+        layer=info["name"], mask_choices=tuple(run.mask_names),
     )
 
 
@@ -577,7 +588,9 @@ class Check:
     @property
     def name(self) -> str:
         sign = ">=" if self.threshold.bound == "min" else "<="
-        return f"{self.threshold.metric}@{self.mask} {sign} {self.threshold.value:g}"
+        metric = self.threshold.metric
+        on = f"@{self.mask}" if METRICS[metric].per_mask else ""  # entropy: any mask
+        return f"{metric}{on} {sign} {self.threshold.value:g}"
 
 
 def parse_threshold(spec: str, bound: str) -> Threshold:
@@ -589,7 +602,8 @@ def parse_threshold(spec: str, bound: str) -> Threshold:
         raise AttnvizError(f"{flag} {spec!r}: write METRIC=X or METRIC@MASK=X, e.g. "
                            f"{flag} {'mass' if bound == 'min' else 'jsd'}=0.5")
     if metric not in METRICS:
-        raise AttnvizError(f"{flag} {spec!r}: unknown metric {metric!r}: choose one of "
+        raise AttnvizError(f"{flag} {spec!r}: unknown metric {metric!r}"
+                           f"{did_you_mean(metric, METRIC_NAMES)}: choose one of "
                            f"{', '.join(METRIC_NAMES)}")
     info = METRICS[metric]
     wanted = "min" if info.better == "higher" else "max"
@@ -630,8 +644,12 @@ def check_thresholds(report: ScoreReport, thresholds: Sequence[Threshold]) -> li
     for threshold in thresholds:
         mask = threshold.mask or report.masks[0]
         if mask not in report.masks:
-            raise AttnvizError(f"threshold on mask {mask!r}, which is not scored: scored masks "
-                               f"are {', '.join(report.masks)}; add --mask {mask}")
+            if mask in report.mask_choices:
+                raise AttnvizError(f"threshold on mask {mask!r}, which is not scored: scored "
+                                   f"masks are {', '.join(report.masks)}; add --mask {mask}")
+            choices = report.mask_choices or report.masks
+            raise AttnvizError(f"threshold on unknown mask {mask!r}{did_you_mean(mask, choices)}: "
+                               f"the masks are {', '.join(choices)}")
         curve = report.curve(threshold.metric, mask)
         value = float(curve[-1])
         if math.isnan(value):

@@ -13,7 +13,14 @@ import numpy as np
 
 from attnviz.errors import AttnvizError
 from attnviz.fsutil import atomic_write_bytes
-from attnviz.score import METRIC_NAMES, METRICS, Check, ScoreReport
+from attnviz.score import (
+    METRIC_NAMES,
+    METRICS,
+    SHOWN_ONCE,
+    SHOWN_PER_MASK,
+    Check,
+    ScoreReport,
+)
 
 JSON_SCHEMA_VERSION = 1
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -39,23 +46,34 @@ def _epoch_label(epoch) -> str:
 # ---- rich tables ---------------------------------------------------------------------------
 
 
-def tables(report: ScoreReport, checks: list[Check]) -> list:
-    """Every table for the terminal: metrics by mask, per head, the epoch curve, thresholds."""
-    shown = [_metrics_table(report)]
+def tables(report: ScoreReport, checks: list[Check], width: int = 80) -> list:
+    """Every table for the terminal, each number once, within `width` columns: metrics by
+    mask, the mask-independent ones, per head, the epoch curve, thresholds."""
+    shown = _metrics_table(report)
     if len(report.heads) > 1:
-        shown += [_heads_table(report, mask) for mask in report.masks]
+        for mask in report.masks:
+            shown += _heads_table(report, mask)
+    shown.append(_once_line(report))
     if len(report.epochs) > 1:
-        shown.append(_curve_table(report))
+        shown += _curve_table(report, width)
     if checks:
-        shown.append(_checks_table(report, checks))
+        shown += _checks_table(report, checks)
     return shown
+
+
+def titled(title: str, table, caption: str | None = None) -> list:
+    """A table with its title and caption as lines of their own, which wrap at the
+    terminal's width rather than at the (often narrower) table's. Rich markup is escaped."""
+    from rich.text import Text
+
+    return [Text(title), table, *([Text(caption)] if caption else [])]
 
 
 def _metrics_table(report: ScoreReport):
     from rich.markup import escape
     from rich.table import Table
 
-    parts = [escape(report.source)]
+    parts = [report.source]
     if report.epochs[-1] is not None:
         parts.append(f"epoch {report.epochs[-1]}")
     if report.kind == "self":
@@ -63,33 +81,49 @@ def _metrics_table(report: ScoreReport):
                      + ("heads averaged" if len(report.heads) > 1 else "recorded head mean"))
     else:
         parts.append("temporal attention")
-    table = Table(title="alignment · " + " · ".join(parts), title_justify="left")
+    table = Table()
     table.add_column("metric")
     for mask in report.masks:
         table.add_column(escape(mask), justify="right")
-    for metric in METRIC_NAMES:
-        table.add_row(f"{metric} {_arrow(metric)}",
+    for metric in SHOWN_PER_MASK:
+        table.add_row(_label(metric),
                       *(_cell(report.value(metric, mask)) for mask in report.masks))
-    skipped = [f"{escape(mask)} {count}" for mask, count in report.auprc_skipped.items() if count]
-    table.caption = (f"{report.samples} samples, averaged; ↑ higher is better, ↓ lower"
-                     + (f"; auprc skipped samples whose mask is all one class: "
-                        f"{', '.join(skipped)}" if skipped else ""))
-    return table
+    skipped = [f"{mask} {count}" for mask, count in report.auprc_skipped.items() if count]
+    caption = (f"{report.samples} samples, averaged; ↑ higher is better, ↓ lower; "
+               f"topk-f1 = topk-precision = topk-recall (k = mask size)"
+               + (f"; auprc skipped samples whose mask is all one class: "
+                  f"{', '.join(skipped)}" if skipped else ""))
+    return titled("alignment · " + " · ".join(parts), table, caption)
+
+
+def _label(metric: str) -> str:
+    return f"{metric} {_arrow(metric)}"
+
+
+def _once_line(report: ScoreReport):
+    """The metrics that do not depend on the mask, once (per head view)."""
+    from rich.text import Text
+
+    mask = report.masks[0]
+    parts = []
+    for metric in SHOWN_ONCE:
+        values = [f"{head_label(head) + ' ' if len(report.heads) > 1 else ''}"
+                  f"{_cell(report.value(metric, mask, head))}" for head in report.heads]
+        parts.append(f"{_label(metric)} {' · '.join(values)}")
+    return Text("; ".join(parts) + "  (of ln L; the same for every mask)")
 
 
 def _heads_table(report: ScoreReport, mask: str):
-    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"per head · mask {escape(mask)} "
-                        "(mean = metrics of the head-averaged rows)", title_justify="left")
+    table = Table()
     table.add_column("metric")
     for head in report.heads:
         table.add_column(head_label(head), justify="right")
-    for metric in METRIC_NAMES:
-        table.add_row(f"{metric} {_arrow(metric)}",
+    for metric in SHOWN_PER_MASK:
+        table.add_row(_label(metric),
                       *(_cell(report.value(metric, mask, head)) for head in report.heads))
-    return table
+    return titled(f"per head · mask {mask} (mean = metrics of the head-averaged rows)", table)
 
 
 def sparkline(values: np.ndarray, low: float, high: float, width: int = CURVE_WIDTH) -> str:
@@ -101,32 +135,37 @@ def sparkline(values: np.ndarray, low: float, high: float, width: int = CURVE_WI
     return "".join(" " if math.isnan(v) else SPARKS[int(round(v))] for v in levels)
 
 
-def _curve_table(report: ScoreReport):
+def _curve_table(report: ScoreReport, width: int):
+    """One row per metric and mask (mask-independent metrics once): a sparkline sized so
+    that the table fits `width` columns, and the first and last values."""
     from rich.markup import escape
     from rich.table import Table
 
+    rows = [(metric, mask) for metric in SHOWN_PER_MASK for mask in report.masks]
+    rows += [(metric, None) for metric in SHOWN_ONCE]
+    label_width = max(len(_label(metric)) for metric, _ in rows)
+    mask_width = max(len(mask) for mask in [*report.masks, "mask"])
+    # 4 columns: 3 characters of border and padding each, and one more at the edge
+    room = width - 13 - label_width - mask_width - len("0.000 → 0.000")
+    curve_width = int(np.clip(room, 8, CURVE_WIDTH))
     view = " (head mean)" if report.kind == "self" else ""
-    table = Table(title=f"over epochs {report.epochs[0]}-{report.epochs[-1]}{view}",
-                  title_justify="left")
-    table.add_column("metric")
-    for mask in report.masks:
-        table.add_column(escape(mask))
-    for metric in METRIC_NAMES:
+    table = Table()
+    for column in ("metric", "mask", "curve", "first → last"):
+        table.add_column(column, no_wrap=True)
+    for metric, mask in rows:
         info = METRICS[metric]
-        cells = []
-        for mask in report.masks:
-            curve = report.curve(metric, mask)
-            cells.append(f"{sparkline(curve, info.low, info.high)} "
-                         f"{_cell(curve[0])} → {_cell(curve[-1])}")
-        table.add_row(f"{metric} {_arrow(metric)}", *cells)
-    return table
+        curve = report.curve(metric, mask or report.masks[0])
+        table.add_row(_label(metric), "any" if mask is None else escape(mask),
+                      sparkline(curve, info.low, info.high, curve_width),
+                      f"{_cell(curve[0])} → {_cell(curve[-1])}")
+    return titled(f"over epochs {report.epochs[0]}-{report.epochs[-1]}{view}", table)
 
 
 def _checks_table(report: ScoreReport, checks: list[Check]):
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="thresholds", title_justify="left")
+    table = Table()
     for column in ("threshold", "epoch", "value", "result"):
         table.add_column(column, justify="right" if column in ("epoch", "value") else "left")
     if len(report.epochs) > 1:
@@ -137,7 +176,7 @@ def _checks_table(report: ScoreReport, checks: list[Check]):
         if len(report.epochs) > 1:
             row.append("-" if check.first_epoch is None else str(check.first_epoch))
         table.add_row(*row)
-    return table
+    return titled("thresholds", table)
 
 
 def verdict(checks: list[Check]) -> str:
@@ -176,7 +215,8 @@ def as_json(report: ScoreReport, checks: list[Check]) -> dict:
         "heads": report.heads,
         "gated_head": report.heads[0],
         "epochs": report.epochs,
-        "metrics": {name: {"better": m.better, "range": [m.low, m.high], "summary": m.summary}
+        "metrics": {name: {"better": m.better, "range": [m.low, m.high], "summary": m.summary,
+                           "per_mask": m.per_mask, "same_as": m.same_as}
                     for name, m in METRICS.items()},
         "auprc_skipped": report.auprc_skipped,
         "scores": scores,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, did_you_mean
 
 DELIMITER = 0.0
 
@@ -202,5 +202,5 @@ def get_task(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise AttnvizError(
-            f"unknown task {name!r}: choose one of {', '.join(TASKS)}"
+            f"unknown task {name!r}{did_you_mean(name, TASKS)}: choose one of {', '.join(TASKS)}"
         ) from None

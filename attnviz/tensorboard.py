@@ -2,8 +2,9 @@
 
 Keras' own `keras.callbacks.TensorBoard` writes the loss scalars under DIR/train and
 DIR/validation; this callback adds, under DIR/attention, per epoch the probe attention
-heatmap with its mask rows below (the `hot` colour map, as `animate` draws it) and every
-alignment metric of `attnviz score` for every mask as scalars.
+heatmap with its mask rows below (the `hot` colour map, as `animate` draws it) and the
+alignment metrics of `attnviz score` as scalars: `mass/delimiter` for those that depend on
+the mask, `entropy` once (topk-precision and topk-recall equal topk-f1: not repeated).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import tensorflow as tf
 
 from attnviz.record import Recorder
 from attnviz.render import colormap_lut, to_indices, upscale
-from attnviz.score import METRIC_NAMES, attention_rows, mean_scores, sample_scores
+from attnviz.score import (
+    METRIC_NAMES,
+    SHOWN_ONCE,
+    SHOWN_PER_MASK,
+    attention_rows,
+    mean_scores,
+    sample_scores,
+)
 
 PIXELS = 8  # each attention cell becomes PIXELS x PIXELS
 
@@ -45,11 +53,14 @@ class AttentionBoard(keras.callbacks.Callback):
             mask = self.masks.get(self.main_mask)
             image = heatmap_image(rows, mask if mask is not None else np.zeros_like(rows))
             tf.summary.image(f"probe attention (mask: {self.main_mask})", image[None])
-            for name, mask in self.masks.items():
-                means = mean_scores(sample_scores(rows, mask))
-                for metric, value in zip(METRIC_NAMES, means, strict=True):
-                    if np.isfinite(value):
-                        tf.summary.scalar(f"{metric}/{name}", float(value))
+            for index, (name, mask) in enumerate(self.masks.items()):
+                means = dict(zip(METRIC_NAMES, mean_scores(sample_scores(rows, mask)),
+                                 strict=True))
+                # each number once: per mask what depends on it, the rest with the first mask
+                for metric in (*SHOWN_PER_MASK, *(SHOWN_ONCE if index == 0 else ())):
+                    tag = f"{metric}/{name}" if metric in SHOWN_PER_MASK else metric
+                    if np.isfinite(means[metric]):
+                        tf.summary.scalar(tag, float(means[metric]))
         self.writer.flush()
 
     def on_train_begin(self, logs=None):

@@ -173,7 +173,7 @@ def plan(
     else:
         if config is None:
             raise AttnvizError("no configuration given")
-        config = config.validate()
+        config = config.validate().effective()
         probe = task_data(config, PROBE_STREAM, config.probe_size)
         run = Run.create(out, run_spec(config), probe, force=force)
         start = 0
@@ -420,15 +420,23 @@ def _deterministic(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def strategy_devices(name: str) -> list[str]:
+    """The devices a strategy trains on: under "mirrored" all local GPUs, or on a machine
+    without them all logical CPUs (see --cpu-devices); else the first of those.
+    (multi-worker is refused by TrainConfig.validate.)"""
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    names = [device.name for device in devices]
+    return names if name == "mirrored" else names[:1]
+
+
 def _strategy_scope(name: str):
     if name == "default":
         return contextlib.nullcontext()
     import tensorflow as tf
 
-    # "mirrored" (multi-worker is refused by TrainConfig.validate): all local GPUs, or on a
-    # machine without them all logical CPUs (see --cpu-devices).
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([d.name for d in devices]).scope()
+    return tf.distribute.MirroredStrategy(strategy_devices(name)).scope()
 
 
 def split_cpu(devices: int) -> None:

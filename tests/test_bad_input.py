@@ -326,6 +326,39 @@ SYNTHETIC = {
         lambda s: s.update(format_version=3)), "state.json", "newer than this attnviz"),
     "train-resume-fewer-epochs": Case(("train", "--out", "{run}", "--resume", "--epochs", "2"),
                                       nothing, "--epochs 2", "fewer than the 5"),
+    # usage: misspelt options, commands and names, missing arguments, values of a wrong type
+    "train-misspelt-option": Case(("train", "--out", "{dir}/new", "--epoch", "0"), nothing,
+                                  "--epoch", "did you mean --epochs?"),
+    "train-misspelt-encoder": Case(("train", "--out", "{dir}/new", "--encoder", "lstn"),
+                                   nothing, "--encoder 'lstn'", "did you mean lstm?"),
+    "train-resume-nothing": Case(("train", "--out", "{dir}/none", "--resume"), nothing,
+                                 "nothing to resume", "drop --resume"),
+    "train-over-a-run": Case(("train", "--out", "{run}"), nothing, "already holds files",
+                             "--resume"),
+    "misspelt-command": Case(("scroe", "{run}"), nothing, "'scroe'", "did you mean score?"),
+    "score-misspelt-run": Case(("score", "{dir}/rn"), nothing, "no run at",
+                               "did you mean"),
+    "score-misspelt-mask": Case(("score", "{run}", "--mask", "delimter"), nothing,
+                                "'delimter'", "did you mean delimiter?"),
+    "score-misspelt-metric": Case(("score", "{run}", "--min", "mas=0.5"), nothing, "'mas'",
+                                  "did you mean mass?"),
+    "score-threshold-on-a-misspelt-mask": Case(("score", "{run}", "--min", "mass@prefx=0.5"),
+                                               nothing, "'prefx'", "did you mean prefix?"),
+    "score-threshold-on-an-unscored-mask": Case(("score", "{run}", "--mask", "delimiter",
+                                                 "--min", "mass@prefix=0.5"), nothing,
+                                                "'prefix'", "add --mask prefix"),
+    "score-wrong-direction": Case(("score", "{run}", "--min", "jsd=0.1"), nothing, "--min",
+                                  "write --max jsd=0.1"),
+    "score-option-without-value": Case(("score", "{run}", "--min"), nothing, "--min",
+                                       "needs a value"),
+    "explain-missing-run": Case(("explain",), nothing, "RUN", "missing"),
+    "inspect-samples-not-a-number": Case(("inspect", "{run}", "--samples", "many"), nothing,
+                                         "--samples", "invalid value"),
+    "animate-unexpected-argument": Case(("animate", "{run}", "extra"), nothing, "'extra'",
+                                        "unexpected argument"),
+    "data-misspelt-task": Case(("data", "-o", "{dir}/s.npz", "--task", "find-maks"), nothing,
+                               "'find-maks'", "did you mean find-max?"),
+    "data-no-folder": Case(("data", "-o", "{dir}/none/s.npz"), nothing, "-o", "does not exist"),
     # user files given to score and inspect
     "score-attention-pickle": Case(("score", "--attention", "{dir}/a.npy", "--mask",
                                     "{dir}/m.npy"), write("a.npy", pickled_array()), "a.npy",
@@ -383,14 +416,19 @@ def snapshot(directory: Path) -> dict[str, str]:
             if p.is_file() else "<dir>" for p in sorted(directory.rglob("*"))}
 
 
-def run_case(case: Case, root: Path, monkeypatch) -> None:
+def prepare(case: Case, root: Path, monkeypatch) -> list[str]:
+    """Damage the run at `root`, work in its folder; the case's command line."""
     case.damage(root)
     mask_file = root.parent / "m.npy"
     if not mask_file.exists():
         mask_file.write_bytes(npy(np.eye(4, 6, dtype=bool)))
-    before = snapshot(root.parent)
     monkeypatch.chdir(root.parent)  # a command writing to the current directory is caught too
-    args = [arg.format(run=root, dir=root.parent) for arg in case.args]
+    return [arg.format(run=root, dir=root.parent) for arg in case.args]
+
+
+def run_case(case: Case, root: Path, monkeypatch) -> None:
+    args = prepare(case, root, monkeypatch)
+    before = snapshot(root.parent)
     result = runner.invoke(app, args)
     output = result.output.strip()
     assert result.exit_code == 2, f"exit {result.exit_code}: {output}\n{result.exception!r}"
@@ -419,8 +457,8 @@ def test_bad_input_on_a_trained_run(name, tmp_path, monkeypatch, trained_run):
 def test_the_corpus_covers_every_command():
     cases = [*SYNTHETIC.values(), *TRAINED.values()]
     assert len(cases) >= 40
-    assert {case.args[0] for case in cases} == {"train", "inspect", "score", "animate",
-                                                "explain", "report"}
+    assert {case.args[0] for case in cases} >= {"train", "inspect", "score", "animate",
+                                                "explain", "report", "data"}
 
 
 def test_pickles_are_refused_not_run(tmp_path, monkeypatch):

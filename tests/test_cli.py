@@ -28,7 +28,7 @@ def test_help_answers_without_importing_tensorflow():
 
 
 def test_every_command_help_is_fast_too():
-    for command in ("train", "inspect", "animate", "score", "explain", "report"):
+    for command in ("train", "inspect", "animate", "score", "explain", "report", "data"):
         result = run_cli(command, "--help")
         assert "Usage" in result.stdout, command
         assert result.stdout.strip().endswith("TF-ABSENT"), command

@@ -64,7 +64,7 @@ def test_gif_has_one_frame_per_epoch_and_loops(synthetic_run):
     result = invoke(synthetic_run.root)
     assert result.exit_code == 0, result.output
     path = synthetic_run.root / "attention.gif"
-    assert f"wrote {path}: 6 frames (epochs 0-5)" in result.stdout
+    assert f"wrote {path}: 6 frames (epochs 0-5)" in " ".join(result.stdout.split())
     frames = read_gif(path)
     assert frames.shape == (6, FRAME.height, FRAME.width, 3)
     assert FRAME.width > FRAME.content_right  # the colour bar is right of the grid

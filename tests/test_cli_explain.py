@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from attnviz.cli import app
 from attnviz.run import Run
-from attnviz.verdict import compose
+from attnviz.verdict import compose, learning
 
 from conftest import EXPLAIN_FAST as FAST
 
@@ -30,10 +30,12 @@ def explained(explained_run):
 def test_json_has_every_part_and_a_verdict_that_follows_its_numbers(explained, trained_run):
     assert {"run", "epoch", "task", "encoder", "masks", "mask_share", "mask_order",
             "attention", "integrated_gradients", "gradient_x_input", "faithfulness",
-            "baselines", "verdict"} <= set(explained)
+            "baselines", "forced_attention", "learning", "verdict"} <= set(explained)
     assert explained["epoch"] == trained_run.checkpoints[-1]
     assert explained["samples"] == {"probe": 10, "heldout": 200}
+    assert set(explained["forced_attention"]["mse"]) == {"delimiter", "prefix"}
     verdict = explained.pop("verdict")
+    assert explained.pop("learning") == learning(explained)[0] == "not learned"
     assert verdict == compose(explained)
     # The tiny run's own numbers appear in its verdict.
     joined = "\n".join(verdict)

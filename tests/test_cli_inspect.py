@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -30,8 +31,9 @@ def test_summary_and_heatmap_of_a_run(luong_run):
     result = inspect(luong_run.root)
     assert result.exit_code == 0, result.output
     text = result.output
-    assert "task add-before-delimiter" in text and "4/4 epochs trained" in text
-    assert "val_loss 0.275" in text and "half-delimiter-index" in text  # next to baselines
+    flat = " ".join(text.split())  # the summary wraps at 80 columns
+    assert "task add-before-delimiter" in flat and "4/4 epochs trained" in flat
+    assert "val_loss 0.275" in flat and "half-delimiter-index" in flat  # next to baselines
     assert "delimiter  1.000" in text  # mass: the synthetic run ends on the main mask
     assert "entropy" in text and "argmax at position" in text
     assert "█" in text and "\x1b[" not in text  # CliRunner is no terminal: shades
@@ -46,10 +48,21 @@ def test_json_holds_everything(luong_run):
             "masks", "views", "written"} <= set(report)
     assert report["epoch"] == 2 and report["kind"] == "run"
     view = report["views"][0]
-    assert {"mass", "entropy", "entropy_ratio", "argmax_histogram", "rows", "shape"} <= set(view)
+    assert {"mass", "entropy", "entropy_nats", "argmax_histogram", "rows", "shape"} <= set(view)
     assert view["shape"] == [10, 20] and len(view["rows"]) == 10
     assert sum(view["argmax_histogram"]) == 10
     assert set(view["mass"]) == set(report["masks"]) == {"delimiter", "prefix"}
+
+
+def test_entropy_is_the_same_number_in_inspect_and_score(luong_run):
+    """One name, one unit: entropy / ln L in both commands, text and JSON."""
+    view = json.loads(inspect(luong_run.root, "--epoch", "2", "--json").output)["views"][0]
+    scored = json.loads(CliRunner().invoke(app, ["score", str(luong_run.root), "--epoch", "2",
+                                                 "--json"]).stdout)
+    assert view["entropy"] == pytest.approx(scored["scores"][0]["entropy"], abs=1e-6)
+    assert view["entropy_nats"] == pytest.approx(view["entropy"] * math.log(20))
+    text = inspect(luong_run.root, "--epoch", "2").output
+    assert f"entropy {view['entropy']:.3f} of ln L" in text
 
 
 def test_png_and_save(luong_run, tmp_path):

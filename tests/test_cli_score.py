@@ -50,6 +50,23 @@ def test_no_threshold_prints_every_metric_and_exits_0(run):
         assert name in result.stdout
 
 
+def test_each_number_is_shown_once(run, self_run):
+    """entropy does not depend on the mask, and topk precision, recall and F1 are equal by
+    definition (k = the mask size): one row each, and tables say why."""
+    for root, once in ((run.root, "entropy ↓ 0."), (self_run.root, "entropy ↓ mean 0.")):
+        result = invoke(root, "--epoch", "all")
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert sum(line.startswith(once) for line in lines) == 1, result.stdout
+        assert sum("entropy ↓" in line for line in lines) == 2  # the line and one curve
+        assert "topk-precision ↑" not in result.stdout and "topk-recall ↑" not in result.stdout
+        assert "topk-f1 = topk-precision = topk-recall (k = mask size)" in result.stdout
+    code, data = score_json(run.root)
+    assert data["metrics"]["entropy"]["per_mask"] is False
+    assert data["metrics"]["topk-recall"]["same_as"] == "topk-f1"
+    assert all(s["topk-precision"] == s["topk-recall"] == s["topk-f1"] for s in data["scores"])
+
+
 def test_met_thresholds_exit_0_and_a_missed_one_exits_1(run):
     met = invoke(run.root, "--min", "mass=0.9", "--max", "jsd=0.05", "--min", "topk-f1=0.99")
     assert met.exit_code == 0, met.output
@@ -105,7 +122,7 @@ def test_junit_has_one_testcase_per_threshold(run, tmp_path):
     suite = ET.parse(path).getroot().find("testsuite")
     cases = suite.findall("testcase")
     assert [case.get("name") for case in cases] == [
-        "mass@delimiter >= 0.9", "mass@prefix >= 0.5", "entropy@delimiter <= 0.5"]
+        "mass@delimiter >= 0.9", "mass@prefix >= 0.5", "entropy <= 0.5"]
     assert [case.find("failure") is not None for case in cases] == [False, True, False]
     assert suite.get("tests") == "3" and suite.get("failures") == "1"
 

@@ -98,8 +98,46 @@ def test_progress_lines_show_loss_and_mass(tmp_path):
     result = invoke("train", "--out", tmp_path / "run", "--epochs", "2",
                     *[a for a in TINY if a != "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "epoch 2/2" in result.output and "mass on delimiter" in result.output
-    assert "projected run size" in result.output
+    assert "epoch 2/2: loss " in result.output and "; mass delimiter 0." in result.output
+    assert max(map(len, result.output.splitlines())) <= 80
+    assert "projected size with checkpoints" in result.output
+    assert "strategy default on /CPU:0" in result.output
+
+
+def test_resume_of_a_finished_run_says_nothing_was_trained_and_how_to_extend(tmp_path,
+                                                                             trained_run):
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(trained_run.root, root)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    result = invoke("train", "--out", root, "--resume")
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).startswith(
+        f"nothing to train: {root} has trained all 3 of its 3 epochs to train 10 more")
+    assert result.output.strip().splitlines()[-1] == (  # the command to copy: one line
+        f"to train 10 more, give a larger total: `attnviz train --out {root} --resume "
+        "--epochs 13`")
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    summary = json.loads(invoke("train", "--out", root, "--resume", "--json").stdout)
+    assert summary["epochs_done"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epoch", "5"], "attnviz train: no such option --epoch (did you mean --epochs?)"),
+    (["--epochs", "five"], "attnviz train: invalid value for --epochs"),
+    (["--out"], "attnviz train: --out needs a value (run directory to write), e.g. "
+                "--out runs/latest"),
+    (["--encoder", "lstn"], "unknown --encoder 'lstn' (did you mean lstm?): choose one of"),
+    (["--task", "add-befor-delimiter"], "(did you mean add-before-delimiter?)"),
+])
+def test_option_errors_are_one_line_naming_the_option_and_the_fix(tmp_path, args, message):
+    result = invoke("train", *args) if args == ["--out"] else invoke(
+        "train", "--out", tmp_path / "run", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_being_trained_is_refused_at_once(trained_run):

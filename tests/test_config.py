@@ -46,3 +46,9 @@ def test_bad_values_name_the_flag(changes, message):
 def test_from_dict_rejects_bad_json(data, message):
     with pytest.raises(AttnvizError, match=message):
         TrainConfig.from_dict(data)
+
+
+def test_effective_config_is_what_runs_under_a_strategy():
+    asked = TrainConfig(strategy="mirrored", jit_compile=True, steps_per_execution=32)
+    assert asked.effective() == asked.replace(jit_compile=False, steps_per_execution=1)
+    assert TrainConfig(jit_compile=True).effective() == TrainConfig(jit_compile=True)

@@ -1,5 +1,6 @@
 """TensorBoard output and tf.distribute, in a real subprocess (logical CPU devices)."""
 
+import json
 import subprocess
 import sys
 
@@ -28,13 +29,17 @@ def test_mirrored_training_over_two_cpus_writes_tensorboard(tmp_path):
     out, board = tmp_path / "run", tmp_path / "board"
     result = subprocess.run(
         [sys.executable, "-m", "attnviz", "train", "--out", str(out), "--samples", "256",
-         "--val-samples", "64", "--units", "8", "--epochs", "2", "--quiet",
+         "--val-samples", "64", "--units", "8", "--epochs", "2", "--jit",
          "--strategy", "mirrored", "--cpu-devices", "2", "--tensorboard", str(board)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "strategy mirrored over 2 devices: /CPU:0, /CPU:1" in result.stderr
     run = Run.open(out)
     assert run.config.strategy == "mirrored"
+    # config.json records what ran: one step per execution and no XLA under a strategy
+    recorded = json.loads((out / "config.json").read_text())["config"]
+    assert recorded["steps_per_execution"] == 1 and recorded["jit_compile"] is False
     assert run.attention_epochs == [0, 1, 2]
     weights = run.attention(2)
     assert weights.shape == (10, 20)  # the same kind of data as on one device
@@ -44,9 +49,11 @@ def test_mirrored_training_over_two_cpus_writes_tensorboard(tmp_path):
     image_tag = "attention/probe attention (mask: delimiter)"
     assert sorted(step for step, _ in tags[image_tag]) == [0, 1, 2]
     assert {kind for _, kind in tags[image_tag]} == {"images"}
-    for metric in ("mass", "topk-f1", "entropy", "jsd"):
+    for metric in ("mass", "topk-f1", "auprc", "iou-f1", "jsd"):
         for mask in ("delimiter", "prefix"):
             assert len(tags[f"attention/{metric}/{mask}"]) == 3
+    assert len(tags["attention/entropy"]) == 3  # it does not depend on the mask: once
+    assert not any("entropy/" in tag or "topk-recall" in tag for tag in tags)
     assert any(tag.startswith("train/epoch_loss") for tag in tags)
     assert any(tag.startswith("validation/epoch_loss") for tag in tags)
 

@@ -23,12 +23,13 @@ def test_summary_of_the_worked_example():
     assert summary.masses == {"m": pytest.approx(0.85)}
     assert summary.argmax_histogram == [0, 1, 0, 1]
     first = -(3 * 0.1 * math.log(0.1) + 0.7 * math.log(0.7))  # 0.9404 nats; the second row: 0
-    assert summary.entropy == pytest.approx(first / 2)
-    assert summary.entropy_ratio == pytest.approx(first / 2 / math.log(4))
+    assert summary.entropy_nats == pytest.approx(first / 2)
+    assert summary.entropy == pytest.approx(first / 2 / math.log(4))  # score's unit
 
 
 def test_uniform_rows_have_entropy_ln_l_and_negative_rows_have_none():
-    assert core.summarize(np.full((3, 8), 1 / 8)).entropy_ratio == pytest.approx(1.0)
+    assert core.summarize(np.full((3, 8), 1 / 8)).entropy == pytest.approx(1.0)
+    assert core.summarize(np.full((3, 8), 1 / 8)).entropy_nats == pytest.approx(math.log(8))
     assert core.summarize(np.array([[-1.0, 2.0]])).entropy is None
 
 
@@ -132,6 +133,21 @@ def test_heatmap_without_colour_uses_shade_characters():
     assert lines[3].startswith("target") and lines[3].endswith(" " * 12 + "███")
     assert lines[4].endswith("█" * 3) and lines[4].startswith("argmax")
     assert "\x1b[" not in text and all(shade in text for shade in SHADES[1:])
+
+
+def test_the_legend_names_every_glyph_drawn_and_says_when_colours_are_rescaled():
+    rows = np.array([[0.0, 0.05, 0.1, 0.2], [0.1, 0.1, 0.1, 0.1]])  # largest weight 0.2
+    mask = np.array([[0, 0, 0, 1], [0, 0, 0, 1]], dtype=bool)
+    histogram = np.array([0, 0, 1, 3])
+    lines = render(Heatmap(rows, {"m": mask}, histogram), no_color=True).splitlines()
+    legend_at = next(i for i, line in enumerate(lines) if line.startswith("scale"))
+    drawn = {glyph for line in lines[1:legend_at] for glyph in line[len("argmax "):]} - {" ", "─"}
+    legend = "\n".join(lines[legend_at:])
+    assert drawn and drawn <= set(legend), drawn - set(legend)  # argmax bars and mask cells too
+    assert "0.2 (rescaled to the largest weight shown, not 1)" in legend
+    assert "█ a marked position" in legend and "of all 4 (█ = 3)" in legend
+    full = render(Heatmap(np.array([[0.0, 1.0]])), no_color=True)
+    assert "rescaled" not in full and full.splitlines()[-1].startswith("scale")
 
 
 def test_heatmap_with_colour_uses_hot_backgrounds(monkeypatch):
