@@ -140,7 +140,8 @@ def test_the_stored_explain_verdict_is_in_the_page(founding, tmp_path):
     shown = page_data(out)["explain"]
     assert shown["verdict"] == report["verdict"] and shown["epoch"] == 15
     assert [table["title"].split(":")[0] for table in shown["tables"]] == [
-        "where attention and attribution sit", "faithfulness", "baselines"]
+        "where attention and attribution sit",
+        "faithfulness of the inputs at the attended positions", "baselines"]
     assert shown["tables"][0]["rows"][0][:3] == ["delimiter", "0.05", "0.91"]
 
 
