@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/ruff check attnviz tests benchmarks
 
 docs: install
-	$(BIN)/python docs/build.py
+	$(BIN)/python docs/build.py --fresh
 
 bench: install
 	$(BIN)/python -m benchmarks

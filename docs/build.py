@@ -9,11 +9,12 @@ Three kinds of marker, in file order (files sorted, README.md first):
 Commands run in one sandbox directory for the whole build (build/docs-sandbox), where
 `docs/` is the repository's docs folder, so a page can run `python docs/examples/X.py`.
 `attnviz ...` runs in-process (its stdout and stderr, as a terminal of WIDTH columns without
-colour would show them); `python ...` runs as a subprocess. A setup command that an earlier
-page already ran is not run again. Timings vary from run to run, so every duration in the
-output ("in 0.12 s", "1.7s") is shown as "…". Everything else is printed as it came: the
-trainings are seeded and deterministic on CPU, so the output is the same every time, and
-tests/test_docs.py fails when a page drifts from it.
+colour would show them); `python ...` runs as a subprocess. A command that makes something
+(`attnviz train`, `attnviz data`, `python ...`) runs once per sandbox: a setup or a run
+block that names it again is given what it printed the first time. Timings vary from run
+to run, so every duration in the output ("in 0.12 s", "1.7s") is shown as "…". Everything
+else is printed as it came: the trainings are seeded and deterministic on CPU, so the
+output is the same every time, and tests/test_docs.py fails when a page drifts from it.
 
     python docs/build.py            rewrite the pages (reusing the sandbox's runs)
     python docs/build.py --fresh    start from an empty sandbox
@@ -23,6 +24,7 @@ tests/test_docs.py fails when a page drifts from it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -37,7 +39,8 @@ SANDBOX = ROOT / "build" / "docs-sandbox"
 HELP_WIDTH = 100  # --help blocks, as wide as the docs' tables
 WIDTH = 80  # command output: what a standard terminal shows
 HELP = re.compile(r"(<!-- help: attnviz ?([\w-]*) -->\n)(.*?)(<!-- /help -->)", re.DOTALL)
-MARKER = re.compile(r"<!-- (setup|run): (.+?) -->\n(?:(.*?)<!-- /run -->)?", re.DOTALL)
+MARKER = re.compile(r"<!-- (setup): (.+?) -->\n()|<!-- (run): (.+?) -->\n(.*?)<!-- /run -->",
+                    re.DOTALL)
 DURATION = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?= ?m?s\b)")
 
 
@@ -79,21 +82,27 @@ class Sandbox:
         docs = root / "docs"
         if not docs.exists():
             docs.symlink_to(DOCS, target_is_directory=True)
-        self.done_file = root / ".setup-done"
-        self.done = set(self.done_file.read_text().splitlines()) if self.done_file.exists() \
-            else set()
+        self.made_file = root / ".made.json"
+        self.made: dict[str, str] = json.loads(self.made_file.read_text()) \
+            if self.made_file.exists() else {}
 
     def setup(self, command: str) -> None:
-        if command in self.done:
-            return
-        self.execute(command, check=True)
-        self.done.add(command)
-        self.done_file.write_text("\n".join(sorted(self.done)) + "\n")
+        self._once(command)
 
     def run(self, command: str) -> str:
         """The block a page shows: the command after `$ `, then its output."""
-        output = self.execute(command, check=False)
+        if _makes(command):
+            output = self._once(command)
+        else:
+            output = self.execute(command, check=False)
         return f"```console\n$ {command}\n{output}```\n"
+
+    def _once(self, command: str) -> str:
+        """Run a command that makes something the first time; then what it printed."""
+        if command not in self.made:
+            self.made[command] = self.execute(command, check=True)
+            self.made_file.write_text(json.dumps(self.made, indent=1))
+        return self.made[command]
 
     def execute(self, command: str, check: bool) -> str:
         words = shlex.split(command)
@@ -129,11 +138,23 @@ class Sandbox:
         return result.output, result.exit_code
 
 
+def marker(match: re.Match) -> tuple[str, str, str]:
+    """(kind, command, the block's current text) of a MARKER match."""
+    if match[1]:
+        return "setup", match[2].strip(), ""
+    return "run", match[5].strip(), match[6]
+
+
+def _makes(command: str) -> bool:
+    words = command.split()
+    return words[0] == "python" or words[:2] in (["attnviz", "train"], ["attnviz", "data"])
+
+
 def render(text: str, sandbox: Sandbox) -> str:
     """The page with its help and run blocks made again, its setups run in order."""
 
     def block(match: re.Match) -> str:
-        kind, command = match[1], match[2].strip()
+        kind, command, _ = marker(match)
         if kind == "setup":
             sandbox.setup(command)
             return match[0]

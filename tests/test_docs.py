@@ -59,9 +59,10 @@ def test_every_run_block_has_output_and_no_hand_typed_console_block():
     for page in build.pages():
         text = page.read_text()
         for match in build.MARKER.finditer(text):
-            if match[1] == "run":
-                assert match[3] and match[3].startswith(f"```console\n$ {match[2].strip()}\n"), (
-                    f"{page.name}: `{match[2]}` has no generated output: run `make docs`")
+            kind, command, block = build.marker(match)
+            if kind == "run":
+                assert block.startswith(f"```console\n$ {command}\n"), (
+                    f"{page.name}: `{command}` has no generated output: run `make docs`")
         generated = {m.span() for m in build.MARKER.finditer(text)}
         for console in re.finditer(r"```console\n", text):
             inside = any(start <= console.start() < end for start, end in generated)
