@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typer.core import TyperGroup
 
 from attnviz.errors import did_you_mean
+from attnviz.terminal import fail
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as click_errors
@@ -52,8 +53,6 @@ def one_line_usage_errors(group, group_ctx=None) -> Iterator[None]:
     except click_errors.NoArgsIsHelpError:
         raise
     except click_errors.UsageError as err:
-        from attnviz.cli import fail
-
         ctx = err.ctx or group_ctx
         command, where = group, "attnviz"
         if ctx is not None and ctx.command is not group:
