@@ -347,12 +347,14 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
     chunks: dict[str, list[np.ndarray]] = {}
     outputs: list = []
     called: dict[str, str] = {}
+    sized = batch_size is not None or n <= 1
     start = 0
     while start < n:
         result, interceptor = forward(model, _slice(inputs, start, start + size),
                                       replace=replace, watch=watch)
         chosen = [r for r in interceptor.records if layers is None or _selected(r[0], layers)]
-        if start == 0 and batch_size is None and n > 1:
+        if not sized:  # the first pass, on every sample, says how much one sample captures
+            sized = True
             size = _batch_size(chosen, n)
             if size < n:  # redo the first batch at a size that fits in memory
                 continue
@@ -375,8 +377,7 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
 
 def _batch_size(records: list, n: int) -> int:
     """Samples per forward pass so one pass captures about BATCH_BYTES; refuse past MAX_BYTES."""
-    per_sample = sum(4 * int(np.prod(r[3].shape[1:])) for r in records) // max(
-        int(records[0][3].shape[0]), 1) if records else 0
+    per_sample = sum(4 * int(np.prod(r[3].shape[1:])) for r in records)
     if per_sample * n > MAX_BYTES:
         raise AttnvizError(
             f"the attention of {n} samples would take {per_sample * n / 2**30:.1f} GB: pass at "

@@ -290,10 +290,23 @@ def test_interception_is_undone_even_when_the_model_raises():
     assert keras.layers.MultiHeadAttention._compute_attention is capture._ORIGINAL_MHA
 
 
-def test_batches_are_sized_to_memory_and_joined():
+def test_batches_are_sized_to_memory_and_joined(monkeypatch):
     model = build_model(tiny_config(units=4, seq_len=L, attention="self", heads=2))
     x = np.repeat(X, 4, axis=0)  # 20 samples
     whole = capture.capture(model, x)
     in_pieces = capture.capture(model, x, batch_size=3)
     assert whole.weights["attention"].shape == (20, 2, L, L)
     assert np.abs(whole.weights["attention"] - in_pieces.weights["attention"]).max() < 1e-6
+    per_sample = 4 * 2 * L * L  # float32 bytes one sample's attention takes
+    monkeypatch.setattr(capture, "BATCH_BYTES", 6 * per_sample)  # six samples a pass
+    passes = []
+    forward = capture.forward
+    monkeypatch.setattr(capture, "forward", lambda model, batch, **kw: (
+        passes.append(len(batch)), forward(model, batch, **kw))[1])
+    sized = capture.capture(model, x)
+    assert passes == [20, 6, 6, 6, 2]  # the first pass sizes the batches, then 4 of them
+    assert np.abs(sized.weights["attention"] - whole.weights["attention"]).max() < 1e-6
+    monkeypatch.setattr(capture, "MAX_BYTES", 10 * per_sample)
+    with pytest.raises(AttnvizError, match="the attention of 20 samples would take .*pass "
+                       "at most 10 samples"):
+        capture.capture(model, x)
