@@ -15,8 +15,9 @@ What counts as attention:
   run (a classifier's head); inside MultiHeadAttention (or Attention, AdditiveAttention,
   GroupQueryAttention) it is named after that layer;
 - a softmax op called by a user's or a library's own layer (attnviz's TemporalAttention,
-  keras_hub's layers, a TransformerBlock's call) or by a Keras attention layer; softmax ops of
-  Keras' other built-in layers (Dense(activation="softmax")) are not attention.
+  keras_hub's layers, a TransformerBlock's call, a Lambda that is not the model's output) or
+  by a Keras attention layer; softmax ops of Keras' other built-in layers
+  (Dense(activation="softmax")) are not attention.
 
 Each captured call is named by the path of its layer from the outside in: the names of the
 layers calling it, joined by "/" as Keras' `layer.path` joins them, without the outer model's
@@ -274,8 +275,11 @@ class Interceptor:
             self.softmax_depth -= 1
         owner = self.stack[-1] if self.stack else None
         if owner is None or (_keras_builtin(owner[0]) and not isinstance(
-                owner[0], (*KERAS_ATTENTION, keras.Model))):
+                owner[0], (*KERAS_ATTENTION, keras.Model, keras.layers.Lambda))):
             return outputs  # outside any layer, or a built-in layer's activation
+        if isinstance(owner[0], keras.layers.Lambda) and self._is_model_output(
+                owner[0], self.stack[-2] if len(self.stack) > 1 else None):
+            return outputs  # a Lambda softmax that is the model's output: a classifier's head
         return self._event(owner, "softmax op", outputs, -1 if axis is None else axis)
 
     # -- helpers --

@@ -246,6 +246,18 @@ def test_classifier_softmax_and_dense_activation_are_not_attention():
     assert watch == ["classes"] and [c.source for c in calls] == ["layer output"]
 
 
+def test_a_lambda_softmax_is_attention_unless_it_is_the_models_output():
+    inputs = keras.Input((L, 1))
+    scores = layers.Flatten()(layers.Dense(1)(inputs))  # (B, L)
+    weights = layers.Lambda(lambda s: keras.ops.softmax(s), name="weights")(scores)
+    pooled = layers.Dot(axes=1)([weights, layers.Flatten()(inputs)])
+    head = layers.Lambda(lambda z: keras.ops.softmax(z), name="classes")(layers.Dense(3)(pooled))
+    model = keras.Model(inputs, head)
+    result = capture.capture(model, X)
+    assert [c.name for c in result.calls] == ["weights"]  # not "classes", the output
+    assert np.allclose(result.weights["weights"].sum(axis=1), 1.0, atol=1e-5)
+
+
 def test_layer_glob_and_unknown_layer():
     model = Subclassed(name="sub")
     model(X)
