@@ -357,11 +357,12 @@ def animate(
         }, indent=2))
         return
     out = console()
+    # "wrote PATH" lines stay whole however long: a path is something to copy
     out.print(f"wrote {result.path}: {result.frames} frames (epochs {result.epochs[0]}-"
               f"{result.epochs[-1]}), {result.width}x{result.height} px, "
-              f"{_size(result.size_bytes)}, in {result.seconds:.2f} s")
+              f"{_size(result.size_bytes)}, in {result.seconds:.2f} s", soft_wrap=True)
     if result.png_paths:
-        out.print(f"wrote {len(result.png_paths)} PNG frames to {frames}")
+        out.print(f"wrote {len(result.png_paths)} PNG frames to {frames}", soft_wrap=True)
 
 
 @app.command()
@@ -442,7 +443,7 @@ def inspect(
     for renderable in core.renderables(inspection):
         out.print(renderable)
     for path in written:
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", soft_wrap=True)
 
 
 @app.command()
@@ -520,7 +521,7 @@ def score(
                 out.print(table)
             out.print(show.verdict(checks))
     for path in written:
-        out.print(f"wrote {path}", markup=False)
+        out.print(f"wrote {path}", markup=False, soft_wrap=True)
     if not all(check.passed for _, checks in results for check in checks):
         raise typer.Exit(1)
 
@@ -600,7 +601,7 @@ def report(
     console().print(f"wrote {result.path}: {shown}, {len(result.layers)} layer(s), "
                     f"{result.heads} head(s), {_size(result.size_bytes)}"
                     + (", with the explain verdict" if result.explained else "")
-                    + f", in {result.seconds:.2f} s", markup=False)
+                    + f", in {result.seconds:.2f} s", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -632,7 +633,7 @@ def data(
         return
     shapes = ", ".join(f"{name} {shape}" for name, shape in written.arrays.items())
     out = console()
-    out.print(f"wrote {', '.join(map(str, written.paths))}", markup=False)
+    out.print(f"wrote {', '.join(map(str, written.paths))}", markup=False, soft_wrap=True)
     out.print(f"{samples} {written.stream} samples of {task}, L={seq_len}, seed {seed}: "
               f"{shapes}", markup=False)
 
