@@ -116,9 +116,11 @@ def check_model_file(path: Path) -> Path:
     return path
 
 
-def load_model(path: Path, unsafe: bool = False, imports: tuple[str, ...] = ()):
+def load_model(path: Path, unsafe: bool = False, imports: tuple[str, ...] = (),
+               compile: bool = False):
     """Load a .keras file in safe mode (no code stored in the file runs) unless `unsafe`,
-    after importing the user's code (`imports`) and keras_hub when the file needs it."""
+    after importing the user's code (`imports`) and keras_hub when the file needs it; with
+    `compile`, compiled as it was saved (its loss and metrics)."""
     path = check_model_file(path)
     custom = import_code(imports)
     _import_libraries(path)
@@ -126,7 +128,7 @@ def load_model(path: Path, unsafe: bool = False, imports: tuple[str, ...] = ()):
         with warnings.catch_warnings():  # optimizer state that compile=False skips, etc.
             warnings.simplefilter("ignore")
             return keras.saving.load_model(path, custom_objects=custom,
-                                           safe_mode=not unsafe, compile=False)
+                                           safe_mode=not unsafe, compile=compile)
     except ValueError as err:
         if "safe_mode" in str(err) or "unsafe" in str(err):
             raise AttnvizError(
