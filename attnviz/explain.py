@@ -368,8 +368,9 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict) -> Sa
     what = f"{key} and y{key[1:]} of {name}" + (f" (the first {n} of {total})" if n < total
                                                else f" ({n} samples)")
     if key == "x":
-        what += ", which holds no x_val: these may be samples it trained on"
-    return Samples(prepare_inputs(model, _head(x, n), f"{name} {key}"), np.asarray(y[:n]),
+        what = what[:-1] + "; it holds no x_val, so x and y are taken as held out)"
+    return Samples(prepare_inputs(model, _head(x, n), f"{name} {key}", "--data"),
+                   np.asarray(y[:n]),
                    masks, what)
 
 
@@ -660,7 +661,8 @@ def _adversarial(intervener, x, y, learned, outputs, loss, options, rng) -> dict
             "learning_rate": interventions.ADVERSARIAL_RATE, "tolerance": tolerance,
             "tolerance_share": interventions.ADVERSARIAL_TOLERANCE,
             "max_change": float(np.abs(moved - outputs[:n]).max()),
-            "moved": float((divergence > 0).mean())}
+            "very_different": interventions.VERY_DIFFERENT,
+            "far": float((divergence >= interventions.VERY_DIFFERENT).mean())}
 
 
 def _ratio(value: float, reference: float) -> float | None:

@@ -106,7 +106,7 @@ def _faithfulness_table(report: dict) -> TableData:
     k = faith["k"]
     return TableData(
         title=(f"faithfulness of the inputs at the attended positions: mean |change in "
-               f"prediction|, erased inputs set to {faith['erase_value']:g}"
+               f"prediction|, erased inputs set to {faith['erase_value']:.3g}"
                + (f" ({report['erase_value_source']})" if report.get("erase_value_source")
                   not in (None, "the task's neutral value") else "")),
         columns=[("", "left"), (f"top-{k} attended", "right"), (f"{k} random", "right")],
@@ -162,7 +162,8 @@ def _interventions_table(report: dict) -> TableData:
             what = f"uniform over {name[5:]}" + (f" ({entry['kept']} kept)" if entry["kept"]
                                                  else "")
         elif name == "adversarial":
-            what = (f"farthest within {entry['tolerance']:.2g} of the learned predictions "
+            what = (f"farthest within {entry['tolerance']:.2g} of the learned predictions: "
+                    f"JSD >= {entry['very_different']:g} for {100 * entry['far']:.0f} % "
                     f"({entry['samples']} samples, {entry['steps']} steps)")
         else:
             what = _WHAT[name]

@@ -43,6 +43,8 @@ ADVERSARIAL_SAMPLES = 500  # ... of at most this many samples (the first ones)
 ADVERSARIAL_RATE = 1.0  # Adam's learning rate on the logits
 ADVERSARIAL_TOLERANCE = 0.05  # predictions may move by this share of their spread (std)
 ADVERSARIAL_PENALTY = 10.0  # hinge weight on moving past the tolerance
+VERY_DIFFERENT = 0.2  # JSD (nats) from the learned row that counts as a very different
+# attention: about half of a one-hot row's weight moved elsewhere ([1, 0] to [.5, .5]: 0.22)
 ADVERSARIAL_NOISE = 10.0  # std of the noise on the starting logits: JSD's gradient is 0 at
 # the learned weights themselves, and a far start finds farther attention (tuned on the
 # founding case: noise 1 reached a mean JSD of 0.05 in 50 steps, noise 10 0.24)

@@ -11,7 +11,7 @@ import pytest
 from attnviz.verdict import compose, learning
 
 
-def interventions(learned: float, losses: dict[str, float], adversarial_jsd: float = 0.23
+def interventions(learned: float, losses: dict[str, float], far: float = 0.43
                   ) -> list[dict]:
     """Intervention entries as explain reports them: the learned loss, then `losses`."""
     entries = [{"name": "learned", "loss": learned, "jsd": 0.0, "ratio": 1.0}]
@@ -22,9 +22,9 @@ def interventions(learned: float, losses: dict[str, float], adversarial_jsd: flo
         if name.startswith("mask:"):
             entry["kept"] = 0
         if name == "adversarial":
-            entry.update(jsd=adversarial_jsd, learned_loss=learned, samples=500, steps=50,
+            entry.update(jsd=far * 0.6, learned_loss=learned, samples=500, steps=50,
                          learning_rate=1.0, tolerance=0.14, tolerance_share=0.05,
-                         max_change=0.14, moved=0.9)
+                         max_change=0.14, very_different=0.2, far=far)
         entries.append(entry)
     return entries
 
@@ -107,7 +107,7 @@ def shortcut_like() -> dict:
     report["integrated_gradients"]["heldout"]["tau_b"] = 0.72
     report["interventions"] = interventions(1.17, {
         "uniform": 3.0, "permuted": 4.0, "mask:delimiter": 0.88, "mask:prefix": 7.5,
-        "argmax": 1.1, "adversarial": 1.18}, adversarial_jsd=0.05)
+        "argmax": 1.1, "adversarial": 1.18}, far=0.05)
     return report
 
 
@@ -313,11 +313,12 @@ def test_interventions_say_whether_the_model_needs_its_attention():
 
 
 def test_a_very_different_attention_that_predicts_as_well_is_called_so():
-    assert "A very different attention predicts just as well" in text(founding_like())
-    assert "so by itself it does not explain them" in text(founding_like())
-    tied = text(shortcut_like())  # adversarial JSD 0.05
+    joined = text(founding_like())  # a very different attention for 43 % of the samples
+    assert "A very different attention predicts just as well for 43 % of the samples" in joined
+    assert "so by itself it does not explain it" in joined
+    tied = text(shortcut_like())  # for 5 %
     assert "No very different attention predicts as well" in tied
-    assert "tied to this attention pattern" in tied
+    assert "for only 5 % of the samples" in tied and "tied to this attention pattern" in tied
 
 
 def test_a_users_run_says_what_it_cannot_judge_without_a_task():
