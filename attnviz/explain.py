@@ -500,8 +500,8 @@ def explain_run(root: Path | Run, options: ExplainOptions | None = None) -> dict
         outputs[name], weights[name] = intervener.learned(batch.x)
         # (n, L); multi-head: the mean of heads, for the last query (which predicts) in the
         # built-in models, over every query in a user's
-        rows[name] = attention_rows(weights[name], query=query) if self_attention else \
-            weights[name]
+        standard = weights[name][:, None] if weights[name].ndim == 3 else weights[name]
+        rows[name] = attention_rows(standard, query=query) if self_attention else standard
         if batch.masks:
             report["attention"][name] = masses(rows[name], batch.masks)
     report.update(_attribution(run, model, batches, rows, outputs, masks_on, options))

@@ -90,7 +90,7 @@ def _mass_table(report: dict) -> TableData:
     if ig is not None:
         rows.append(["tau_b vs attention", *[""] * (len(columns) - 1),
                      _cell(ig["heldout"]["tau_b"]), _cell(gxi["heldout"]["tau_b"])])
-        caption += (f"; IG: integrated gradients from a constant {ig['baseline']:g} input in "
+        caption += (f"; IG: integrated gradients from a constant {ig['baseline']:.3g} input in "
                     f"{ig['steps']} steps (completeness off by "
                     f"{100 * ig['completeness_error']:.2g} %)")
     return TableData(

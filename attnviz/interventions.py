@@ -170,14 +170,13 @@ def jsd(learned: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 class Intervener:
     """Traced forward passes of `model` that read, or replace, the weights of one captured
-    attention call (`call`, a capture name such as "attention")."""
+    attention call (`call`, a capture name such as "attention"). Each pass is traced once, for
+    any number of samples (an input signature from the first inputs it is given)."""
 
     def __init__(self, model, call: str):
         self.model = model
         self.call = call
-        self._learned = tf.function(self._learned_pass, reduce_retracing=True)
-        self._replaced = tf.function(self._replaced_pass, reduce_retracing=True)
-        self._step = tf.function(self._adversarial_step, reduce_retracing=True)
+        self._specs = None  # (inputs, weights, outputs) TensorSpecs, batch dimension None
 
     # -- traced bodies --
 
@@ -185,45 +184,74 @@ class Intervener:
         with intercepted() as interceptor:
             outputs = self.model(x, training=False)
         found = [tensor for name, _, _, tensor in interceptor.records if name == self.call]
-        if not found:
-            calls = ", ".join(dict.fromkeys(name for name, *_ in interceptor.records)) or "none"
-            raise AttnvizError(f"the model computes no attention call {self.call} on these "
-                               f"inputs; the calls it computes are: {calls}")
-        return outputs, tf.cast(found[0], tf.float32)
+        return _single(outputs), tf.cast(found[0], tf.float32)
 
     def _replaced_pass(self, x, weights):
         def replace(learned):
             return tf.reshape(tf.cast(weights, learned.dtype), tf.shape(learned))
 
         with intercepted(replace={self.call: replace}):
-            return self.model(x, training=False)
+            return _single(self.model(x, training=False))
+
+    def _trace(self, x) -> None:
+        """Run one sample eagerly (the call must be there), then trace every pass for inputs
+        shaped like `x`, weights and outputs shaped as that sample's."""
+        if self._specs is not None:
+            return
+        with intercepted() as interceptor:
+            outputs = _single(self.model(_slice(x, 0, 1), training=False))
+        found = [tensor for name, _, _, tensor in interceptor.records if name == self.call]
+        if not found:
+            calls = ", ".join(dict.fromkeys(name for name, *_ in interceptor.records)) or "none"
+            raise AttnvizError(f"the model computes no attention call {self.call} on these "
+                               f"inputs; the calls it computes are: {calls}")
+
+        def spec(shape, dtype=tf.float32):
+            return tf.TensorSpec((None, *shape[1:]), dtype)
+
+        inputs = keras.tree.map_structure(
+            lambda array: spec(np.shape(array), tf.as_dtype(np.asarray(array).dtype)), x)
+        weights, out = spec(tuple(found[0].shape)), spec(tuple(outputs.shape))
+        self._specs = (inputs, weights, out)
+        self._learned = tf.function(self._learned_pass, input_signature=[inputs])
+        self._replaced = tf.function(self._replaced_pass, input_signature=[inputs, weights])
+        scalar, per_sample = tf.TensorSpec((), tf.float32), tf.TensorSpec((None,), tf.float32)
+        self._step = tf.function(self._adversarial_step, input_signature=[
+            inputs, weights, weights, weights, scalar, weights, weights, out, scalar,
+            per_sample, weights])
 
     # -- numpy in, numpy out, in bounded passes --
 
-    def _chunks(self, n: int, row_bytes: int):
+    def _chunks(self, n: int):
+        row_bytes = 16 * int(np.prod(self._specs[1].shape[1:]))  # weights, logits, moments
         size = max(1, min(SAMPLES_PER_CALL, BYTES_PER_CALL // max(row_bytes, 1)))
         for start in range(0, n, size):
             yield start, min(n, start + size)
 
+    def _inputs(self, x, start: int, stop: int):
+        """Samples start..stop of `x`, in the dtypes the passes were traced for."""
+        return keras.tree.map_structure(
+            lambda array, spec: np.asarray(array[start:stop], spec.dtype.as_numpy_dtype), x,
+            self._specs[0])
+
     def learned(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """(the model's outputs, the call's weights) on `x`, float32, batch first."""
-        n = _length(x)
-        first_outputs, first_weights = self._learned(_slice(x, 0, min(n, 2)))
-        row_bytes = 4 * int(np.prod(first_weights.shape[1:]))
+        """(the model's outputs, the call's weights) on `x`, float32, batch first; the
+        weights in the shape the call computes them in."""
+        self._trace(x)
         outputs, weights = [], []
-        for start, stop in self._chunks(n, row_bytes):
-            out, w = self._learned(_slice(x, start, stop))
-            outputs.append(_single(out).numpy())
+        for start, stop in self._chunks(_length(x)):
+            out, w = self._learned(self._inputs(x, start, stop))
+            outputs.append(out.numpy())
             weights.append(w.numpy())
         return np.concatenate(outputs).astype(np.float32), np.concatenate(weights)
 
     def outputs(self, x, weights: np.ndarray) -> np.ndarray:
         """The model's outputs on `x` with the call's weights replaced by `weights`."""
-        row_bytes = 4 * int(np.prod(weights.shape[1:]))
+        self._trace(x)
         return np.concatenate([
-            _single(self._replaced(_slice(x, start, stop),
-                                   tf.constant(weights[start:stop], tf.float32))).numpy()
-            for start, stop in self._chunks(len(weights), row_bytes)]).astype(np.float32)
+            self._replaced(self._inputs(x, start, stop),
+                           tf.constant(weights[start:stop], tf.float32)).numpy()
+            for start, stop in self._chunks(len(weights))]).astype(np.float32)
 
     # -- the adversarial search --
 
@@ -235,7 +263,7 @@ class Intervener:
         with tf.GradientTape() as tape:
             tape.watch(logits)
             weights = tf.nn.softmax(logits + bias, axis=-1)
-            outputs = _single(self._replaced_pass(x, weights))
+            outputs = self._replaced_pass(x, weights)
             change = _per_sample_max(tf.abs(tf.cast(outputs, tf.float32) - target))
             divergence = _jsd_tf(learned, weights)
             objective = tf.reduce_sum(
@@ -260,16 +288,17 @@ class Intervener:
         bias = np.where(support, 0.0, -1e9).astype(np.float32)
         start = np.log(np.where(support, np.maximum(learned, 1e-12), 1.0)) + np.where(
             support, rng.normal(0.0, ADVERSARIAL_NOISE, learned.shape), 0.0)
+        self._trace(x)
         found = []
-        row_bytes = 16 * int(np.prod(learned.shape[1:]))  # weights, logits and Adam's moments
-        for begin, end in self._chunks(len(learned), row_bytes):
-            part = _slice(x, begin, end)
+        for begin, end in self._chunks(len(learned)):
+            part = self._inputs(x, begin, end)
             logits = tf.constant(start[begin:end], tf.float32)
             first = second = tf.zeros_like(logits)
-            best_weights = tf.constant(learned[begin:end])
+            best_weights = tf.constant(learned[begin:end].astype(np.float32))
             best_jsd = tf.zeros(end - begin, tf.float32)
-            constants = (tf.constant(bias[begin:end]), tf.constant(learned[begin:end]),
-                         tf.constant(outputs[begin:end], tf.float32),
+            constants = (tf.constant(bias[begin:end]),
+                         tf.constant(learned[begin:end].astype(np.float32)),
+                         tf.constant(outputs[begin:end].astype(np.float32)),
                          tf.constant(tolerance, tf.float32))
             for step in range(1, steps + 1):
                 logits, first, second, best_jsd, best_weights = self._step(

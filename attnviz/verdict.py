@@ -398,18 +398,18 @@ def _adversarial(report: dict, entry: dict) -> str:
     within = (f"within {entry['tolerance']:.2g} of the learned predictions "
               f"({100 * entry['tolerance_share']:.0f} % of their spread)")
     different = f"JSD >= {entry['very_different']:g} from the learned, at most ln 2 = 0.69"
+    measured = (f"mean JSD {entry['jsd']:.2f}; held-out {_label(report)} {entry['loss']:.3g} "
+                f"against the learned {entry['learned_loss']:.3g}")
     if entry["far"] >= ALTERNATIVES:
         return (f"A very different attention predicts just as well for "
                 f"{100 * entry['far']:.0f} % of the samples: a search ({budget}) found, for "
                 f"each of them, attention that is very different ({different}) and keeps the "
-                f"prediction {within} (mean JSD {entry['jsd']:.2f}; held-out {_label(report)} "
-                f"{entry['loss']:.3g} against the learned {entry['learned_loss']:.3g}): for "
-                "those samples the heatmap is one of many attentions that give the "
-                "prediction, so by itself it does not explain it.")
+                f"prediction {within}. For those samples the heatmap is one of many attentions "
+                f"that give the prediction, so by itself it does not explain it ({measured}).")
     return (f"No very different attention predicts as well, as far as a search ({budget}) can "
             f"tell: it found one ({different}) that keeps the prediction {within} for only "
-            f"{100 * entry['far']:.0f} % of the samples (mean JSD {entry['jsd']:.2f}): the "
-            "predictions are tied to this attention pattern.")
+            f"{100 * entry['far']:.0f} % of the samples, so the predictions are tied to this "
+            f"attention pattern ({measured}).")
 
 
 def _reference(report: dict) -> dict | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
@@ -19,6 +20,15 @@ from attnviz.tasks import get_task
 from attnviz.train import run_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"  # users' models
+
+
+def example(name: str):
+    """A module of docs/examples (a user's model), imported by name."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(EXAMPLES))
 
 
 def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="luong",

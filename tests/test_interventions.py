@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import keras
 import numpy as np
@@ -20,7 +19,7 @@ from attnviz.tasks import get_task
 from attnviz.train import HELDOUT_STREAM, task_data
 from attnviz.verdict import compose
 
-from conftest import EXAMPLES, train_tiny
+from conftest import EXAMPLES, example, train_tiny
 
 runner = CliRunner()
 QUICK = ExplainOptions(samples=300, steps=2, draws=2, adversarial_steps=3)
@@ -75,6 +74,20 @@ def founding(trained_run):
     intervener = interventions.Intervener(model, "attention")
     outputs, learned = intervener.learned(heldout.x)
     return model, heldout, intervener, outputs, learned
+
+
+@pytest.mark.slow
+def test_every_pass_is_traced_once_whatever_the_number_of_samples(founding):
+    """One trace per pass: explaining run after run in one process (the docs, the tests)
+    never retraces often enough for TensorFlow to warn about it."""
+    _, heldout, _, _, learned = founding
+    intervener = interventions.Intervener(founding[0], "attention")
+    for n in (600, 7, 1):  # two chunks of different sizes, then a probe's and one sample
+        x = np.concatenate([heldout.x, heldout.x])[:n]
+        intervener.learned(x)
+        intervener.outputs(x, np.concatenate([learned, learned])[:n])
+    assert intervener._learned.experimental_get_tracing_count() == 1
+    assert intervener._replaced.experimental_get_tracing_count() == 1
 
 
 @pytest.mark.slow
@@ -167,14 +180,6 @@ def test_self_attention_interventions_replace_every_head(tmp_path):
 
 
 L = 12
-
-
-def example(name: str):
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(EXAMPLES))
 
 
 @pytest.fixture(scope="module")
