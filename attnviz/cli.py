@@ -580,7 +580,7 @@ def explain(
                                               "docs/explain.md).")] = False,
 ) -> None:
     """Say why attention looks the way it does: attribution, faithfulness, baselines,
-    interventions on the attention weights, verdict.
+    interventions, verdict.
 
     The report is also stored in RUN/explain.json, for `attnviz report`.
     """
