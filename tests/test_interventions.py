@@ -261,8 +261,17 @@ def test_a_train_model_run_is_measured_on_the_data_it_recorded(tmp_path, monkeyp
     assert changed.exit_code == 2 and "changed since" in changed.output
 
 
+@pytest.fixture
+def fresh_names():
+    """Keras numbers automatic layer names per session: leave the numbering as it was found
+    for the tests after this one (test_keras_callback reads the names it gives)."""
+    keras.backend.clear_session()
+    yield
+    keras.backend.clear_session()
+
+
 @pytest.mark.slow
-def test_a_token_model_gets_interventions_and_no_attribution(tmp_path):
+def test_a_token_model_gets_interventions_and_no_attribution(tmp_path, fresh_names):
     model = example("transformer_block").build_model(maxlen=L, vocab_size=30, embed_dim=8)
     rng = np.random.default_rng(1)
     x = rng.integers(1, 30, (256, L)).astype(np.int32)
