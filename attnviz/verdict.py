@@ -340,7 +340,8 @@ def _interventions(report: dict, sitting: str | None) -> list[str]:
         parts = [f"{_spread_on(report, name)} gives held-out {_label(report)} "
                  f"{found[f'mask:{name}']['loss']:.3g} ({_times(found[f'mask:{name}'])} the "
                  f"learned): {_better_or_worse(found[f'mask:{name}'])}" for name in masks]
-        sentences.append("Attention " + "; ".join(parts) + ".")
+        joined = "; ".join(parts)
+        sentences.append(joined[:1].upper() + joined[1:] + ".")
     if "adversarial" in found:
         sentences.append(_adversarial(report, found["adversarial"]))
     return sentences
@@ -483,10 +484,11 @@ def _place(report: dict, mask: str) -> str:
 
 
 def _spread_on(report: dict, mask: str) -> str:
-    """'all on the delimiter position' or 'spread evenly over the prefix positions'."""
+    """'all attention on the delimiter position' or 'attention spread evenly over the prefix
+    positions'."""
     place = _place(report, mask)
-    return (f"all on the {place}" if place.endswith("position")
-            else f"spread evenly over the {place}")
+    return (f"all attention on the {place}" if place.endswith("position")
+            else f"attention spread evenly over the {place}")
 
 
 def _listing(masses: dict) -> str:

@@ -289,8 +289,8 @@ def test_the_states_are_claimed_only_for_temporal_attention():
     report["intervention_setup"]["shape"] = [2, 20, 20]
     joined = text(report)
     assert "carries what the task needs" not in joined and "So the recurrent state" not in joined
-    assert "Attention all on the delimiter position gives held-out MSE 0.08 (0.22x the " \
-        "learned): better" in joined
+    assert "All attention on the delimiter position gives held-out MSE 0.08 (0.22x the " \
+        "learned): better; attention spread evenly over the prefix positions" in joined
     assert "weighs states, not inputs" in joined  # the caveat is about the architecture
     measured = text(founding_like())
     assert "The learned attention weights, the one thing this changes, cost the " \
