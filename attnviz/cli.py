@@ -533,23 +533,51 @@ def explain(
     epoch: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer needs Optional)
         help="A checkpointed epoch (default: the latest checkpoint).", show_default=False)]
     = None,
-    samples: Annotated[int, typer.Option(help="Held-out samples to measure on.")] = 1000,
+    layer: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        metavar="NAME", help="The recorded attention layer to explain and intervene on "
+        "(default: the first).", show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--data", metavar="DATA.npz", help="Your own model's run: held-out samples (x_val "
+        "and y_val, else x and y; mask_NAME with one row per sample). Default: the data "
+        "`train --model` recorded, else the probe batch.", show_default=False)] = None,
+    samples: Annotated[int, typer.Option(help="Held-out samples to measure on (at most).")]
+    = 1000,
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 64,
     top_k: Annotated[int, typer.Option(help="Positions erased or kept by the faithfulness "
                                        "tests.")] = 1,
+    erase_value: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        help="The input value that erases a position (default: the task's neutral value; "
+        "your own model's run: the probe's mean).", show_default=False)] = None,
+    baseline: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--baseline", metavar="NAME=MSE", help="A predictor to compare with and its held-out "
+        "loss (your own model's run has no task to give one); repeatable.",
+        show_default=False)] = None,
+    draws: Annotated[int, typer.Option(help="Permutations drawn per sample for the "
+                                       "'permuted' intervention.")] = 5,
+    adversarial_steps: Annotated[int, typer.Option(help="Adam steps of the adversarial "
+                                                   "attention search (0: skip it).")] = 50,
+    imports: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--import", metavar="FILE.py|MODULE", help="More code the checkpoint needs (what "
+        "`train --model` recorded is imported anyway); repeatable.", show_default=False)]
+    = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema: "
                                               "docs/explain.md).")] = False,
 ) -> None:
-    """Say why attention looks the way it does: attribution, faithfulness, baselines, verdict.
+    """Say why attention looks the way it does: attribution, faithfulness, baselines,
+    interventions, verdict.
 
     The report is also stored in RUN/explain.json, for `attnviz report`.
     """
     quiet_tensorflow_import()
-    from attnviz.explain import explain_run, store_report
+    from attnviz.explain import ExplainOptions, explain_run, parse_baseline, store_report
     from attnviz.explain_output import renderables
     from attnviz.verdict import compose, learning
 
-    report = explain_run(run, epoch, samples=samples, steps=steps, top_k=top_k)
+    options = ExplainOptions(
+        epoch=epoch, samples=samples, steps=steps, top_k=top_k, layer=layer, data=data,
+        erase_value=erase_value, baselines=tuple(parse_baseline(b) for b in baseline or ()),
+        imports=tuple(imports or ()), draws=draws, adversarial_steps=adversarial_steps)
+    report = explain_run(run, options)
     verdict = compose(report)
     full = {**report, "learning": learning(report)[0], "verdict": verdict}
     if json_output:

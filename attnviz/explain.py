@@ -1,4 +1,5 @@
-"""Why attention looks the way it does: attribution, faithfulness and baselines of a run.
+"""Why attention looks the way it does: attribution, faithfulness, baselines and interventions
+of a run, a built-in task's or your own model's.
 
 `explain_run` loads a checkpoint and measures, on the probe batch and a held-out batch:
 
@@ -9,28 +10,33 @@
     comprehensiveness, sufficiency  whether the inputs at the attended positions matter to
                                     the prediction
     baselines                       whether the model beat the mean predictor and the shortcut
-    forced attention                the error when attention is forced onto each mask: what
-                                    the encoder states there carry
+    interventions                   the loss with the attention weights replaced (uniform,
+                                    permuted, on each mask, argmax, adversarial): whether the
+                                    model needs its attention, and would do better with
+                                    attention elsewhere (attnviz.interventions)
 
 and returns a JSON-ready dict of numbers only; `attnviz.verdict.compose` turns it into
-words. Formulas and thresholds are in docs/explain.md.
+words. Attention is read and replaced only through `attnviz.capture`. Inputs that are token
+ids have no gradient: attribution and erasure are then not measured, and the report says so.
+Formulas and thresholds are in docs/explain.md.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+import attnviz.models  # noqa: F401  (registers the layers the built-in tasks' checkpoints hold)
+from attnviz import capture, interventions
 from attnviz.errors import AttnvizError
-from attnviz.modelio import load_model
-from attnviz.models import (  # also registers the layers checkpoints need
-    attention_model,
-    forced_attention_model,
-)
+from attnviz.modelio import load_model, prepare_inputs
 from attnviz.run import Run
 from attnviz.score import attention_rows
 
@@ -40,31 +46,69 @@ HELDOUT_SAMPLES = 1000
 TOP_K = 1  # positions erased (or kept) by the faithfulness tests
 CELLS_PER_CALL = 2**21  # sequences x L^2 per traced call: bounds the memory of one call
 RECURRENT = ("lstm", "gru", "bilstm")
+MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
 
 # model -> its traced functions. Each function reaches its model through a weak reference,
 # so the cache never keeps a model alive.
 _TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+@dataclass(frozen=True)
+class ExplainOptions:
+    """What `attnviz explain` measures, and on what."""
+
+    epoch: int | None = None  # a checkpointed epoch (None: the latest)
+    samples: int = HELDOUT_SAMPLES  # held-out samples (at most: a user's data may hold fewer)
+    steps: int = IG_STEPS  # integrated-gradients steps
+    top_k: int = TOP_K  # positions erased or kept by the faithfulness tests
+    seed: int = 0  # of the random positions, permutations and the adversarial start
+    layer: str | None = None  # the recorded attention layer (None: the first)
+    data: Path | None = None  # a user's run: DATA.npz with held-out samples
+    erase_value: float | None = None  # None: the task's neutral value, else the probe's mean
+    baselines: tuple[tuple[str, float], ...] = ()  # (name, loss) of predictors the user knows
+    imports: tuple[str, ...] = ()  # code the checkpoint needs, beyond what the run records
+    draws: int = interventions.DRAWS  # permutations per sample
+    adversarial_steps: int = interventions.ADVERSARIAL_STEPS  # 0: no adversarial search
+
+
+def parse_baseline(spec: str) -> tuple[str, float]:
+    """--baseline NAME=MSE -> (NAME, MSE)."""
+    name, equals, value = spec.partition("=")
+    try:
+        loss = float(value)
+    except ValueError:
+        loss = math.nan
+    if not equals or not name.strip() or not math.isfinite(loss) or loss < 0:
+        raise AttnvizError(f"--baseline {spec}: give NAME=MSE, a predictor's held-out loss "
+                           "(0 or more), e.g. --baseline shortcut=0.83")
+    return name.strip(), loss
+
+
 # ---- gradients -----------------------------------------------------------------------------
 
 
 def _traced(model: keras.Model, gradient: bool):
-    """One tf.function per model: x -> f(x), or x -> (f(x) (B,), df/dx (B, L, F))."""
+    """One tf.function per model: (x, index) -> the output at `index` of each sample (B,),
+    and with `gradient` also its gradient d/dx (B, L, ...)."""
     functions = _TRACED.setdefault(model, {})
     if gradient not in functions:
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        index_spec = tf.TensorSpec((None,), tf.int32)
         this = weakref.ref(model)
 
-        @tf.function(input_signature=[spec])
-        def forward(x):
-            return this()(x, training=False)
+        def chosen(x, index):
+            outputs = tf.reshape(this()(x, training=False), [tf.shape(x)[0], -1])  # (B, K)
+            return tf.gather(outputs, index, batch_dims=1)  # (B,)
 
-        @tf.function(input_signature=[spec])
-        def with_gradient(x):
+        @tf.function(input_signature=[spec, index_spec])
+        def forward(x, index):
+            return chosen(x, index)
+
+        @tf.function(input_signature=[spec, index_spec])
+        def with_gradient(x, index):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                prediction = this()(x, training=False)[:, 0]  # (B,)
+                prediction = chosen(x, index)
             # Samples are independent at inference, so the gradient of the sum is per sample.
             return prediction, tape.gradient(prediction, x)
 
@@ -72,28 +116,29 @@ def _traced(model: keras.Model, gradient: bool):
     return functions[gradient]
 
 
-def _chunks(x: np.ndarray):
+def _chunks(x: np.ndarray, index: np.ndarray):
     step = max(1, CELLS_PER_CALL // (x.shape[1] * x.shape[1]))
     for start in range(0, len(x), step):
-        yield tf.constant(x[start:start + step], tf.float32)
+        yield (tf.constant(x[start:start + step], tf.float32),
+               tf.constant(index[start:start + step], tf.int32))
 
 
-def outputs(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """model(x) at inference, in chunks: predictions, or attention weights of an
-    `attention_model`."""
+def _index(x: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+    return np.zeros(len(x), np.int32) if index is None else np.asarray(index, np.int32)
+
+
+def predict(model: keras.Model, x: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+    """f(x) as (n,) float64: the output at `index` of each sample (default: the first)."""
     forward = _traced(model, gradient=False)
-    return np.concatenate([forward(chunk).numpy() for chunk in _chunks(x)])
+    return np.concatenate([forward(*chunk).numpy() for chunk in _chunks(x, _index(x, index))]
+                          ).astype(np.float64)
 
 
-def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """f(x) as (n,) float64."""
-    return outputs(model, x)[:, 0].astype(np.float64)
-
-
-def predictions_and_gradients(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """f(x) (n,) and df/dx (n, L, F), in chunks."""
+def predictions_and_gradients(model: keras.Model, x: np.ndarray,
+                              index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """f(x) (n,) and df/dx (n, L, ...), in chunks."""
     with_gradient = _traced(model, gradient=True)
-    pairs = [with_gradient(chunk) for chunk in _chunks(x)]
+    pairs = [with_gradient(*chunk) for chunk in _chunks(x, _index(x, index))]
     return (np.concatenate([p.numpy() for p, _ in pairs]),
             np.concatenate([g.numpy() for _, g in pairs]))
 
@@ -104,19 +149,26 @@ def l1_normalise(values: np.ndarray) -> np.ndarray:
     return np.divide(values, total, out=np.zeros_like(values), where=total > 0)
 
 
-def gradient_x_input(model: keras.Model, x: np.ndarray) -> np.ndarray:
+def _per_position(values: np.ndarray) -> np.ndarray:
+    """(n, L, ...) -> (n, L): summed over the features of each position."""
+    return values.reshape(*values.shape[:2], -1).sum(axis=-1)
+
+
+def gradient_x_input(model: keras.Model, x: np.ndarray,
+                     index: np.ndarray | None = None) -> np.ndarray:
     """(n, L) float32 gradient x input, signed, each row divided by its L1 norm.
 
     a_t = sum_f x_tf * df/dx_tf, then a_t / sum_s |a_s|. An input of 0.0 (the delimiter)
     always gets 0: use integrated gradients to see whether such a position matters.
     """
     x = np.asarray(x, dtype=np.float32)
-    _, gradients = predictions_and_gradients(model, x)
-    return l1_normalise((gradients * x).sum(axis=-1)).astype(np.float32)
+    _, gradients = predictions_and_gradients(model, x, index)
+    return l1_normalise(_per_position(gradients * x)).astype(np.float32)
 
 
 def integrated_gradients(
-    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, steps: int = IG_STEPS
+    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, steps: int = IG_STEPS,
+    index: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, L) float32 integrated gradients from `baseline` to `x`, not normalised.
 
@@ -126,6 +178,7 @@ def integrated_gradients(
     if steps < 1:
         raise AttnvizError(f"--steps must be at least 1, got {steps}")
     x = np.asarray(x, dtype=np.float32)
+    index = _index(x, index)
     baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
     alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)  # (S,)
     weights = np.full(steps + 1, 1.0 / steps)
@@ -134,28 +187,32 @@ def integrated_gradients(
     out = np.empty(x.shape[:2], dtype=np.float32)
     for start in range(0, len(x), per_chunk):
         xs, bs = x[start:start + per_chunk], baseline[start:start + per_chunk]
-        path = bs[None] + alphas[:, None, None, None] * (xs - bs)[None]  # (S, c, L, F)
-        _, gradients = predictions_and_gradients(model, path.reshape(-1, *x.shape[1:]))
-        average = np.tensordot(weights, gradients.reshape(path.shape), axes=1)  # (c, L, F)
-        out[start:start + per_chunk] = ((xs - bs) * average).sum(axis=-1)
+        path = bs[None] + alphas.reshape(-1, *[1] * x.ndim) * (xs - bs)[None]  # (S, c, L, ...)
+        _, gradients = predictions_and_gradients(
+            model, path.reshape(-1, *x.shape[1:]), np.tile(index[start:start + per_chunk],
+                                                           steps + 1))
+        average = np.tensordot(weights, gradients.reshape(path.shape), axes=1)  # (c, L, ...)
+        out[start:start + per_chunk] = _per_position((xs - bs) * average)
     return out
 
 
 def completeness_gaps(
-    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, attribution: np.ndarray
+    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, attribution: np.ndarray,
+    index: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per sample (sum_t IG_t - (f(x) - f(x')), f(x) - f(x')): completeness says gap ~ 0."""
     x = np.asarray(x, dtype=np.float32)
     baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
-    delta = predict(model, x) - predict(model, np.ascontiguousarray(baseline))
+    delta = predict(model, x, index) - predict(model, np.ascontiguousarray(baseline), index)
     return attribution.sum(axis=1, dtype=np.float64) - delta, delta
 
 
 def completeness_error(
-    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, attribution: np.ndarray
+    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, attribution: np.ndarray,
+    index: np.ndarray | None = None,
 ) -> float:
     """sum_i |gap_i| / sum_i |f(x_i) - f(x'_i)|: IG's completeness miss over a batch."""
-    gap, delta = completeness_gaps(model, x, baseline, attribution)
+    gap, delta = completeness_gaps(model, x, baseline, attribution, index)
     total = np.abs(delta).sum()
     return float(np.abs(gap).sum() / total) if total > 0 else 0.0
 
@@ -192,7 +249,7 @@ def masses(rows: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
     weights = l1_normalise(np.abs(np.asarray(rows, dtype=np.float64)))
     result = {name: float(np.where(mask, weights, 0.0).sum(axis=1).mean())
               for name, mask in masks.items()}
-    covered = np.logical_or.reduce(list(masks.values()))
+    covered = np.logical_or.reduce([*masks.values(), np.zeros(weights.shape, bool)])
     return {"masks": result, "outside": float(np.where(covered, 0.0, weights).sum(axis=1).mean())}
 
 
@@ -216,113 +273,299 @@ def mask_order(masks: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
 
 
 def faithfulness(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, rows: np.ndarray, erase_value: float,
-    k: int, rng: np.random.Generator,
+    model: keras.Model, x: np.ndarray, scale: float, rows: np.ndarray, erase_value: float,
+    k: int, rng: np.random.Generator, index: np.ndarray | None = None,
 ) -> dict:
     """Mean |f(x) - f(x')| when x' erases (comprehensiveness) or keeps only (sufficiency) the
-    top-k attended positions, or k random ones; erased inputs are set to `erase_value`. The
-    std of the targets `y` gives the changes a scale."""
+    top-k attended positions, or k random ones; erased inputs are set to `erase_value`.
+    `scale` (the std of the targets) gives the changes a scale."""
     n, seq_len = rows.shape
     top = np.argsort(-rows, axis=1, kind="stable")[:, :k]  # (n, k) most attended first
     drawn = rng.permuted(np.tile(np.arange(seq_len), (n, 1)), axis=1)[:, :k]  # (n, k)
-    full = predict(model, x)
+    full = predict(model, x, index)
+    widen = (slice(None), slice(None), *([None] * (x.ndim - 2)))  # (n, L) against x
 
     def change(positions: np.ndarray, keep: bool) -> float:
         chosen = np.zeros((n, seq_len), dtype=bool)
         np.put_along_axis(chosen, positions, True, axis=1)
         erase = ~chosen if keep else chosen
-        edited = np.where(erase[..., None], np.float32(erase_value), x)
-        return float(np.abs(predict(model, edited) - full).mean())
+        edited = np.where(erase[widen], np.float32(erase_value), x)
+        return float(np.abs(predict(model, edited, index) - full).mean())
 
     return {
         "k": k,
         "erase_value": float(erase_value),
         "comprehensiveness": {"top": change(top, False), "random": change(drawn, False)},
         "sufficiency": {"top": change(top, True), "random": change(drawn, True)},
-        "target_std": float(np.std(y, dtype=np.float64)),
+        "target_std": float(scale),
     }
 
 
-# ---- the report ----------------------------------------------------------------------------
+# ---- the samples and the model -------------------------------------------------------------
 
 
-def load_checkpoint(run: Run, epoch: int | None) -> tuple[int, keras.Model]:
-    """The run's model after `epoch` (default: the latest checkpoint), uncompiled."""
+@dataclass
+class Samples:
+    """A batch to measure on, as the model takes it."""
+
+    x: object  # an array, or a dict / list of arrays
+    y: np.ndarray | None
+    masks: dict[str, np.ndarray]  # over the attention's keys; may be empty
+    source: str  # where the samples come from, in words
+
+
+def load_checkpoint(run: Run, epoch: int | None,
+                    imports: tuple[str, ...] = ()) -> tuple[int, keras.Model]:
+    """The run's model after `epoch` (default: the latest checkpoint). A user's model is
+    compiled as it was saved (its loss is what interventions measure), after importing the
+    code the run records and `imports`."""
     if epoch is not None and epoch not in run.checkpoints:
         raise AttnvizError(
             f"--epoch {epoch} has no checkpoint in {run.root}: checkpointed epochs are "
             f"{', '.join(map(str, run.checkpoints)) or 'none'}"
         )
-    model = load_model(run.checkpoint_path(epoch))  # safe mode; a damaged file in one line
+    path = run.checkpoint_path(epoch)  # safe mode below; a damaged file in one line
+    model = load_model(path, imports=(*run.model_code, *imports), compile=run.config is None)
     return (run.checkpoints[-1] if epoch is None else epoch), model
 
 
-def explain_run(
-    root: Path | Run, epoch: int | None = None, samples: int = HELDOUT_SAMPLES,
-    steps: int = IG_STEPS, top_k: int = TOP_K, seed: int = 0,
-) -> dict:
-    """Measure attention, attribution, faithfulness and baselines of one checkpoint."""
-    from attnviz.train import HELDOUT_STREAM, task_data
+def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict) -> Samples:
+    """The held-out samples: fresh ones of a built-in task; for a user's run --data, else the
+    data `train --model` recorded, else the probe batch with its targets."""
+    if run.config is not None:
+        if options.data is not None:
+            raise AttnvizError("--data is for runs of your own model: a built-in task's run "
+                               "is measured on fresh samples of its task; drop --data")
+        from attnviz.train import HELDOUT_STREAM, task_data
 
+        batch = task_data(run.config, HELDOUT_STREAM, options.samples)
+        return Samples(batch.x, batch.y, batch.masks,
+                       f"{options.samples} fresh samples of {run.config.task}")
+    from attnviz.usermodel import load_data
+
+    keys = layer["shape"][-1]
+    if options.data is not None:
+        data, name = load_data(options.data), options.data.name
+    elif run.model_info.get("fit"):
+        from attnviz.train import _user_data
+
+        data, name = _user_data(run), Path(run.model_info["fit"]["data"]).name
+    else:
+        probe = run.probe
+        if probe.y is None:
+            raise AttnvizError(f"{run.root} recorded its probe without targets, so no loss can "
+                               "be measured: give held-out samples with --data DATA.npz "
+                               "(x_val and y_val, or x and y)")
+        return Samples(prepare_inputs(model, probe.x, "probe.npz"), probe.y,
+                       run.masks_for(layer["name"]), f"the probe batch ({_count(probe.x)} "
+                       "samples, recorded with the run: few, and fixed)")
+    key, x, y = ("x_val", data.x_val, data.y_val) if data.x_val is not None else ("x", data.x,
+                                                                                    data.y)
+    total = _count(x)
+    n = min(total, options.samples)
+    masks = {mask: value[:n].astype(bool) for mask, value in data.masks.items()
+             if value.ndim == 2 and value.shape == (total, keys)}
+    what = f"{key} and y{key[1:]} of {name}" + (f" (the first {n} of {total})" if n < total
+                                               else f" ({n} samples)")
+    if key == "x":
+        what = what[:-1] + "; it holds no x_val, so x and y are taken as held out)"
+    return Samples(prepare_inputs(model, _head(x, n), f"{name} {key}", "--data"),
+                   np.asarray(y[:n]),
+                   masks, what)
+
+
+def _count(x) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(
+        x[0] if isinstance(x, list) else x)
+
+
+def _head(x, n: int):
+    return keras.tree.map_structure(lambda array: array[:n], x)
+
+
+def attribution_refused(x, keys: int) -> str | None:
+    """Why attribution (and erasure) cannot be measured on inputs `x`, or None."""
+    if isinstance(x, (dict, list, tuple)):
+        return "the model takes several inputs"
+    if not np.issubdtype(np.asarray(x).dtype, np.floating):
+        return "the inputs are integer token ids, which have no gradient"
+    if x.ndim < 2 or x.shape[1] != keys:
+        return (f"the inputs have {x.shape[1] if x.ndim > 1 else 1} positions and the "
+                f"attention {keys} keys, so the two cannot be compared position by position")
+    return None
+
+
+def scalar_index(outputs: np.ndarray) -> np.ndarray:
+    """Which output attribution follows per sample: the only one, or the predicted class."""
+    flat = outputs.reshape(len(outputs), -1)
+    return np.zeros(len(flat), np.int32) if flat.shape[1] == 1 else flat.argmax(axis=1).astype(
+        np.int32)
+
+
+def model_loss(run: Run, model) -> interventions.Loss:
+    """MSE for the built-in tasks; a user's model: its compiled loss, else MSE if it has one
+    output value per sample."""
+    if run.config is not None:
+        return interventions.Loss("mse", "the built-in tasks' loss",
+                                  interventions.squared_error)
+    compiled = interventions.compiled_loss(model)
+    if compiled is not None:
+        return compiled
+    shape = tuple(model.output_shape) if hasattr(model, "output_shape") else ()
+    if len(shape) == 2 and shape[-1] == 1:
+        return interventions.Loss("mse", "mean squared error: the checkpoint has no compiled "
+                                  "loss, and the model has one output", interventions.squared_error)
+    raise AttnvizError(f"{run.checkpoint_path()} has no compiled loss to measure: save the "
+                       "model after model.compile(loss=...)")
+
+
+def call_of(model, x, recorded: str) -> str:
+    """The attention call of `model` that the run recorded as `recorded`: the same path, or
+    the one path that differs only in Keras' automatic name suffixes ("_2"), which a model
+    rebuilt in another session can get."""
+    calls = [call.name for call in capture.survey(model, x).calls]
+    if recorded in calls:
+        return recorded
+    matches = [name for name in calls if _unnumbered(name) == _unnumbered(recorded)]
+    if len(matches) == 1:
+        return matches[0]
+    raise AttnvizError(f"--layer {recorded}: the checkpoint computes no such attention call "
+                       f"on the probe batch; it computes {', '.join(calls) or 'none'}")
+
+
+def _unnumbered(path: str) -> str:
+    return re.sub(r"_\d+(?=/|#|$)", "", path)
+
+
+# ---- the report ----------------------------------------------------------------------------
+
+
+def _check(options: ExplainOptions, keys: int) -> None:
+    for flag, value, low, high in (
+            ("--samples", options.samples, 2, None), ("--steps", options.steps, 1, None),
+            ("--top-k", options.top_k, 1, keys - 1), ("--draws", options.draws, 1, None),
+            ("--adversarial-steps", options.adversarial_steps, 0, None)):
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"in {low}..{high} (L = {keys})"
+            raise AttnvizError(f"{flag} must be {bounds}, got {value}")
+
+
+def explain_run(root: Path | Run, options: ExplainOptions | None = None) -> dict:
+    """Measure attention, attribution, faithfulness, baselines and interventions of one
+    checkpoint."""
+    options = options or ExplainOptions()
     run = root if isinstance(root, Run) else Run.open(root)
     run.checkpoint_path()  # a run without checkpoints says why before anything else
-    if run.config is None:
-        raise AttnvizError(f"{run.root} records your own model: explain measures the built-in "
-                           "tasks' runs only so far")
-    seq_len = run.config.seq_len
-    for flag, value, low, high in (("--samples", samples, 2, None), ("--steps", steps, 1, None),
-                                   ("--top-k", top_k, 1, seq_len - 1)):
-        if value < low or (high is not None and value > high):
-            bounds = f"at least {low}" if high is None else f"in {low}..{high} (L = {seq_len})"
-            raise AttnvizError(f"{flag} must be {bounds}, got {value}")
-    epoch, model = load_checkpoint(run, epoch)
-    config = run.config
-    attention_of = attention_model(model)
-    erase_value = float(run.task["erase_value"])
-    heldout = task_data(config, HELDOUT_STREAM, samples)
-    batches = {"probe": run.probe, "heldout": heldout}
-
+    layer = run.layer(options.layer)
+    keys = layer["shape"][-1]
+    _check(options, keys)
+    epoch, model = load_checkpoint(run, options.epoch, options.imports)
+    loss = model_loss(run, model)
+    probe = run.probe
+    batches = {
+        "probe": Samples(prepare_inputs(model, probe.x, "probe.npz"), probe.y,
+                         run.masks_for(layer["name"]), "the probe batch"),
+        "heldout": heldout_samples(run, model, options, layer),
+    }
+    intervener = interventions.Intervener(model, call_of(model, batches["probe"].x,
+                                                         layer["name"]))
+    heldout = batches["heldout"]
+    masks_on = "heldout" if heldout.masks else "probe" if batches["probe"].masks else None
+    masked = batches[masks_on].masks if masks_on else {}
+    self_attention = len(layer["shape"]) == 4
+    query = "last" if run.config is not None else "mean"
     report = {
         "run": str(run.root),
         "epoch": epoch,
-        "task": config.task,
-        "target": run.task["description"],
-        "encoder": config.encoder,
-        "attention_kind": config.attention,
-        "recurrent": config.encoder in RECURRENT,
-        "bidirectional": config.encoder == "bilstm",
-        "seq_len": config.seq_len,
-        "samples": {name: len(batch.x) for name, batch in batches.items()},
-        "masks": list(run.mask_names),
-        "mask_share": {name: float(mask.mean()) for name, mask in heldout.masks.items()},
-        "mask_zero_inputs": {name: float((heldout.x[..., 0][mask] == 0).mean())
-                             for name, mask in heldout.masks.items()},
-        "mask_order": mask_order(heldout.masks),
+        "task": run.config.task if run.config else None,
+        "target": run.task["description"] if run.task else None,
+        "model": run.model_info.get("name") or model.name,
+        "encoder": run.config.encoder if run.config else None,
+        "attention_kind": run.config.attention if run.config else layer["class"],
+        "layer": layer["name"],
+        "attention_view": (f"heads averaged, {query} query" if self_attention else None),
+        "recurrent": run.config.encoder in RECURRENT if run.config else None,
+        "bidirectional": run.config.encoder == "bilstm" if run.config else None,
+        "seq_len": keys,
+        "samples": {name: _count(batch.x) for name, batch in batches.items()},
+        "heldout_source": heldout.source,
+        "masks": list(masked),
+        "masks_on": masks_on,
+        "mask_share": {name: float(mask.mean()) for name, mask in masked.items()},
+        "mask_order": mask_order(masked),
         "attention": {},
-        "integrated_gradients": {"baseline": erase_value, "steps": steps},
-        "gradient_x_input": {},
     }
-    rows = {}
+    outputs, weights, rows = {}, {}, {}
     for name, batch in batches.items():
-        # (n, L); self-attention: the mean of heads, for the last query (which predicts)
-        rows[name] = attention_rows(outputs(attention_of, batch.x).astype(np.float32))
-        ig = integrated_gradients(model, batch.x, erase_value, steps)
-        gxi = gradient_x_input(model, batch.x)
-        report["attention"][name] = masses(rows[name], batch.masks)
-        for key, values in (("integrated_gradients", ig), ("gradient_x_input", gxi)):
-            report[key][name] = {**masses(values, batch.masks),
-                                 "tau_b": _nanmean(kendall_tau_b(rows[name], np.abs(values)))}
-        if name == "heldout":
-            report["integrated_gradients"]["completeness_error"] = completeness_error(
-                model, batch.x, erase_value, ig)
-    report["faithfulness"] = faithfulness(
-        model, heldout.x, heldout.y, rows["heldout"], erase_value, top_k,
-        np.random.default_rng(seed),
-    )
-    report["baselines"] = baselines(run, epoch, predict(model, heldout.x), heldout.y[:, 0])
-    report["forced_attention"] = forced_attention(model, heldout.x, heldout.y[:, 0],
-                                                  heldout.masks)
+        outputs[name], weights[name] = intervener.learned(batch.x)
+        # (n, L); multi-head: the mean of heads, for the last query (which predicts) in the
+        # built-in models, over every query in a user's
+        standard = weights[name][:, None] if weights[name].ndim == 3 else weights[name]
+        rows[name] = attention_rows(standard, query=query) if self_attention else standard
+        if batch.masks:
+            report["attention"][name] = masses(rows[name], batch.masks)
+    report.update(_attribution(run, model, batches, rows, outputs, masks_on, options))
+    report["baselines"] = baselines(run, epoch, loss, outputs["heldout"], heldout.y,
+                                    options.baselines)
+    report["interventions"], report["intervention_setup"] = measure_interventions(
+        intervener, heldout, weights["heldout"], outputs["heldout"], loss, options)
     return report
+
+
+def _attribution(run: Run, model, batches: dict[str, Samples], rows: dict[str, np.ndarray],
+                 outputs: dict[str, np.ndarray], masks_on: str | None,
+                 options: ExplainOptions) -> dict:
+    """Integrated gradients, gradient x input and faithfulness, or why they are not measured."""
+    heldout = batches["heldout"]
+    keys = rows["heldout"].shape[1]
+    refused = attribution_refused(heldout.x, keys)
+    if run.task is not None:
+        erase_value, erase_source = float(run.task["erase_value"]), "the task's neutral value"
+    elif refused is None:
+        erase_value, erase_source = float(np.mean(batches["probe"].x)), "the probe's mean"
+    else:
+        erase_value, erase_source = None, None
+    if options.erase_value is not None:
+        erase_value, erase_source = float(options.erase_value), "--erase-value"
+    part = {"attribution_refused": refused, "erase_value": erase_value,
+            "erase_value_source": erase_source}
+    if masks_on is not None and refused is None:
+        masked = batches[masks_on]
+        part["mask_zero_inputs"] = {
+            name: float((_per_position(np.asarray(masked.x)) == 0)[mask].mean())
+            for name, mask in masked.masks.items()}
+    if refused is not None:
+        return {**part, "integrated_gradients": None, "gradient_x_input": None,
+                "faithfulness": None}
+    part["integrated_gradients"] = {"baseline": erase_value, "steps": options.steps}
+    part["gradient_x_input"] = {}
+    index = {}
+    for name, batch in batches.items():
+        x = np.asarray(batch.x, np.float32)
+        index[name] = scalar_index(outputs[name])
+        ig = integrated_gradients(model, x, erase_value, options.steps, index[name])
+        gxi = gradient_x_input(model, x, index[name])
+        for key, values in (("integrated_gradients", ig), ("gradient_x_input", gxi)):
+            part[key][name] = {**(masses(values, batch.masks) if batch.masks else {}),
+                               "tau_b": _nanmean(kendall_tau_b(rows[name], np.abs(values)))}
+        if name == "heldout":
+            part["integrated_gradients"]["completeness_error"] = completeness_error(
+                model, x, erase_value, ig, index[name])
+    x = np.asarray(heldout.x, np.float32)
+    scale = _target_scale(heldout.y, model, x, index["heldout"])
+    part["faithfulness"] = faithfulness(model, x, scale, rows["heldout"], erase_value,
+                                        options.top_k, np.random.default_rng(options.seed),
+                                        index["heldout"])
+    return part
+
+
+def _target_scale(y: np.ndarray | None, model, x: np.ndarray, index: np.ndarray) -> float:
+    """The scale of prediction changes: the std of the targets when the model predicts one
+    value per sample, else the std of the output that attribution follows."""
+    flat = None if y is None else np.asarray(y, np.float64).reshape(len(y), -1)
+    if flat is not None and flat.shape[1] == 1 and int(np.prod(model.output_shape[1:])) == 1:
+        return float(np.std(flat))
+    return float(np.std(predict(model, x, index)))
 
 
 def store_report(root: Path, report: dict) -> None:
@@ -334,40 +577,96 @@ def store_report(root: Path, report: dict) -> None:
         Run.open(root).save_explain(report)
 
 
-def forced_attention(model: keras.Model, x: np.ndarray, y: np.ndarray,
-                     masks: dict[str, np.ndarray]) -> dict | None:
-    """Held-out MSE with the attention of every sample forced to the uniform distribution on
-    each mask (all of it on a one-position mask), the encoder and the layers after attention
-    as trained: what the encoder states at those positions carry. None for self-attention."""
-    forced = forced_attention_model(model)
-    if forced is None:
-        return None
-    mse = {}
-    for name, mask in masks.items():
-        weights = (mask / mask.sum(axis=1, keepdims=True)).astype(np.float32)  # (n, L)
-        step = max(1, CELLS_PER_CALL // (x.shape[1] * x.shape[1]))
-        predictions = np.concatenate([
-            forced([x[i:i + step], weights[i:i + step]], training=False).numpy()[:, 0]
-            for i in range(0, len(x), step)]).astype(np.float64)
-        mse[name] = float(((predictions - y.astype(np.float64)) ** 2).mean())
-    return {"mse": mse}
-
-
-def baselines(run: Run, epoch: int, predictions: np.ndarray, targets: np.ndarray) -> dict:
-    """Held-out MSE with its standard error, the run's val_loss, and the task's baselines."""
-    squared = (predictions - targets.astype(np.float64)) ** 2
-    mse = float(squared.mean())
+def baselines(run: Run, epoch: int, loss: interventions.Loss, outputs: np.ndarray,
+              y: np.ndarray, given: tuple[tuple[str, float], ...] = ()) -> dict:
+    """Held-out loss with its standard error, the run's val_loss, and the predictors to
+    compare with: the task's; for a user's MSE regression the mean of the held-out targets
+    (measured); and those given with --baseline."""
+    per_sample = loss.per_sample(y, outputs)
+    value = float(per_sample.mean())
     history = {record["epoch"]: record for record in run.history}
     val_loss = history.get(epoch, {}).get("val_loss")
+    predictors = [{"name": b["name"], "loss": b["mse"], "description": b["description"]}
+                  for b in run.baselines]
+    if run.task is None and loss.name in MSE_NAMES and np.issubdtype(np.asarray(y).dtype,
+                                                                      np.number):
+        mean = np.broadcast_to(np.asarray(y, np.float64).mean(axis=0), np.shape(y))
+        predictors.append({"name": "mean", "loss": float(interventions.squared_error(
+            y, mean).mean()), "description": "predict the mean of the held-out targets "
+                                             "(measured on them)"})
+    for name, given_loss in given:
+        predictors = [p for p in predictors if p["name"] != name]
+        predictors.append({"name": name, "loss": given_loss, "description": "given with "
+                                                                            "--baseline"})
     return {
-        "heldout_mse": mse,
-        "heldout_mse_se": float(squared.std(ddof=1) / np.sqrt(len(squared))),
+        "loss": loss.name,
+        "loss_source": loss.source,
+        "heldout_loss": value,
+        "heldout_loss_se": float(per_sample.std(ddof=1) / np.sqrt(len(per_sample)))
+        if len(per_sample) > 1 else None,
         "val_loss": None if val_loss is None or not np.isfinite(val_loss) else float(val_loss),
-        "predictors": [  # ratio: None where the baseline is exact (MSE 0)
-            {**b, "ratio": mse / b["mse"] if b["mse"] > 0 else None}
-            for b in run.task["baselines"]
-        ],
+        "predictors": [  # ratio: None where the baseline is exact (loss 0)
+            {**p, "ratio": value / p["loss"] if p["loss"] > 0 else None} for p in predictors],
     }
+
+
+def measure_interventions(intervener: interventions.Intervener, heldout: Samples,
+                          learned: np.ndarray, outputs: np.ndarray, loss: interventions.Loss,
+                          options: ExplainOptions) -> tuple[list[dict], dict]:
+    """The held-out loss with the learned weights and with every replacement, and how the
+    replacements were made."""
+    rng = np.random.default_rng(options.seed)
+    x, y = heldout.x, heldout.y
+    learned_loss = loss.mean(y, intervener.outputs(x, learned))
+
+    def entry(name: str, replaced: np.ndarray, **more) -> dict:
+        value = loss.mean(y, intervener.outputs(x, replaced))
+        return {"name": name, "loss": value, "jsd": float(interventions.jsd(learned,
+                                                                            replaced).mean()),
+                "ratio": _ratio(value, learned_loss), **more}
+
+    found = [{"name": "learned", "loss": learned_loss, "jsd": 0.0, "ratio": 1.0},
+             entry("uniform", interventions.uniform(learned))]
+    draws = [interventions.permuted(learned, rng) for _ in range(options.draws)]
+    losses = [loss.mean(y, intervener.outputs(x, drawn)) for drawn in draws]
+    found.append({"name": "permuted", "loss": float(np.mean(losses)),
+                  "loss_spread": float(np.std(losses)), "draws": options.draws,
+                  "jsd": float(np.mean([interventions.jsd(learned, d).mean() for d in draws])),
+                  "ratio": _ratio(float(np.mean(losses)), learned_loss)})
+    for name, mask in heldout.masks.items():
+        replaced, kept = interventions.on_mask(learned, mask)
+        found.append(entry(f"mask:{name}", replaced, kept=kept))
+    found.append(entry("argmax", interventions.argmax(learned)))
+    if options.adversarial_steps:
+        found.append(_adversarial(intervener, x, y, learned, outputs, loss, options, rng))
+    setup = {"layer": intervener.call, "shape": list(learned.shape[1:]),
+             "replaced": ("every head and every query row" if learned.ndim > 2 else
+                          "each sample's row"), "samples": len(learned)}
+    return found, setup
+
+
+def _adversarial(intervener, x, y, learned, outputs, loss, options, rng) -> dict:
+    n = min(len(learned), interventions.ADVERSARIAL_SAMPLES)
+    tolerance = interventions.ADVERSARIAL_TOLERANCE * float(np.std(outputs))
+    part_x, part_y = _head(x, n), y[:n]
+    found = intervener.adversarial(part_x, learned[:n], outputs[:n], tolerance, rng,
+                                   options.adversarial_steps)
+    moved = intervener.outputs(part_x, found)
+    value = loss.mean(part_y, moved)
+    learned_loss = loss.mean(part_y, outputs[:n])
+    divergence = interventions.jsd(learned[:n], found)
+    return {"name": "adversarial", "loss": value, "jsd": float(divergence.mean()),
+            "ratio": _ratio(value, learned_loss), "learned_loss": learned_loss,
+            "samples": n, "steps": options.adversarial_steps,
+            "learning_rate": interventions.ADVERSARIAL_RATE, "tolerance": tolerance,
+            "tolerance_share": interventions.ADVERSARIAL_TOLERANCE,
+            "max_change": float(np.abs(moved - outputs[:n]).max()),
+            "very_different": interventions.VERY_DIFFERENT,
+            "far": float((divergence >= interventions.VERY_DIFFERENT).mean())}
+
+
+def _ratio(value: float, reference: float) -> float | None:
+    return value / reference if reference > 0 else None
 
 
 def _nanmean(values: np.ndarray) -> float | None:

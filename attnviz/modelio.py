@@ -116,9 +116,11 @@ def check_model_file(path: Path) -> Path:
     return path
 
 
-def load_model(path: Path, unsafe: bool = False, imports: tuple[str, ...] = ()):
+def load_model(path: Path, unsafe: bool = False, imports: tuple[str, ...] = (),
+               compile: bool = False):
     """Load a .keras file in safe mode (no code stored in the file runs) unless `unsafe`,
-    after importing the user's code (`imports`) and keras_hub when the file needs it."""
+    after importing the user's code (`imports`) and keras_hub when the file needs it; with
+    `compile`, compiled as it was saved (its loss and metrics)."""
     path = check_model_file(path)
     custom = import_code(imports)
     _import_libraries(path)
@@ -126,7 +128,7 @@ def load_model(path: Path, unsafe: bool = False, imports: tuple[str, ...] = ()):
         with warnings.catch_warnings():  # optimizer state that compile=False skips, etc.
             warnings.simplefilter("ignore")
             return keras.saving.load_model(path, custom_objects=custom,
-                                           safe_mode=not unsafe, compile=False)
+                                           safe_mode=not unsafe, compile=compile)
     except ValueError as err:
         if "safe_mode" in str(err) or "unsafe" in str(err):
             raise AttnvizError(
@@ -196,10 +198,12 @@ def _structure(model):
     return "list" if specs and len(specs) > 1 else "one"
 
 
-def prepare_inputs(model, data, source: str):
+def prepare_inputs(model, data, source: str, flag: str = "--input"):
     """`data` (an array, or a dict of arrays from an .npz) as the model takes it, checked
     against its inputs' shapes and dtypes. A (n, L) array for an (n, L, 1) input gets the
-    channel axis; integer inputs (token ids) keep an integer dtype."""
+    channel axis; integer inputs (token ids) keep an integer dtype. Messages name the file
+    as `flag` `source`."""
+    source = f"{flag} {source}"
     specs = input_specs(model)
     if specs is None:  # a subclassed model: Keras says whether the array fits
         if isinstance(data, dict) and len(data) == 1:
@@ -210,7 +214,7 @@ def prepare_inputs(model, data, source: str):
     if structure == "one":
         if isinstance(data, dict):
             if len(data) != 1:
-                raise AttnvizError(f"--input {source} holds {', '.join(data)} and the model "
+                raise AttnvizError(f"{source} holds {', '.join(data)} and the model "
                                    f"takes one input ({names[0]}): pick one with --key")
             data = next(iter(data.values()))
         return _fit_input(data, *specs[names[0]], f"{source}", names[0])
@@ -219,13 +223,13 @@ def prepare_inputs(model, data, source: str):
                            ".npz holding one array per input, named like the inputs")
     missing = [name for name in names if name not in data]
     if missing:
-        raise AttnvizError(f"--input {source} has no array {missing[0]!r}: the model's inputs are "
+        raise AttnvizError(f"{source} has no array {missing[0]!r}: the model's inputs are "
                            f"{', '.join(names)} and the file holds {', '.join(data)}")
     arrays = {name: _fit_input(data[name], *specs[name], f"{source}[{name}]", name)
               for name in names}
     if len({array.shape[0] for array in arrays.values()}) > 1:
         counts = ", ".join(f"{name} {array.shape[0]}" for name, array in arrays.items())
-        raise AttnvizError(f"--input {source}: its arrays hold different numbers of samples "
+        raise AttnvizError(f"{source}: its arrays hold different numbers of samples "
                            f"({counts})")
     return arrays if structure == "dict" else [arrays[name] for name in names]
 
@@ -240,12 +244,12 @@ def _fit_input(array: np.ndarray, shape: tuple, dtype: str, source: str,
     if not fits:
         shown = "(n, " + ", ".join("?" if d is None else str(d) for d in shape) + ")"
         also = f"; {shown[:-4]}) is accepted too" if shape and shape[-1] == 1 else ""
-        raise AttnvizError(f"--input {source} has shape {array.shape}: the model's input "
+        raise AttnvizError(f"{source} has shape {array.shape}: the model's input "
                            f"{name} expects {shown}, n samples{also}")
     if np.issubdtype(np.dtype(dtype), np.integer):
         if not np.issubdtype(array.dtype, np.integer):
             if not np.array_equal(array, np.round(array)):
-                raise AttnvizError(f"--input {source}: the model's input {name} takes integers "
+                raise AttnvizError(f"{source}: the model's input {name} takes integers "
                                    f"({dtype}), the file holds fractions")
         return array.astype(dtype)
     return array.astype(dtype if np.issubdtype(np.dtype(dtype), np.floating) else np.float32)

@@ -3,16 +3,23 @@
 Every sentence is chosen by a threshold on a number of the report (the constants below,
 explained in docs/explain.md, with the runs they were set on), quotes the numbers it rests
 on, and says what it is about: the attention weights, the inputs (attribution, erasure),
-the encoder states (attention forced onto a mask) or the predictions (baselines). Worked
-example, the founding case after 15 epochs:
+the predictions (baselines), or the predictions with the weights replaced (interventions,
+which also measure what the encoder states carry). Worked example, the founding case after
+15 epochs:
 
     attention mass delimiter 0.85          -> "Attention weights sit on the delimiter ..."
     IG mass prefix 0.33 vs attention 0.10  -> "The prefix inputs carry more of the
                                                attribution than of the attention ..."
     MSE 0.89x the shortcut's, the prefix   -> "NOT LEARNED YET: ... no better than the
     inputs still needed                        shortcut ..., yet not the shortcut either"
-    forced onto the delimiter: MSE 0.17    -> "The encoder state at the delimiter position
-                                               carries what the task needs ..."
+    uniform attention: 13x the learned MSE -> "... the model needs its attention ..."
+    all on the delimiter: MSE 0.17         -> "... the encoder state there carries what the
+                                               task needs ..."
+    a very different attention within      -> "A very different attention predicts just as
+    the tolerance for 43 % of the samples      well for 43 % of the samples ..."
+
+A run of the user's own model has no task: what needs a task (a shortcut to compare with)
+is said to be not judged, unless the user gave a baseline (--baseline).
 """
 
 from __future__ import annotations
@@ -34,7 +41,14 @@ COMPLETE = 0.05  # integrated gradients off completeness by more than 5 %: say s
 # and it is the shortcut when its prediction rests on the attended inputs alone.
 LEARNED, NOT_YET = 0.5, 1.5
 MEAN_LEARNED = 0.5  # a task without a shortcut: model MSE / the mean predictor's
-FORCED_GAIN = 0.5  # attention forced onto a mask halves the MSE: the trained weights cost it
+# Interventions (set on the founding case, docs/explain.md): loss with the weights replaced /
+# the learned loss.
+NEEDS = 2.0  # uniform and permuted attention both at least double the loss: it needs them
+IGNORES = 1.2  # uniform attention within 1.2x: it does not need the pattern it learned
+BETTER, WORSE = 0.8, 1.25  # attention on a mask: better below 0.8x, worse above 1.25x
+FORCED_GAIN = 0.5  # all attention on the attended mask halves the loss: the weights cost it
+ALTERNATIVES = 0.1  # a very different attention (JSD >= 0.2) predicts as well for at least
+# 10 % of the samples searched: for those the heatmap is not an explanation
 
 
 def learning(report: dict) -> tuple[str, str]:
@@ -43,10 +57,15 @@ def learning(report: dict) -> tuple[str, str]:
     predictors = report["baselines"]["predictors"]
     mean = next((p for p in predictors if p["name"] == "mean"), None)
     shortcut = next((p for p in predictors if p["name"] != "mean"), None)
+    if not predictors and report["task"] is None:
+        return "not judged", (
+            "NOT JUDGED: there is no baseline to compare its loss with (a run of your own model "
+            "has no task): pass --baseline NAME=MSE with a predictor's held-out loss.")
     if mean is not None and _ratio(mean) >= 1:
         return "not learned", (
             f"NOT LEARNED YET: its predictions are no better than the mean predictor's "
-            f"({_ratio(mean):.2f}x its MSE): it has learned nothing yet (train longer), so its "
+            f"({_ratio(mean):.2f}x its {_label(report)}): it has learned nothing yet (train "
+            "longer), so its "
             "attention says little.")
     if shortcut is None:
         if mean is None:  # every task of attnviz.tasks has one; a report without is not judged
@@ -54,42 +73,53 @@ def learning(report: dict) -> tuple[str, str]:
         if _ratio(mean) < MEAN_LEARNED:
             return "learned", (
                 f"LEARNED: its predictions beat the mean predictor clearly ({_ratio(mean):.2f}x "
-                f"its MSE; below {MEAN_LEARNED}x counts as learned), and the task has no known "
-                "shortcut.")
+                f"its {_label(report)}; below {MEAN_LEARNED}x counts as learned)"
+                + (", and the task has no known shortcut." if report["task"] is not None
+                   else "."))
         return "not learned", (
             f"NOT LEARNED YET: its predictions beat the mean predictor only partly "
-            f"({_ratio(mean):.2f}x its MSE; below {MEAN_LEARNED}x counts as learned): train "
-            "longer.")
+            f"({_ratio(mean):.2f}x its {_label(report)}; below {MEAN_LEARNED}x counts as "
+            "learned): train longer.")
     ratio, name = _ratio(shortcut), f"'{shortcut['name']}'"
     if ratio < LEARNED:
         return "learned", (
-            f"LEARNED: its predictions beat the shortcut {name} clearly ({ratio:.2f}x its MSE; "
-            f"below {LEARNED}x counts as learned): it has learned the task, not the shortcut.")
+            f"LEARNED: its predictions beat the shortcut {name} clearly ({ratio:.2f}x its "
+            f"{_label(report)}; below {LEARNED}x counts as learned): it has learned the task, "
+            "not the shortcut.")
     if ratio >= NOT_YET:
         return "not learned", (
             f"NOT LEARNED YET: its predictions are worse than even the shortcut {name} "
-            f"({ratio:.2f}x its MSE): it has learned neither the task nor the shortcut yet "
-            "(train longer).")
-    if _rests_on_attended_inputs(report["faithfulness"]):
+            f"({ratio:.2f}x its {_label(report)}): it has learned neither the task nor the "
+            "shortcut yet (train longer).")
+    if report["faithfulness"] is not None and _rests_on_attended_inputs(report["faithfulness"]):
         return "shortcut", (
             f"SHORTCUT: its predictions are about as good as the shortcut {name} and not clearly "
-            f"better ({ratio:.2f}x its MSE), and they rest on the attended inputs alone: it has "
-            f"most likely learned that shortcut instead of the task "
+            f"better ({ratio:.2f}x its {_label(report)}), and they rest on the attended inputs "
+            f"alone: it has most likely learned that shortcut instead of the task "
             f"({shortcut['description']}).")
+    if report["faithfulness"] is None:
+        return "not learned", (
+            f"NOT LEARNED YET: its predictions are not clearly better than the shortcut {name} "
+            f"({ratio:.2f}x its {_label(report)}; below {LEARNED}x counts as learned); whether "
+            "it learned that shortcut is not judged: the inputs' erasure was not measured.")
     return "not learned", (
         f"NOT LEARNED YET: its predictions are not clearly better than the shortcut {name} "
-        f"({ratio:.2f}x its MSE; below {LEARNED}x counts as learned), yet they use inputs "
-        "beyond the attended ones, so it has not learned the shortcut either: train longer.")
+        f"({ratio:.2f}x its {_label(report)}; below {LEARNED}x counts as learned), yet they use "
+        "inputs beyond the attended ones, so it has not learned the shortcut either: train "
+        "longer.")
 
 
 def compose(report: dict) -> list[str]:
     """The verdict as a list of sentences, most important first."""
-    attention = report["attention"]["heldout"]
     sitting = _attention_mask(report)
     sentences = [_where_attention_sits(report, sitting)]
-    sentences += _attribution(report, sitting)
-    sentences.append(_agreement(report))
-    sentences += _faithfulness(report)
+    if report["integrated_gradients"] is None:
+        sentences.append(f"Attribution and erasure are not measured: "
+                         f"{report['attribution_refused']}; the interventions below are.")
+    else:
+        sentences += _attribution(report, sitting)
+        sentences.append(_agreement(report))
+        sentences += _faithfulness(report)
     sentences += _baselines(report)
     carrier = _carrier(report, sitting)
     if report["recurrent"]:
@@ -98,14 +128,16 @@ def compose(report: dict) -> list[str]:
             "t summarises the inputs <= t" + (" and > t (bidirectional)" if
                                               report["bidirectional"] else "") + "."
         )
-    sentences += _forced(report, sitting)
+    sentences += _interventions(report, sitting)
     if report["recurrent"] and carrier is not None and _state_carries(report, sitting, carrier):
+        attention = _on(report, "attention")["masks"]
         sentences.append(
             f"So the recurrent state at the {_place(report, sitting)} carries what the "
             f"prediction needs from the {carrier} inputs "
             + ("around it" if report["bidirectional"] else "before it")
-            + f", though attention puts only {attention['masks'][carrier]:.2f} of its mass on "
-            f"those inputs themselves. The target here: {report['target']}."
+            + f", though attention puts only {attention[carrier]:.2f} of its mass on "
+            f"those inputs themselves." + (f" The target here: {report['target']}."
+                                           if report.get("target") else "")
         )
     return [sentence for sentence in sentences if sentence]
 
@@ -113,12 +145,17 @@ def compose(report: dict) -> list[str]:
 # ---- the parts -----------------------------------------------------------------------------
 
 
+def _on(report: dict, part: str) -> dict:
+    """A part's numbers on the batch that has the masks (held-out, else the probe)."""
+    return report[part][report.get("masks_on") or "heldout"]
+
+
 def _attention_mask(report: dict) -> str | None:
     """The mask attention sits on (the most mass, >= SITS), else the one it leans to (the
     most mass per position, >= LEANS x uniform), else None: spread or outside the masks."""
-    masses, share = report["attention"]["heldout"]["masks"], report["mask_share"]
-    if not masses:
+    if not report["masks"]:
         return None
+    masses, share = _on(report, "attention")["masks"], report["mask_share"]
     top = max(masses, key=masses.get)
     if _sits(masses[top], share[top]):
         return top
@@ -128,24 +165,35 @@ def _attention_mask(report: dict) -> str | None:
 
 
 def _where_attention_sits(report: dict, sitting: str | None) -> str:
-    heldout, probe = report["attention"]["heldout"], report["attention"]["probe"]
-    listing = _listing(heldout)
-    if sitting is not None and _sits(heldout["masks"][sitting], report["mask_share"][sitting]):
+    if not report["masks"]:
+        return ("No masks were given for these samples, so where the attention weights sit "
+                "is not judged against a ground truth.")
+    main = _on(report, "attention")
+    batch = report.get("masks_on") or "heldout"
+    listing = _listing(main)
+    if batch == "heldout":
+        probe = report["attention"]["probe"]["masks"] if "probe" in report["attention"] else None
+        where = "held-out samples"
+    else:
+        probe, where = None, "the probe batch (the held-out samples have no masks)"
+    if sitting is not None and _sits(main["masks"][sitting], report["mask_share"][sitting]):
+        also = f"probe batch: {probe[sitting]:.2f}; " if probe is not None else ""
         return (f"Attention weights sit on the {_place(report, sitting)}: "
-                f"{heldout['masks'][sitting]:.2f} of their mass on held-out samples "
-                f"(probe batch: {probe['masks'][sitting]:.2f}; {listing}).")
+                f"{main['masks'][sitting]:.2f} of their mass on {where} ({also}{listing}).")
     if sitting is not None:
         return (f"Attention weights lean to the {_place(report, sitting)} ({listing}; uniform "
                 f"attention would give it {report['mask_share'][sitting]:.2f}), but no mask "
                 "holds most of it.")
-    if _sits(heldout["outside"], 1.0 - sum(report["mask_share"].values())):
-        return f"Attention weights sit mostly outside the task's masks ({listing})."
+    if _sits(main["outside"], 1.0 - sum(report["mask_share"].values())):
+        return f"Attention weights sit mostly outside the masks ({listing})."
     return (f"Attention weights are spread: no mask gets much more than uniform attention would "
             f"({listing}).")
 
 
 def _attribution(report: dict, sitting: str | None) -> list[str]:
-    ig, gxi = report["integrated_gradients"]["heldout"], report["gradient_x_input"]["heldout"]
+    if not report["masks"]:
+        return []
+    ig, gxi = _on(report, "integrated_gradients"), _on(report, "gradient_x_input")
     parts = {**ig["masks"], "outside the masks": ig["outside"]}
     top = max(parts, key=parts.get)
     where = "outside the masks" if top == "outside the masks" else f"on the {top} inputs"
@@ -163,7 +211,7 @@ def _attribution(report: dict, sitting: str | None) -> list[str]:
             "before trusting them."
         )
     carrier = _carrier(report, sitting)
-    attention = report["attention"]["heldout"]["masks"]
+    attention = _on(report, "attention")["masks"]
     if carrier is not None:
         sentences.append(
             f"The {carrier} inputs carry more of the attribution than of the attention: "
@@ -181,9 +229,11 @@ def _attribution(report: dict, sitting: str | None) -> list[str]:
 
 def _carrier(report: dict, sitting: str | None) -> str | None:
     """A mask other than the attended one whose inputs carry attribution beyond attention."""
-    ig = report["integrated_gradients"]["heldout"]["masks"]
-    gxi = report["gradient_x_input"]["heldout"]["masks"]
-    attention = report["attention"]["heldout"]["masks"]
+    if report["integrated_gradients"] is None or not report["masks"]:
+        return None
+    ig = _on(report, "integrated_gradients")["masks"]
+    gxi = _on(report, "gradient_x_input")["masks"]
+    attention = _on(report, "attention")["masks"]
     candidates = [
         name for name in attention
         if name != sitting
@@ -221,13 +271,15 @@ def _faithfulness(report: dict) -> list[str]:
         judgement = f"{inputs} matter{'s' if k == 1 else ''} only a little more than random ones"
     else:
         judgement = f"{inputs} matter{'s' if k == 1 else ''} no more than random ones"
+    erased = f"set to {erase:.3g}" + (", the probe's mean" if report.get(
+        "erase_value_source") == "the probe's mean" else "")
     sentences = [
-        f"Erasing the input at the top-{k} attended {where} (set to {erase:g}) changes the "
+        f"Erasing the input at the top-{k} attended {where} ({erased}) changes the "
         f"prediction by {top:.2f} on average, against {random:.2f} for {k} random "
         f"{where}: {judgement}."
     ]
     alone = (f"keeping only the input{'s' if k > 1 else ''} at the top-{k} attended {where} "
-             f"(the rest set to {erase:g}) changes it by {kept:.2f} (random: {kept_random:.2f}; "
+             f"(the rest set to {erase:.3g}) changes it by {kept:.2f} (random: {kept_random:.2f}; "
              f"targets spread {spread:.2f} std)")
     if _rests_on_attended_inputs(faith):
         sentences.append(f"{inputs[:1].upper()}{inputs[1:]} {'is' if k == 1 else 'are'} also "
@@ -253,40 +305,112 @@ def _matters(faith: dict) -> bool:
 def _baselines(report: dict) -> list[str]:
     """About the predictions: the error against the baselines, and what it has learned."""
     base = report["baselines"]
-    mse, val_loss = base["heldout_mse"], base["val_loss"]
+    loss, val_loss = base["heldout_loss"], base["val_loss"]
     predictors = base["predictors"]
-    measured = f"Held-out MSE {mse:.3g}" + (
+    measured = f"Held-out {_label(report)} {loss:.3g}" + (
         f" (val_loss {val_loss:.3g})" if val_loss is not None else "")
-    comparisons = "; ".join(f"{_ratio(p):.2f}x the {p['name']} predictor's {p['mse']:.3g}"
+    comparisons = "; ".join(f"{_ratio(p):.2f}x the {p['name']} predictor's {p['loss']:.3g}"
                             for p in predictors)
-    return [f"{measured}: {comparisons}." if predictors else f"{measured}.", learning(report)[1]]
+    sentences = [f"{measured}: {comparisons}." if predictors else f"{measured}."]
+    state, judged = learning(report)
+    sentences.append(judged)
+    if (report["task"] is None and state != "not judged"
+            and all(p["name"] == "mean" for p in predictors)):
+        sentences.append(
+            "Without a task there is no shortcut to compare with, so whether it learned a "
+            "shortcut instead of the task is not judged: pass --baseline NAME=MSE with a "
+            "shortcut predictor's held-out loss.")
+    return sentences
 
 
-def _forced(report: dict, sitting: str | None) -> list[str]:
-    """About the encoder states: the error with all attention forced onto the attended mask
-    (measured with the model's own layers; temporal attention only)."""
-    forced = report.get("forced_attention")
-    if forced is None or sitting is None:
+def _interventions(report: dict, sitting: str | None) -> list[str]:
+    """About the predictions with the attention weights replaced, the rest of the model as
+    trained: whether it needs its attention, whether attention where a mask says would do
+    better, what the states at the attended mask carry, and whether a very different
+    attention predicts as well."""
+    found = {entry["name"]: entry for entry in report.get("interventions") or []}
+    if "learned" not in found:
         return []
-    mse, trained = forced["mse"][sitting], report["baselines"]["heldout_mse"]
+    sentences = [_needs(report, found)]
+    states = _states(report, sitting, found)
+    sentences += states
+    shown = {sitting} if states else set()
+    masks = [name for name in report["masks"] if f"mask:{name}" in found and name not in shown]
+    if masks:
+        parts = [f"{_spread_on(report, name)} gives held-out {_label(report)} "
+                 f"{found[f'mask:{name}']['loss']:.3g} ({_times(found[f'mask:{name}'])} the "
+                 f"learned): {_better_or_worse(found[f'mask:{name}'])}" for name in masks]
+        joined = "; ".join(parts)
+        sentences.append(joined[:1].upper() + joined[1:] + ".")
+    if "adversarial" in found:
+        sentences.append(_adversarial(report, found["adversarial"]))
+    return sentences
+
+
+def _needs(report: dict, found: dict) -> str:
+    learned, uniform, permuted = found["learned"], found["uniform"], found["permuted"]
+    mean = next((p for p in report["baselines"]["predictors"] if p["name"] == "mean"), None)
+    worse_than_mean = mean is not None and uniform["loss"] > mean["loss"]
+    measured = (
+        f"with uniform attention its held-out {_label(report)} is {uniform['loss']:.3g}, "
+        f"{_times(uniform)} the learned {learned['loss']:.3g}"
+        + (f" and worse than predicting the mean ({mean['loss']:.3g})" if worse_than_mean
+           else "")
+        + f"; with randomly permuted attention {permuted['loss']:.3g} ± "
+        f"{permuted['loss_spread']:.2g} ({_times(permuted)}, {permuted['draws']} draws)")
+    ratios = [_value(uniform["ratio"]), _value(permuted["ratio"])]
+    head = "Replacing the attention weights, the rest of the model as trained, shows"
+    if min(ratios) >= NEEDS:
+        return f"{head} the model needs its attention: {measured}."
+    if ratios[0] < IGNORES:
+        return (f"{head} the model does not need the attention it learned: {measured}: spread "
+                "evenly, the weights predict about as well, so their pattern says little about "
+                "the predictions.")
+    return f"{head} the model needs its attention only partly: {measured}."
+
+
+def _states(report: dict, sitting: str | None, found: dict) -> list[str]:
+    """About the states at the attended mask, from all attention on it (temporal attention:
+    one row a sample, so the states there are all the layer reads)."""
+    entry = found.get(f"mask:{sitting}")
     reference = _reference(report)
+    if entry is None or reference is None or reference["loss"] <= 0 or not _temporal(report):
+        return []
     place = _place(report, sitting)
     states = "state" if place.endswith("position") else "states"
-    head = (f"With all attention forced onto the {place}"
-            + ("" if states == "state" else " (spread evenly)")
-            + f", the model's own layers give held-out MSE {mse:.3g} (as trained: {trained:.3g}")
-    if reference is None:
-        return [head + ")."]
-    name, ratio = reference["name"], mse / reference["mse"] if reference["mse"] > 0 else None
-    if ratio is None:
-        return [head + ")."]
+    ratio = entry["loss"] / reference["loss"]
+    learned = found["learned"]["loss"]
+    head = (f"With all attention on the {place}" + ("" if states == "state" else
+                                                    " (spread evenly)")
+            + f", its held-out {_label(report)} is {entry['loss']:.3g} ({_times(entry)} the "
+            f"learned {learned:.3g}; {ratio:.2f}x the {reference['name']} predictor's)")
     if ratio < LEARNED:
-        cost = (" The trained attention weights, the one thing forcing changes, cost the "
-                "difference." if mse < FORCED_GAIN * trained else "")
-        return [head + f"; {ratio:.2f}x the {name} predictor's): the encoder {states} there "
-                f"carr{'ies' if states == 'state' else 'y'} what the task needs." + cost]
-    return [head + f"; {ratio:.2f}x the {name} predictor's): the encoder {states} there "
-            f"carr{'ies' if states == 'state' else 'y'} no more than that predictor uses."]
+        cost = (" The learned attention weights, the one thing this changes, cost the "
+                "difference." if entry["loss"] < FORCED_GAIN * learned else "")
+        return [head + f": the encoder {states} there carr{'ies' if states == 'state' else 'y'}"
+                f" what the task needs." + cost]
+    return [head + f": the encoder {states} there carr{'ies' if states == 'state' else 'y'} "
+            "no more than that predictor uses."]
+
+
+def _adversarial(report: dict, entry: dict) -> str:
+    budget = (f"{entry['steps']} Adam steps on the attention logits of {entry['samples']} "
+              "samples")
+    within = (f"within {entry['tolerance']:.2g} of the learned predictions "
+              f"({100 * entry['tolerance_share']:.0f} % of their spread)")
+    different = f"JSD >= {entry['very_different']:g} from the learned, at most ln 2 = 0.69"
+    measured = (f"mean JSD {entry['jsd']:.2f}; held-out {_label(report)} {entry['loss']:.3g} "
+                f"against the learned {entry['learned_loss']:.3g}")
+    if entry["far"] >= ALTERNATIVES:
+        return (f"A very different attention predicts just as well for "
+                f"{100 * entry['far']:.0f} % of the samples: a search ({budget}) found, for "
+                f"each of them, attention that is very different ({different}) and keeps the "
+                f"prediction {within}. For those samples the heatmap is one of many attentions "
+                f"that give the prediction, so by itself it does not explain it ({measured}).")
+    return (f"No very different attention predicts as well, as far as a search ({budget}) can "
+            f"tell: it found one ({different}) that keeps the prediction {within} for only "
+            f"{100 * entry['far']:.0f} % of the samples, so the predictions are tied to this "
+            f"attention pattern ({measured}).")
 
 
 def _reference(report: dict) -> dict | None:
@@ -298,18 +422,25 @@ def _reference(report: dict) -> dict | None:
 
 def _state_carries(report: dict, sitting: str | None, carrier: str) -> bool:
     """Attention on A, attribution on B before A (either side if bidirectional), and the
-    state at A measured to carry what the task needs (attention forced onto A beats the
+    state at A measured to carry what the task needs (all attention on A beats the
     shortcut clearly): the state at A carries what B contributes."""
-    forced, reference = report.get("forced_attention"), _reference(report)
-    if (sitting is None or forced is None or reference is None or reference["mse"] <= 0
-            or not _sits(report["attention"]["heldout"]["masks"][sitting],
+    found = {entry["name"]: entry for entry in report.get("interventions") or []}
+    entry, reference = found.get(f"mask:{sitting}"), _reference(report)
+    if (sitting is None or entry is None or reference is None or reference["loss"] <= 0
+            or not _temporal(report)
+            or not _sits(_on(report, "attention")["masks"][sitting],
                          report["mask_share"][sitting])):
         return False
     order = report["mask_order"]
     before = order[carrier][sitting] >= BEFORE
     after = order[sitting][carrier] >= BEFORE
     placed = before or (report["bidirectional"] and after)
-    return placed and forced["mse"][sitting] < LEARNED * reference["mse"]
+    return placed and entry["loss"] < LEARNED * reference["loss"]
+
+
+def _temporal(report: dict) -> bool:
+    """One attention row a sample (not a map per head and query)."""
+    return len(report["intervention_setup"]["shape"]) == 1
 
 
 def _sits(mass: float, share: float) -> bool:
@@ -318,17 +449,46 @@ def _sits(mass: float, share: float) -> bool:
 
 
 def _ratio(predictor: dict) -> float:
-    """Model MSE / predictor MSE; an exact predictor (ratio None) is never beaten."""
-    return float("inf") if predictor["ratio"] is None else predictor["ratio"]
+    """Model loss / predictor loss; an exact predictor (ratio None) is never beaten."""
+    return _value(predictor["ratio"])
+
+
+def _value(ratio: float | None) -> float:
+    return float("inf") if ratio is None else ratio
 
 
 # ---- wording -------------------------------------------------------------------------------
+
+
+def _label(report: dict) -> str:
+    """'MSE', or the name of the model's own loss."""
+    name = report["baselines"]["loss"]
+    return "MSE" if name in ("mse", "mean_squared_error") else f"loss ({name})"
+
+
+def _times(entry: dict) -> str:
+    """'13x' or '0.23x': an intervention's loss over the learned."""
+    ratio = _value(entry["ratio"])
+    return f"{ratio:.2g}x" if ratio < 10 else f"{ratio:.0f}x"
+
+
+def _better_or_worse(entry: dict) -> str:
+    ratio = _value(entry["ratio"])
+    return "better" if ratio < BETTER else "worse" if ratio > WORSE else "about as good"
 
 
 def _place(report: dict, mask: str) -> str:
     """'delimiter position' or 'prefix positions', by the mask's mean size."""
     size = report["mask_share"][mask] * report["seq_len"]
     return f"{mask} position" if size <= 1.05 else f"{mask} positions"
+
+
+def _spread_on(report: dict, mask: str) -> str:
+    """'all attention on the delimiter position' or 'attention spread evenly over the prefix
+    positions'."""
+    place = _place(report, mask)
+    return (f"all attention on the {place}" if place.endswith("position")
+            else f"attention spread evenly over the {place}")
 
 
 def _listing(masses: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
@@ -19,6 +20,15 @@ from attnviz.tasks import get_task
 from attnviz.train import run_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"  # users' models
+
+
+def example(name: str):
+    """A module of docs/examples (a user's model), imported by name."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(EXAMPLES))
 
 
 def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="luong",
@@ -57,10 +67,11 @@ def explain_report(verdict: list[str], masks=("delimiter", "prefix"), predictor=
     """A complete explain report with made-up numbers, as `attnviz explain --json` writes."""
     shares = {"masks": dict.fromkeys(masks, 0.05), "outside": 0.1}
     attention = {**shares, "masks": {mask: 0.91 - 0.5 * i for i, mask in enumerate(masks)}}
+    learned = {"name": "learned", "loss": 0.74, "jsd": 0.0, "ratio": 1.0}
     return {
         "run": "runs/x", "epoch": 15, "task": "add-before-delimiter", "encoder": "lstm",
-        "attention_kind": "luong", "samples": {"probe": 10, "heldout": 200},
-        "masks": list(masks), "mask_share": dict.fromkeys(masks, 0.05),
+        "attention_kind": "luong", "layer": "attention", "samples": {"probe": 10, "heldout": 200},
+        "masks": list(masks), "masks_on": "heldout", "mask_share": dict.fromkeys(masks, 0.05),
         "attention": {"heldout": attention, "probe": attention},
         "integrated_gradients": {"heldout": {**shares, "tau_b": 0.3}, "baseline": 0.5,
                                  "steps": 16, "completeness_error": 0.001},
@@ -68,9 +79,14 @@ def explain_report(verdict: list[str], masks=("delimiter", "prefix"), predictor=
         "faithfulness": {"k": 1, "erase_value": 0.5, "target_std": 2.8,
                          "comprehensiveness": {"top": 3.0, "random": 0.3},
                          "sufficiency": {"top": 0.9, "random": 3.6}},
-        "baselines": {"heldout_mse": 0.74, "heldout_mse_se": 0.1, "val_loss": 0.71,
-                      "predictors": [{"name": predictor, "mse": 8.3, "ratio": 0.09,
+        "baselines": {"loss": "mse", "loss_source": "the built-in tasks' loss",
+                      "heldout_loss": 0.74, "heldout_loss_se": 0.1, "val_loss": 0.71,
+                      "predictors": [{"name": predictor, "loss": 8.3, "ratio": 0.09,
                                       "description": "predict the mean of y"}]},
+        "interventions": [learned, {"name": f"mask:{masks[0]}", "loss": 0.2, "jsd": 0.06,
+                                    "ratio": 0.27, "kept": 0}],
+        "intervention_setup": {"layer": "attention", "shape": [20],
+                               "replaced": "each sample's row", "samples": 200},
         "verdict": verdict,
     }
 
@@ -106,7 +122,8 @@ def trained_run(tmp_path_factory) -> Run:
     return train_tiny(tmp_path_factory.mktemp("shared") / "run")
 
 
-EXPLAIN_FAST = ["--samples", "200", "--steps", "16"]  # explain in a few seconds
+EXPLAIN_FAST = ["--samples", "200", "--steps", "16", "--draws", "2",
+                "--adversarial-steps", "10"]  # explain in a few seconds
 
 
 @pytest.fixture(scope="session")

@@ -30,16 +30,20 @@ def explained(explained_run):
 def test_json_has_every_part_and_a_verdict_that_follows_its_numbers(explained, trained_run):
     assert {"run", "epoch", "task", "encoder", "masks", "mask_share", "mask_order",
             "attention", "integrated_gradients", "gradient_x_input", "faithfulness",
-            "baselines", "forced_attention", "learning", "verdict"} <= set(explained)
+            "baselines", "interventions", "intervention_setup", "learning",
+            "verdict"} <= set(explained)
     assert explained["epoch"] == trained_run.checkpoints[-1]
     assert explained["samples"] == {"probe": 10, "heldout": 200}
-    assert set(explained["forced_attention"]["mse"]) == {"delimiter", "prefix"}
+    assert [entry["name"] for entry in explained["interventions"]] == [
+        "learned", "uniform", "permuted", "mask:delimiter", "mask:prefix", "argmax",
+        "adversarial"]
+    assert all({"name", "loss", "jsd"} <= set(entry) for entry in explained["interventions"])
     verdict = explained.pop("verdict")
     assert explained.pop("learning") == learning(explained)[0] == "not learned"
     assert verdict == compose(explained)
     # The tiny run's own numbers appear in its verdict.
     joined = "\n".join(verdict)
-    assert f"Held-out MSE {explained['baselines']['heldout_mse']:.3g}" in joined
+    assert f"Held-out MSE {explained['baselines']['heldout_loss']:.3g}" in joined
     top = explained["faithfulness"]["comprehensiveness"]["top"]
     assert f"changes the prediction by {top:.2f}" in joined
     assert "weighs states, not inputs" in joined  # an LSTM run
@@ -73,7 +77,8 @@ def test_tables_and_verdict_for_people(trained_run, tmp_path):
     result = invoke(tmp_path / "run", *FAST, "--epoch", trained_run.checkpoints[0])
     assert result.exit_code == 0, result.output
     for part in ("where attention and attribution sit", "faithfulness", "baselines",
-                 "half-delimiter-index", "verdict", f"epoch {trained_run.checkpoints[0]}"):
+                 "interventions", "mask:prefix", "adversarial", "half-delimiter-index",
+                 "verdict", f"epoch {trained_run.checkpoints[0]}"):
         assert part in result.stdout
 
 

@@ -79,14 +79,15 @@ def test_erasing_the_one_position_the_model_reads_changes_it_and_random_ones_do_
     on_three = np.full((n, L), 0.01)
     on_three[:, 3] = 1.0 - 0.01 * (L - 1)
     y = 5.0 * x[:, 3]
-    faith = explain.faithfulness(model, x, y, on_three, 0.5, 1, np.random.default_rng(0))
+    faith = explain.faithfulness(model, x, np.std(y), on_three, 0.5, 1, np.random.default_rng(0))
     assert faith["comprehensiveness"]["top"] == pytest.approx(
         np.abs(5.0 * (x[:, 3, 0] - 0.5)).mean(), rel=1e-4)
     assert faith["comprehensiveness"]["random"] < 0.3 * faith["comprehensiveness"]["top"]
     assert faith["sufficiency"]["top"] == pytest.approx(0.0, abs=1e-5)
     assert faith["sufficiency"]["random"] > 0.5 * faith["comprehensiveness"]["top"]
     on_zero = np.roll(on_three, -3, axis=1)  # now the top position is 0, which f ignores
-    elsewhere = explain.faithfulness(model, x, y, on_zero, 0.5, 1, np.random.default_rng(0))
+    elsewhere = explain.faithfulness(model, x, np.std(y), on_zero, 0.5, 1,
+                                     np.random.default_rng(0))
     assert elsewhere["comprehensiveness"]["top"] == pytest.approx(0.0, abs=1e-5)
     assert faith["target_std"] == pytest.approx(float(np.std(y)), rel=1e-5)
 
@@ -137,7 +138,7 @@ def test_mask_order_says_which_mask_comes_first():
 
 @pytest.mark.slow
 def test_report_on_the_trained_run(trained_run):
-    report = explain.explain_run(trained_run, samples=200, steps=16)
+    report = explain.explain_run(trained_run, explain.ExplainOptions(samples=200, steps=16))
     assert report["epoch"] == trained_run.checkpoints[-1]
     assert report["recurrent"] and report["samples"] == {"probe": 10, "heldout": 200}
     assert report["faithfulness"]["erase_value"] == trained_run.task["erase_value"] != 0.0
@@ -152,7 +153,7 @@ def test_report_on_the_trained_run(trained_run):
     base = report["baselines"]
     assert base["val_loss"] == trained_run.history[-1]["val_loss"]
     assert [p["ratio"] for p in base["predictors"]] == pytest.approx(
-        [base["heldout_mse"] / p["mse"] for p in base["predictors"]])
+        [base["heldout_loss"] / p["loss"] for p in base["predictors"]])
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +177,7 @@ def test_train_with_attribution_records_it_every_epoch(dense_run):
 def test_verdict_on_a_position_wise_run_follows_its_numbers(dense_run):
     from attnviz.verdict import compose
 
-    report = explain.explain_run(dense_run, samples=200, steps=16)
+    report = explain.explain_run(dense_run, explain.ExplainOptions(samples=200, steps=16))
     assert not report["recurrent"]
     joined = "\n".join(compose(report))
     assert "recurrent" not in joined and "So the recurrent state" not in joined
@@ -191,4 +192,4 @@ def test_bad_epoch_names_the_checkpoints(synthetic_run):
     from attnviz.errors import AttnvizError
 
     with pytest.raises(AttnvizError, match="no checkpoint"):
-        explain.explain_run(synthetic_run.root, epoch=3)
+        explain.explain_run(synthetic_run.root, explain.ExplainOptions(epoch=3))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 
 import keras
@@ -18,20 +17,12 @@ from attnviz.keras import AttentionRecorder
 from attnviz.run import Run
 from attnviz.tasks import get_task
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, example
 
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()
 L = 12
-
-
-def example(name: str):
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(EXAMPLES))
 
 
 def founding_data(n: int = 256, seed: int = 0):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnviz.explain import explain_run
+from attnviz.explain import ExplainOptions, explain_run
 from attnviz.verdict import compose, learning
 
 from conftest import train_tiny
@@ -39,7 +39,8 @@ def explained(tmp_path_factory):
         encoder = name.split("-")[0]
         run = train_tiny(tmp_path_factory.mktemp(name) / "run", encoder=encoder, **changes)
         for epoch in states:
-            reports[name, epoch] = explain_run(run, epoch, samples=300, steps=8)
+            reports[name, epoch] = explain_run(run, ExplainOptions(epoch=epoch, samples=300,
+                                                                   steps=8))
     return reports
 
 
@@ -64,7 +65,7 @@ def test_the_shortcut_run_rests_on_the_delimiter_and_its_state_carries_no_more(e
 
 def test_a_run_worse_than_the_mean_has_learned_nothing(trained_run):
     """The shared 3-epoch LSTM run: worse than predicting the mean of y."""
-    report = explain_run(trained_run, samples=300, steps=8)
+    report = explain_run(trained_run, ExplainOptions(samples=300, steps=8))
     state, sentence = learning(report)
     assert state == "not learned"
     assert sentence.startswith("NOT LEARNED YET: its predictions are no better than the mean")

@@ -141,7 +141,7 @@ def test_the_stored_explain_verdict_is_in_the_page(founding, tmp_path):
     assert shown["verdict"] == report["verdict"] and shown["epoch"] == 15
     assert [table["title"].split(":")[0] for table in shown["tables"]] == [
         "where attention and attribution sit",
-        "faithfulness of the inputs at the attended positions", "baselines"]
+        "faithfulness of the inputs at the attended positions", "baselines", "interventions"]
     assert shown["tables"][0]["rows"][0][:3] == ["delimiter", "0.05", "0.91"]
 
 

@@ -216,7 +216,7 @@ def test_a_trained_run_with_its_explain_verdict(open_page, explained_run, tmp_pa
     verdict = explained_run.explain_report()["verdict"]
     items = page.page.locator("#verdict li")
     assert items.count() == len(verdict) and items.first.text_content() == verdict[0]
-    assert page.page.locator("#explain-tables table").count() == 3
+    assert page.page.locator("#explain-tables table").count() == 4
     assert page.page.is_visible("#explain-panel")
     assert f"epoch {explained_run.checkpoints[-1]}" in page.text("#explain-caption")
 
