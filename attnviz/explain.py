@@ -25,32 +25,32 @@ from __future__ import annotations
 
 import math
 import re
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import attnviz.models  # noqa: F401  (registers the layers the built-in tasks' checkpoints hold)
 from attnviz import capture, interventions
+from attnviz.attribution import (
+    IG_STEPS,
+    _per_position,
+    completeness_error,
+    gradient_x_input,
+    integrated_gradients,
+    l1_normalise,
+    predict,
+)
 from attnviz.errors import AttnvizError
 from attnviz.modelio import load_model, prepare_inputs
 from attnviz.run import Run
 from attnviz.score import attention_rows
 
-IG_STEPS = 64  # trapezoid steps of integrated gradients: completeness off by ~0.01 % for
-# the founding case's LSTM, ~1.5 % for the ReLU kinks of the dense encoder
 HELDOUT_SAMPLES = 1000
 TOP_K = 1  # positions erased (or kept) by the faithfulness tests
-CELLS_PER_CALL = 2**21  # sequences x L^2 per traced call: bounds the memory of one call
 RECURRENT = ("lstm", "gru", "bilstm")
 MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
-
-# model -> its traced functions. Each function reaches its model through a weak reference,
-# so the cache never keeps a model alive.
-_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -82,139 +82,6 @@ def parse_baseline(spec: str) -> tuple[str, float]:
         raise AttnvizError(f"--baseline {spec}: give NAME=MSE, a predictor's held-out loss "
                            "(0 or more), e.g. --baseline shortcut=0.83")
     return name.strip(), loss
-
-
-# ---- gradients -----------------------------------------------------------------------------
-
-
-def _traced(model: keras.Model, gradient: bool):
-    """One tf.function per model: (x, index) -> the output at `index` of each sample (B,),
-    and with `gradient` also its gradient d/dx (B, L, ...)."""
-    functions = _TRACED.setdefault(model, {})
-    if gradient not in functions:
-        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        index_spec = tf.TensorSpec((None,), tf.int32)
-        this = weakref.ref(model)
-
-        def chosen(x, index):
-            outputs = tf.reshape(this()(x, training=False), [tf.shape(x)[0], -1])  # (B, K)
-            return tf.gather(outputs, index, batch_dims=1)  # (B,)
-
-        @tf.function(input_signature=[spec, index_spec])
-        def forward(x, index):
-            return chosen(x, index)
-
-        @tf.function(input_signature=[spec, index_spec])
-        def with_gradient(x, index):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                prediction = chosen(x, index)
-            # Samples are independent at inference, so the gradient of the sum is per sample.
-            return prediction, tape.gradient(prediction, x)
-
-        functions[gradient] = with_gradient if gradient else forward
-    return functions[gradient]
-
-
-def _chunks(x: np.ndarray, index: np.ndarray):
-    step = max(1, CELLS_PER_CALL // (x.shape[1] * x.shape[1]))
-    for start in range(0, len(x), step):
-        yield (tf.constant(x[start:start + step], tf.float32),
-               tf.constant(index[start:start + step], tf.int32))
-
-
-def _index(x: np.ndarray, index: np.ndarray | None) -> np.ndarray:
-    return np.zeros(len(x), np.int32) if index is None else np.asarray(index, np.int32)
-
-
-def predict(model: keras.Model, x: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
-    """f(x) as (n,) float64: the output at `index` of each sample (default: the first)."""
-    forward = _traced(model, gradient=False)
-    return np.concatenate([forward(*chunk).numpy() for chunk in _chunks(x, _index(x, index))]
-                          ).astype(np.float64)
-
-
-def predictions_and_gradients(model: keras.Model, x: np.ndarray,
-                              index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """f(x) (n,) and df/dx (n, L, ...), in chunks."""
-    with_gradient = _traced(model, gradient=True)
-    pairs = [with_gradient(*chunk) for chunk in _chunks(x, _index(x, index))]
-    return (np.concatenate([p.numpy() for p, _ in pairs]),
-            np.concatenate([g.numpy() for _, g in pairs]))
-
-
-def l1_normalise(values: np.ndarray) -> np.ndarray:
-    """Divide each row by the sum of its absolute values; all-zero rows stay zero."""
-    total = np.abs(values).sum(axis=1, keepdims=True)
-    return np.divide(values, total, out=np.zeros_like(values), where=total > 0)
-
-
-def _per_position(values: np.ndarray) -> np.ndarray:
-    """(n, L, ...) -> (n, L): summed over the features of each position."""
-    return values.reshape(*values.shape[:2], -1).sum(axis=-1)
-
-
-def gradient_x_input(model: keras.Model, x: np.ndarray,
-                     index: np.ndarray | None = None) -> np.ndarray:
-    """(n, L) float32 gradient x input, signed, each row divided by its L1 norm.
-
-    a_t = sum_f x_tf * df/dx_tf, then a_t / sum_s |a_s|. An input of 0.0 (the delimiter)
-    always gets 0: use integrated gradients to see whether such a position matters.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    _, gradients = predictions_and_gradients(model, x, index)
-    return l1_normalise(_per_position(gradients * x)).astype(np.float32)
-
-
-def integrated_gradients(
-    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, steps: int = IG_STEPS,
-    index: np.ndarray | None = None,
-) -> np.ndarray:
-    """(n, L) float32 integrated gradients from `baseline` to `x`, not normalised.
-
-    IG_t = sum_f (x - x')_tf * integral_0^1 df/dx_tf(x' + alpha (x - x')) d alpha, with the
-    integral by the trapezoid rule on `steps` intervals, so that sum_t IG_t ~= f(x) - f(x').
-    """
-    if steps < 1:
-        raise AttnvizError(f"--steps must be at least 1, got {steps}")
-    x = np.asarray(x, dtype=np.float32)
-    index = _index(x, index)
-    baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
-    alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)  # (S,)
-    weights = np.full(steps + 1, 1.0 / steps)
-    weights[[0, -1]] *= 0.5
-    per_chunk = max(1, CELLS_PER_CALL // (x.shape[1] * x.shape[1] * (steps + 1)))
-    out = np.empty(x.shape[:2], dtype=np.float32)
-    for start in range(0, len(x), per_chunk):
-        xs, bs = x[start:start + per_chunk], baseline[start:start + per_chunk]
-        path = bs[None] + alphas.reshape(-1, *[1] * x.ndim) * (xs - bs)[None]  # (S, c, L, ...)
-        _, gradients = predictions_and_gradients(
-            model, path.reshape(-1, *x.shape[1:]), np.tile(index[start:start + per_chunk],
-                                                           steps + 1))
-        average = np.tensordot(weights, gradients.reshape(path.shape), axes=1)  # (c, L, ...)
-        out[start:start + per_chunk] = _per_position((xs - bs) * average)
-    return out
-
-
-def completeness_gaps(
-    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, attribution: np.ndarray,
-    index: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample (sum_t IG_t - (f(x) - f(x')), f(x) - f(x')): completeness says gap ~ 0."""
-    x = np.asarray(x, dtype=np.float32)
-    baseline = np.broadcast_to(np.asarray(baseline, dtype=np.float32), x.shape)
-    delta = predict(model, x, index) - predict(model, np.ascontiguousarray(baseline), index)
-    return attribution.sum(axis=1, dtype=np.float64) - delta, delta
-
-
-def completeness_error(
-    model: keras.Model, x: np.ndarray, baseline: np.ndarray | float, attribution: np.ndarray,
-    index: np.ndarray | None = None,
-) -> float:
-    """sum_i |gap_i| / sum_i |f(x_i) - f(x'_i)|: IG's completeness miss over a batch."""
-    gap, delta = completeness_gaps(model, x, baseline, attribution, index)
-    total = np.abs(delta).sum()
-    return float(np.abs(gap).sum() / total) if total > 0 else 0.0
 
 
 # ---- numpy measures ------------------------------------------------------------------------

@@ -343,7 +343,7 @@ def fit(
         model, (x, y), validation, batch_size = _user_parts(plan)
     attribute = None
     if run.config is not None and run.config.attribution:
-        from attnviz.explain import gradient_x_input
+        from attnviz.attribution import gradient_x_input
 
         def attribute(x):
             return gradient_x_input(model, x)
