@@ -278,6 +278,21 @@ def describe_inputs(inputs) -> str:
     return str(tuple(np.shape(inputs)))
 
 
+def code_files(model) -> list[str]:
+    """The .py files that define the model's own layer classes (not Keras', keras_hub's or
+    attnviz's, nor a script's __main__), so a checkpoint can be loaded again without
+    --import."""
+    files = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        module = type(layer).__module__
+        if module.split(".")[0] in ("keras", "keras_hub", "attnviz", "tensorflow", "__main__"):
+            continue
+        path = getattr(sys.modules.get(module), "__file__", None)
+        if path and path.endswith(".py") and path not in files:
+            files.append(str(Path(path).resolve()))
+    return files
+
+
 def model_summary(model) -> dict:
     """What a run or a report says about the model: class, name, parameters, inputs."""
     specs = input_specs(model) or {}

@@ -18,7 +18,7 @@ import numpy as np
 
 from attnviz.capture import Probe, capture, no_attention_message, select
 from attnviz.errors import AttnvizError
-from attnviz.modelio import first_line, model_summary
+from attnviz.modelio import code_files, first_line, model_summary
 from attnviz.run import CONFIG, STATE, Run, RunSpec, probe_digest
 from attnviz.score import attention_rows, mass
 from attnviz.tasks import TaskBatch
@@ -182,7 +182,7 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                               "checkpoint_every": checkpoint_every,
                               "record_heads": record_heads},
                    model={**model_summary(model), "source": source,
-                          **({"fit": fit} if fit else {})})
+                          "code": code_files(model), **({"fit": fit} if fit else {})})
     directory = Path(directory)
     if not force and (directory / STATE).is_file() and (directory / CONFIG).is_file():
         run = Run.open(directory)

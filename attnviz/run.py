@@ -218,12 +218,15 @@ class Run:
 
     @property
     def model_code(self) -> tuple[str, ...]:
-        """The user's code a checkpoint needs (`train --model` records it): its --model file
-        and its --import, to import before loading."""
-        fit = self.model_info.get("fit") or {}
+        """The user's code a checkpoint needs, to import before loading: the files that
+        define the model's own layers (recorded when the run was created), and for a
+        `train --model` run its --model file and its --import."""
+        info = self.model_info
+        fit = info.get("fit") or {}
         function = fit.get("function", "")
         where = function.rpartition(":")[0] if ":" in function else ""
-        return tuple(spec for spec in (where, *fit.get("imports", ())) if spec)
+        specs = (*info.get("code", ()), where, *fit.get("imports", ()))
+        return tuple(dict.fromkeys(spec for spec in specs if spec))
 
     @property
     def mask_names(self) -> list[str]:

@@ -401,8 +401,7 @@ def _user_parts(plan: TrainPlan):
     fit = run.model_info["fit"]
     model = prepared.model
     if plan.start_epoch > 0:
-        where = fit["function"].rpartition(":")[0]
-        custom = import_code((where, *fit["imports"]))
+        custom = import_code(run.model_code)
         model = keras.saving.load_model(run.checkpoint_path(plan.start_epoch),
                                         custom_objects=custom, safe_mode=True)
     data = prepared.data

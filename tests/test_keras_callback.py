@@ -58,8 +58,9 @@ def test_founding_model_records_every_epoch_and_every_command_reads_it(tmp_path)
     assert json.loads(shown.output)["model"]["class"] == "Sequential"
     gif = runner.invoke(app, ["animate", root, "-o", str(tmp_path / "a.gif")])
     assert gif.exit_code == 0, gif.output
-    again = runner.invoke(app, ["inspect", root, "--checkpoint", "last", "--import",
-                                str(EXAMPLES / "founding_attention.py"), "--json"])
+    # the run recorded the file that defines the model's layer: no --import needed
+    assert run.model_info["code"] == [str((EXAMPLES / "founding_attention.py").resolve())]
+    again = runner.invoke(app, ["inspect", root, "--checkpoint", "last", "--json"])
     assert again.exit_code == 0, again.output
     recomputed = np.array(json.loads(again.output)["views"][0]["rows"])
     assert np.abs(recomputed - weights).max() < 1e-5
