@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import shlex
@@ -163,16 +164,22 @@ def render(text: str, sandbox: Sandbox) -> str:
     return MARKER.sub(block, render_help(text))
 
 
-def build(fresh: bool = False, check: bool = False, sandbox_root: Path = SANDBOX) -> list[Path]:
-    """Rewrite (or, with `check`, compare) every page; return the pages that changed."""
+def build(fresh: bool = False, check: bool = False, sandbox_root: Path = SANDBOX
+          ) -> dict[Path, str]:
+    """Rewrite (or, with `check`, only make) every page; return the pages that changed,
+    with their new text."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # One process runs every page's commands, so TensorFlow's Python logger would warn about
+    # functions traced again for each new model (a user runs one command per process) and
+    # write into an output captured by an earlier command.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     sandbox = Sandbox(sandbox_root, fresh)
-    changed = []
+    changed = {}
     for page in pages():
         text = page.read_text()
         updated = render(text, sandbox)
         if updated != text:
-            changed.append(page)
+            changed[page] = updated
             if not check:
                 page.write_text(updated)
     return changed

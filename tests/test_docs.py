@@ -70,8 +70,39 @@ def test_every_run_block_has_output_and_no_hand_typed_console_block():
                             "made by a <!-- run: --> marker")
 
 
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def same_but_for_float_noise(page: str, built: str) -> str | None:
+    """None when `built` equals `page` except numbers within float noise of each other;
+    else the first line that differs. TensorFlow's multi-threaded CPU kernels make two
+    trainings of one seed differ in the last digits (a mass of 0.0315 shows as 0.031 or
+    0.032), which is no drift of what attnviz prints."""
+    for old, new in zip(page.splitlines(), built.splitlines(), strict=False):
+        if old == new:
+            continue
+        if NUMBER.sub("#", old) != NUMBER.sub("#", new):
+            return f"{old!r} became {new!r}"
+        for a, b in zip(NUMBER.findall(old), NUMBER.findall(new), strict=True):
+            x, y = float(a), float(b)
+            if abs(x - y) > max(0.02 * max(abs(x), abs(y)), 0.0015):
+                return f"{old!r} became {new!r}"
+    if len(page.splitlines()) != len(built.splitlines()):
+        return "the number of lines changed"
+    return None
+
+
+def test_float_noise_is_tolerated_and_real_drift_is_not():
+    assert same_but_for_float_noise("mass 0.031 loss 0.7437", "mass 0.032 loss 0.7448") is None
+    assert same_but_for_float_noise("mass 0.031", "mass 0.31") is not None
+    assert same_but_for_float_noise("mass 0.031", "weight 0.031") is not None
+    assert same_but_for_float_noise("a\nb", "a") is not None
+
+
 @pytest.mark.slow
 def test_pages_are_what_their_commands_print_now(tmp_path):
     """Every page built again from an empty sandbox: trainings included (a few minutes)."""
-    drifted = build.build(fresh=True, check=True, sandbox_root=tmp_path / "sandbox")
-    assert not drifted, f"these pages drifted from what attnviz prints: {drifted}; run make docs"
+    built = build.build(fresh=True, check=True, sandbox_root=tmp_path / "sandbox")
+    drifted = {page.name: why for page, text in built.items()
+               if (why := same_but_for_float_noise(page.read_text(), text))}
+    assert not drifted, f"pages drifted from what attnviz prints (run make docs): {drifted}"
