@@ -110,10 +110,7 @@ class Sandbox:
         if words[0] == "attnviz":
             output, code = self._attnviz(words[1:])
         elif words[0] == "python":
-            result = subprocess.run([sys.executable, *words[1:]], cwd=self.root, text=True,
-                                    capture_output=True, env={**os.environ, **_env(),
-                                                              "TF_CPP_MIN_LOG_LEVEL": "3"})
-            output, code = result.stdout + result.stderr, result.returncode
+            output, code = self._python(words[1:])
         else:
             raise SystemExit(f"docs/build.py runs attnviz and python commands, not {command}")
         if check and code != 0:
@@ -121,6 +118,23 @@ class Sandbox:
         lines = [line.rstrip() for line in output.splitlines()]
         text = "\n".join(lines).strip("\n")
         return DURATION.sub("…", text) + "\n" if text else ""
+
+    def _python(self, args: list[str]) -> tuple[str, int]:
+        """A script's output and exit code. A script killed by a signal (TensorFlow's CPU
+        kernels have aborted a training here once in many, "corrupted size vs. prev_size")
+        is run once more, and the build says so (a recorder's run it half wrote is continued:
+        the recorder follows the epoch Keras starts from)."""
+        def run():
+            return subprocess.run([sys.executable, *args], cwd=self.root, text=True,
+                                  capture_output=True, env={**os.environ, **_env(),
+                                                            "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+        result = run()
+        if result.returncode < 0:
+            print(f"docs/build.py: `python {' '.join(args)}` was killed by signal "
+                  f"{-result.returncode}; running it again", file=sys.stderr)
+            result = run()
+        return result.stdout + result.stderr, result.returncode
 
     def _attnviz(self, args: list[str]) -> tuple[str, int]:
         from typer.testing import CliRunner
