@@ -44,8 +44,11 @@ class Recorder(keras.callbacks.Callback):
         self.run = run
         self.attribute = attribute
         self.on_epoch = on_epoch
-        self.on_batch = on_batch
         self.stop_requested = stop_requested
+        if on_batch is not None:
+            # Only then: a batch hook makes Keras wait for every step's logs (no async
+            # dispatch), which costs a quiet run several percent of its epoch.
+            self.on_train_batch_end = lambda batch, logs=None: on_batch(batch, logs or {})
         self.main_layer = run.layer_names[0]
         self.masks = run.masks_for(self.main_layer)
         self._probe: Probe | None = None
@@ -87,10 +90,6 @@ class Recorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.on_batch is not None:
-            self.on_batch(batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
