@@ -70,10 +70,6 @@ class CallInfo:
     source: str  # "softmax layer" | "softmax op" | "layer output" (a layer named by --layer)
     shape: tuple[int, ...]  # (batch, keys) or (batch, heads, queries, keys), batch included
 
-    @property
-    def kind(self) -> str:
-        return "temporal" if len(self.shape) == 2 else "multi-head"
-
     def to_json(self) -> dict:
         return {"name": self.name, "layer_class": self.layer_class, "source": self.source,
                 "shape": list(self.shape)}

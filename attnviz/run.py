@@ -268,12 +268,9 @@ class Run:
         return [layer for layer in self.header["layers"]
                 if layer["name"] == pattern or fnmatch.fnmatchcase(layer["name"], pattern)]
 
-    @property
-    def attention_info(self) -> dict:
-        """The first layer's kind, shape, dtype and heads, and how heads were recorded."""
-        return self.layer_info()
-
     def layer_info(self, name: str | None = None) -> dict:
+        """A recorded layer's name, class, kind, shape and dtype, and how heads were
+        recorded."""
         layer = self.layer(name)
         return {**layer, "record_heads": self.header["recording"]["record_heads"]}
 
