@@ -170,52 +170,28 @@ def train(
         raise AttnvizError(f"--cpu-devices must be at least 1, got {cpu_devices}")
     if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
         raise AttnvizError(f"--tensorboard {tensorboard} is a file: give a directory")
+    given = TrainConfig(  # what the options say, checked below for what is to train
+        task=task, encoder=encoder, attention=attention, seq_len=seq_len, units=units,
+        heads=heads, samples=samples, val_samples=val_samples, probe_size=probe_size,
+        epochs=_DEFAULTS.epochs if epochs is None else epochs, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, checkpoint_every=checkpoint_every,
+        record_every=record_every, record_heads=record_heads, attribution=attribution,
+        strategy=strategy, jit_compile=jit,
+    )
     config = user = None
-    if (model is None) != (data is None) and not resume:
-        raise AttnvizError("--model and --data go together: your model's FILE.py:FUNCTION "
-                           "and a DATA.npz with x and y")
-    if model is not None and not resume:
-        chosen = {"--task": task, "--encoder": encoder, "--attention": attention,
-                  "--seq-len": seq_len, "--units": units, "--heads": heads,
-                  "--samples": samples, "--val-samples": val_samples,
-                  "--probe-size": probe_size, "--learning-rate": learning_rate,
-                  "--seed": seed, "--attribution": attribution, "--strategy": strategy,
-                  "--jit": jit}
-        defaults = {"--task": _DEFAULTS.task, "--encoder": _DEFAULTS.encoder,
-                    "--attention": _DEFAULTS.attention, "--seq-len": _DEFAULTS.seq_len,
-                    "--units": _DEFAULTS.units, "--heads": _DEFAULTS.heads,
-                    "--samples": _DEFAULTS.samples, "--val-samples": _DEFAULTS.val_samples,
-                    "--probe-size": _DEFAULTS.probe_size,
-                    "--learning-rate": _DEFAULTS.learning_rate, "--seed": _DEFAULTS.seed,
-                    "--attribution": False, "--strategy": _DEFAULTS.strategy,
-                    "--jit": _DEFAULTS.jit_compile}
-        for flag, value in chosen.items():
-            if value != defaults[flag]:
-                raise AttnvizError(f"{flag} configures the built-in tasks; with --model your "
-                                   "FUNCTION builds and compiles the model: drop it")
-        from attnviz.usermodel import split_spec
-
-        split_spec(model)  # a malformed FILE.py:FUNCTION, before anything else
-        if not data.is_file():
-            raise AttnvizError(f"--data {data}: no such file")
-        user = core.UserModel(function=model, data=data, imports=tuple(imports or ()),
-                              epochs=_DEFAULTS.epochs if epochs is None else epochs,
-                              batch_size=batch_size, record_every=record_every,
-                              checkpoint_every=checkpoint_every, record_heads=record_heads)
-    elif imports and not resume:
-        raise AttnvizError("--import goes with --model (the code your model needs)")
-    if not resume and user is None:
-        config = TrainConfig(
-            task=task, encoder=encoder, attention=attention, seq_len=seq_len, units=units,
-            heads=heads, samples=samples, val_samples=val_samples, probe_size=probe_size,
-            epochs=_DEFAULTS.epochs if epochs is None else epochs, batch_size=batch_size,
-            learning_rate=learning_rate, seed=seed, checkpoint_every=checkpoint_every,
-            record_every=record_every, record_heads=record_heads, attribution=attribution,
-            strategy=strategy, jit_compile=jit,
-        ).validate()
-    elif resume and force:
+    if not resume:
+        if (model is None) != (data is None):
+            raise AttnvizError("--model and --data go together: your model's FILE.py:FUNCTION "
+                               "and a DATA.npz with x and y")
+        if model is not None:
+            user = core.user_model(model, data, tuple(imports or ()), given)
+        elif imports:
+            raise AttnvizError("--import goes with --model (the code your model needs)")
+        else:
+            config = given.validate()
+    elif force:
         raise AttnvizError("--resume and --force contradict each other: pick one")
-    elif resume and not out.is_dir():
+    elif not out.is_dir():
         raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
     with core.exclusive(out):
         _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorboard, quiet,

@@ -49,6 +49,36 @@ class TrainPlan:
     prepared: object = None  # a user's model and data, built while planning (UserRunParts)
 
 
+# TrainConfig fields that configure a built-in task's model and data, with their option:
+# with --model the user's FUNCTION builds and compiles the model, so none of them applies
+TASK_ONLY = {"task": "--task", "encoder": "--encoder", "attention": "--attention",
+             "seq_len": "--seq-len", "units": "--units", "heads": "--heads",
+             "samples": "--samples", "val_samples": "--val-samples",
+             "probe_size": "--probe-size", "learning_rate": "--learning-rate", "seed": "--seed",
+             "attribution": "--attribution", "strategy": "--strategy", "jit_compile": "--jit"}
+
+
+def user_model(function: str, data: Path, imports: tuple[str, ...],
+               given: TrainConfig) -> UserModel:
+    """`train --model FUNCTION --data DATA` as the options give it, refused in one line when an
+    option of the built-in tasks was set too or a file is missing (no TensorFlow yet)."""
+    from attnviz.usermodel import split_spec
+
+    defaults = TrainConfig()
+    for field, flag in TASK_ONLY.items():
+        if getattr(given, field) != getattr(defaults, field):
+            raise AttnvizError(f"{flag} configures the built-in tasks; with --model your "
+                               "FUNCTION builds and compiles the model: drop it")
+    split_spec(function)  # a malformed FILE.py:FUNCTION, before anything else
+    if not Path(data).is_file():
+        raise AttnvizError(f"--data {data}: no such file")
+    if given.epochs < 1 or given.batch_size < 1:
+        raise AttnvizError("--epochs and --batch-size must be at least 1")
+    return UserModel(function=function, data=Path(data), imports=imports, epochs=given.epochs,
+                     batch_size=given.batch_size, record_every=given.record_every,
+                     checkpoint_every=given.checkpoint_every, record_heads=given.record_heads)
+
+
 @dataclass
 class UserRunParts:
     """What planning a --model run built, handed to fit so nothing is built twice."""
@@ -202,8 +232,6 @@ def _create_user_run(user: UserModel, out: Path, force: bool) -> tuple[Run, User
 
     data = load_data(user.data)
     model = build(user.function, user.imports)
-    if user.epochs < 1 or user.batch_size < 1:
-        raise AttnvizError("--epochs and --batch-size must be at least 1")
     if (out / STATE).exists() and not force:
         raise AttnvizError(f"{out} already holds a run: use --resume to continue it, --force "
                            "to replace it, or another --out")
