@@ -60,8 +60,7 @@ class AttentionRecorder(keras.callbacks.Callback):
         self.every = every
         self.checkpoint_every = checkpoint_every
         self.record_heads = record_heads
-        self.run = None
-        self.source = "callback"  # what trained, as the run's header says it
+        self.run = None  # the attnviz.run.Run being written, from on_train_begin on
         self._recorder = None
 
     # ---- Keras' callback interface -----------------------------------------------------
@@ -69,11 +68,9 @@ class AttentionRecorder(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not _is_writer(self.model):
             return
-        from attnviz.run import Run
-
         recorder = self._make_recorder()
         self._recorder = recorder
-        self.run: Run = recorder.run
+        self.run = recorder.run
         epochs = (self.params or {}).get("epochs")
         if epochs is not None and self.run.epochs_planned != epochs:
             self.run.extend(max(epochs, self.run.epochs_done))
@@ -109,7 +106,7 @@ class AttentionRecorder(keras.callbacks.Callback):
             self.directory, self.model, self.probe_x, y=self.probe_y, masks=self.masks,
             layers=self.layers, every=self.every, checkpoint_every=self.checkpoint_every,
             record_heads=self.record_heads, epochs=(self.params or {}).get("epochs"),
-            source=self.source)
+            source="callback")
         recorder = Recorder(run)
         recorder.set_model(self.model)
         return recorder
