@@ -6,10 +6,8 @@ attnviz.capture) and becomes one View, named by its layer path.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from attnviz.capture import CallInfo, capture, resolve_layers
@@ -28,8 +26,8 @@ from attnviz.modelio import (
     check_model_file,
     describe_inputs,
     example_inputs,
-    first_line,
     load_model,
+    model_failures,
     prepare_inputs,
 )
 from attnviz.run import Run
@@ -41,18 +39,6 @@ def inspect_target(target: Path, options: InspectOptions) -> Inspection:
     if is_model_file(target):
         return inspect_model(target, options)
     return inspect_checkpoint(Run.open(target), options)
-
-
-@contextlib.contextmanager
-def model_failures(source: str) -> Iterator[None]:
-    """The user's model raising on the input is one line naming the input, not a traceback."""
-    try:
-        yield
-    except AttnvizError:
-        raise
-    except Exception as err:  # noqa: BLE001 (a user's layer may raise anything)
-        raise AttnvizError(f"the model failed on {source}: {type(err).__name__}: "
-                           f"{first_line(err)}") from None
 
 
 def _load(path: Path, options: InspectOptions):
@@ -74,7 +60,7 @@ def list_calls(path: Path, options: InspectOptions) -> tuple[list[CallInfo], str
             raise AttnvizError(f"{path} holds a subclassed model, which declares no input "
                                "shape: give --input X.npy to run it on")
         source = f"one generated sample of ones {describe_inputs(inputs)}"
-    with model_failures(source):
+    with model_failures(f"the model failed on {source}"):
         calls, _ = resolve_layers(model, inputs, options.layers or None)
     return calls, source
 
@@ -92,7 +78,7 @@ def inspect_model(path: Path, options: InspectOptions) -> Inspection:
     model = _load(path, options)
     loaded = time.perf_counter()
     inputs = prepare_inputs(model, data, str(options.input))
-    with model_failures(f"--input {options.input}"):
+    with model_failures(f"the model failed on --input {options.input}"):
         views = _views(model, inputs, options)
     facts = {
         "model": str(path), "input": str(options.input),
@@ -120,7 +106,7 @@ def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
                        (*run.model_code, *options.imports))
     loaded = time.perf_counter()
     inputs = prepare_inputs(model, x, source)
-    with model_failures(source):
+    with model_failures(f"the model failed on {source}"):
         views = _views(model, inputs, options,
                        run if options.input is None else None)
     masks = {} if options.input is not None or not views else (

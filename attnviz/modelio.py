@@ -10,6 +10,7 @@ Importing code runs it: `--import` is for code you trust, as `--unsafe` is for f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -18,6 +19,7 @@ import re
 import sys
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -91,6 +93,18 @@ def _defined_objects(module) -> dict[str, object]:
         elif inspect.isfunction(value):
             found[name] = value
     return found
+
+
+@contextlib.contextmanager
+def model_failures(what: str) -> Iterator[None]:
+    """The user's model (or code) raising is one line, `what` then the error's first line,
+    not a traceback."""
+    try:
+        yield
+    except AttnvizError:
+        raise
+    except Exception as err:  # noqa: BLE001 (a user's layer may raise anything)
+        raise AttnvizError(f"{what}: {type(err).__name__}: {first_line(err)}") from None
 
 
 def first_line(err: BaseException) -> str:

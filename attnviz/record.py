@@ -18,7 +18,7 @@ import numpy as np
 
 from attnviz.capture import Probe, capture, no_attention_message, select
 from attnviz.errors import AttnvizError
-from attnviz.modelio import code_files, first_line, model_summary
+from attnviz.modelio import code_files, first_line, model_failures, model_summary
 from attnviz.run import CONFIG, STATE, Run, RunSpec, probe_digest
 from attnviz.score import attention_rows, mass
 from attnviz.tasks import TaskBatch
@@ -153,13 +153,8 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                            f"{every} and {checkpoint_every}")
     if record_heads not in ("all", "mean"):
         raise AttnvizError(f"record_heads {record_heads!r}: use 'all' or 'mean'")
-    try:
+    with model_failures("the probe does not fit the model"):
         captured = capture(model, probe_x)
-    except AttnvizError:
-        raise
-    except Exception as err:  # noqa: BLE001 (the user's model may raise anything)
-        raise AttnvizError(f"the probe does not fit the model: {type(err).__name__}: "
-                           f"{first_line(err)}") from None
     if not captured.calls:
         raise AttnvizError(no_attention_message(captured.layers))
     calls = select(captured.calls, layers)
