@@ -260,8 +260,8 @@ class Run:
         if matches:
             raise AttnvizError(f"--layer {name} matches {len(matches)} recorded layers: pick "
                                f"one of {listed}")
-        raise AttnvizError(f"--layer {name}: {self.root} recorded no such layer; it recorded "
-                           f"{listed}")
+        raise AttnvizError(f"--layer {name}{did_you_mean(name, self.layer_names)}: "
+                           f"{self.root} recorded no such layer; it recorded {listed}")
 
     def select_layers(self, pattern: str) -> list[dict]:
         """The recorded layers whose name is `pattern` or matches it as a glob."""
