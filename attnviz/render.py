@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, did_you_mean
 from attnviz.fsutil import atomic_path
 from attnviz.run import Run
 from attnviz.score import (
@@ -95,7 +95,8 @@ def colormap_lut(name: str, levels: int = CMAP_LEVELS) -> np.ndarray:
         cmap = matplotlib.colormaps[name]
     except KeyError:
         raise AttnvizError(
-            f"unknown --cmap {name!r}: use a matplotlib colour map, e.g. {SOME_CMAPS}"
+            f"unknown --cmap {name!r}{did_you_mean(name, matplotlib.colormaps)}: use a "
+            f"matplotlib colour map, e.g. {SOME_CMAPS}"
         ) from None
     return cmap(np.linspace(0.0, 1.0, levels), bytes=True)[:, :3]
 
