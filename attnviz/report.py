@@ -36,7 +36,13 @@ import numpy as np
 from attnviz import __version__
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.fsutil import atomic_path
-from attnviz.render import check_writable_dir, colormap_lut, keep_every, resolve_samples
+from attnviz.render import (
+    check_every_and_samples,
+    check_writable_dir,
+    colormap_lut,
+    keep_every,
+    resolve_samples,
+)
 from attnviz.run import Run
 from attnviz.score import METRICS, score_stream
 
@@ -312,10 +318,7 @@ def _sha256(text: str) -> str:
 
 
 def _check_options(options: ReportOptions) -> None:
-    if options.every < 1:
-        raise AttnvizError(f"--every {options.every} must be 1 or more (1 keeps every epoch)")
-    if options.samples is not None and options.samples < 1:
-        raise AttnvizError(f"--samples {options.samples} must be 1 or more")
+    check_every_and_samples(options.every, options.samples)
     if not options.max_mb > 0:
         raise AttnvizError(f"--max-mb {options.max_mb:g} must be above 0")
 
