@@ -46,11 +46,11 @@ from attnviz.errors import AttnvizError
 from attnviz.modelio import load_model, prepare_inputs
 from attnviz.run import Run
 from attnviz.score import attention_rows
+from attnviz.verdict import MSE_NAMES
 
 HELDOUT_SAMPLES = 1000
 TOP_K = 1  # positions erased (or kept) by the faithfulness tests
 RECURRENT = ("lstm", "gru", "bilstm")
-MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
 
 
 @dataclass(frozen=True)
