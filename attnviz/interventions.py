@@ -199,7 +199,7 @@ class Intervener:
         if self._specs is not None:
             return
         with intercepted() as interceptor:
-            outputs = _single(self.model(_slice(x, 0, 1), training=False))
+            outputs = _single(self.model(slice_samples(x, 0, 1), training=False))
         found = [tensor for name, _, _, tensor in interceptor.records if name == self.call]
         if not found:
             calls = ", ".join(dict.fromkeys(name for name, *_ in interceptor.records)) or "none"
@@ -239,7 +239,7 @@ class Intervener:
         weights in the shape the call computes them in."""
         self._trace(x)
         outputs, weights = [], []
-        for start, stop in self._chunks(_length(x)):
+        for start, stop in self._chunks(batch_length(x)):
             out, w = self._learned(self._inputs(x, start, stop))
             outputs.append(out.numpy())
             weights.append(w.numpy())
@@ -336,9 +336,11 @@ def _single(outputs):
     return flat[0]
 
 
-def _length(x) -> int:
+def batch_length(x) -> int:
+    """Samples in `x`: an array, or a dict / list of arrays."""
     return int(keras.tree.flatten(x)[0].shape[0])
 
 
-def _slice(x, start: int, stop: int):
+def slice_samples(x, start: int, stop: int):
+    """Samples start..stop of `x`: an array, or a dict / list of arrays."""
     return keras.tree.map_structure(lambda array: array[start:stop], x)
