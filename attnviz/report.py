@@ -202,7 +202,8 @@ def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
         "masks": [{"name": name, "rows": mask.astype(int).tolist()}
                   for name, mask in masks.items()],
         "metrics": [{"name": m.name, "better": m.better, "low": m.low, "high": m.high,
-                     "summary": m.summary} for m in METRICS.values()],
+                     "summary": m.summary, "per_mask": m.per_mask, "same_as": m.same_as}
+                    for m in METRICS.values()],
         "layers": [_layer_data(run, layer, epochs, samples, masks) for layer in layers],
         "colormap": lut.tobytes().hex(),
         "explain": _explain_data(run),
