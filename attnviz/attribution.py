@@ -85,7 +85,7 @@ def l1_normalise(values: np.ndarray) -> np.ndarray:
     return np.divide(values, total, out=np.zeros_like(values), where=total > 0)
 
 
-def _per_position(values: np.ndarray) -> np.ndarray:
+def per_position(values: np.ndarray) -> np.ndarray:
     """(n, L, ...) -> (n, L): summed over the features of each position."""
     return values.reshape(*values.shape[:2], -1).sum(axis=-1)
 
@@ -99,7 +99,7 @@ def gradient_x_input(model: keras.Model, x: np.ndarray,
     """
     x = np.asarray(x, dtype=np.float32)
     _, gradients = predictions_and_gradients(model, x, index)
-    return l1_normalise(_per_position(gradients * x)).astype(np.float32)
+    return l1_normalise(per_position(gradients * x)).astype(np.float32)
 
 
 def integrated_gradients(
@@ -128,7 +128,7 @@ def integrated_gradients(
             model, path.reshape(-1, *x.shape[1:]), np.tile(index[start:start + per_chunk],
                                                            steps + 1))
         average = np.tensordot(weights, gradients.reshape(path.shape), axes=1)  # (c, L, ...)
-        out[start:start + per_chunk] = _per_position((xs - bs) * average)
+        out[start:start + per_chunk] = per_position((xs - bs) * average)
     return out
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -35,22 +35,23 @@ import attnviz.models  # noqa: F401  (registers the layers the built-in tasks' c
 from attnviz import capture, interventions
 from attnviz.attribution import (
     IG_STEPS,
-    _per_position,
     completeness_error,
     gradient_x_input,
     integrated_gradients,
     l1_normalise,
+    per_position,
     predict,
 )
 from attnviz.errors import AttnvizError
+from attnviz.interventions import batch_length, slice_samples
 from attnviz.modelio import load_model, prepare_inputs
 from attnviz.run import Run
 from attnviz.score import attention_rows
+from attnviz.verdict import MSE_NAMES
 
 HELDOUT_SAMPLES = 1000
 TOP_K = 1  # positions erased (or kept) by the faithfulness tests
 RECURRENT = ("lstm", "gru", "bilstm")
-MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,10 @@ def load_checkpoint(run: Run, epoch: int | None,
     return (run.checkpoints[-1] if epoch is None else epoch), model
 
 
-def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict) -> Samples:
+def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict,
+                    probe: Samples) -> Samples:
     """The held-out samples: fresh ones of a built-in task; for a user's run --data, else the
-    data `train --model` recorded, else the probe batch with its targets."""
+    data `train --model` recorded, else `probe` (the probe batch) with its targets."""
     if run.config is not None:
         if options.data is not None:
             raise AttnvizError("--data is for runs of your own model: a built-in task's run "
@@ -218,17 +220,15 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict) -> Sa
 
         data, name = _user_data(run), Path(run.model_info["fit"]["data"]).name
     else:
-        probe = run.probe
         if probe.y is None:
             raise AttnvizError(f"{run.root} recorded its probe without targets, so no loss can "
                                "be measured: give held-out samples with --data DATA.npz "
                                "(x_val and y_val, or x and y)")
-        return Samples(prepare_inputs(model, probe.x, "probe.npz"), probe.y,
-                       run.masks_for(layer["name"]), f"the probe batch ({_count(probe.x)} "
-                       "samples, recorded with the run: few, and fixed)")
+        return replace(probe, source=f"the probe batch ({batch_length(probe.x)} samples, "
+                                     "recorded with the run: few, and fixed)")
     key, x, y = ("x_val", data.x_val, data.y_val) if data.x_val is not None else ("x", data.x,
                                                                                     data.y)
-    total = _count(x)
+    total = batch_length(x)
     n = min(total, options.samples)
     masks = {mask: value[:n].astype(bool) for mask, value in data.masks.items()
              if value.ndim == 2 and value.shape == (total, keys)}
@@ -236,18 +236,8 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict) -> Sa
                                                else f" ({n} samples)")
     if key == "x":
         what = what[:-1] + "; it holds no x_val, so x and y are taken as held out)"
-    return Samples(prepare_inputs(model, _head(x, n), f"{name} {key}", "--data"),
-                   np.asarray(y[:n]),
-                   masks, what)
-
-
-def _count(x) -> int:
-    return len(next(iter(x.values()))) if isinstance(x, dict) else len(
-        x[0] if isinstance(x, list) else x)
-
-
-def _head(x, n: int):
-    return keras.tree.map_structure(lambda array: array[:n], x)
+    return Samples(prepare_inputs(model, slice_samples(x, 0, n), f"{name} {key}", "--data"),
+                   np.asarray(y[:n]), masks, what)
 
 
 def attribution_refused(x, keys: int) -> str | None:
@@ -328,12 +318,9 @@ def explain_run(root: Path | Run, options: ExplainOptions | None = None) -> dict
     _check(options, keys)
     epoch, model = load_checkpoint(run, options.epoch, options.imports)
     loss = model_loss(run, model)
-    probe = run.probe
-    batches = {
-        "probe": Samples(prepare_inputs(model, probe.x, "probe.npz"), probe.y,
-                         run.masks_for(layer["name"]), "the probe batch"),
-        "heldout": heldout_samples(run, model, options, layer),
-    }
+    probe = Samples(prepare_inputs(model, run.probe.x, "probe.npz"), run.probe.y,
+                    run.masks_for(layer["name"]), "the probe batch")
+    batches = {"probe": probe, "heldout": heldout_samples(run, model, options, layer, probe)}
     intervener = interventions.Intervener(model, call_of(model, batches["probe"].x,
                                                          layer["name"]))
     heldout = batches["heldout"]
@@ -354,7 +341,7 @@ def explain_run(root: Path | Run, options: ExplainOptions | None = None) -> dict
         "recurrent": run.config.encoder in RECURRENT if run.config else None,
         "bidirectional": run.config.encoder == "bilstm" if run.config else None,
         "seq_len": keys,
-        "samples": {name: _count(batch.x) for name, batch in batches.items()},
+        "samples": {name: batch_length(batch.x) for name, batch in batches.items()},
         "heldout_source": heldout.source,
         "masks": list(masked),
         "masks_on": masks_on,
@@ -399,7 +386,7 @@ def _attribution(run: Run, model, batches: dict[str, Samples], rows: dict[str, n
     if masks_on is not None and refused is None:
         masked = batches[masks_on]
         part["mask_zero_inputs"] = {
-            name: float((_per_position(np.asarray(masked.x)) == 0)[mask].mean())
+            name: float((per_position(np.asarray(masked.x)) == 0)[mask].mean())
             for name, mask in masked.masks.items()}
     if refused is not None:
         return {**part, "integrated_gradients": None, "gradient_x_input": None,
@@ -472,8 +459,7 @@ def baselines(run: Run, epoch: int, loss: interventions.Loss, outputs: np.ndarra
         "heldout_loss_se": float(per_sample.std(ddof=1) / np.sqrt(len(per_sample)))
         if len(per_sample) > 1 else None,
         "val_loss": None if val_loss is None or not np.isfinite(val_loss) else float(val_loss),
-        "predictors": [  # ratio: None where the baseline is exact (loss 0)
-            {**p, "ratio": value / p["loss"] if p["loss"] > 0 else None} for p in predictors],
+        "predictors": [{**p, "ratio": _ratio(value, p["loss"])} for p in predictors],
     }
 
 
@@ -515,7 +501,7 @@ def measure_interventions(intervener: interventions.Intervener, heldout: Samples
 def _adversarial(intervener, x, y, learned, outputs, loss, options, rng) -> dict:
     n = min(len(learned), interventions.ADVERSARIAL_SAMPLES)
     tolerance = interventions.ADVERSARIAL_TOLERANCE * float(np.std(outputs))
-    part_x, part_y = _head(x, n), y[:n]
+    part_x, part_y = slice_samples(x, 0, n), y[:n]
     found = intervener.adversarial(part_x, learned[:n], outputs[:n], tolerance, rng,
                                    options.adversarial_steps)
     moved = intervener.outputs(part_x, found)
@@ -533,6 +519,7 @@ def _adversarial(intervener, x, y, learned, outputs, loss, options, rng) -> dict
 
 
 def _ratio(value: float, reference: float) -> float | None:
+    """value / reference; None where the reference is exact (loss 0)."""
     return value / reference if reference > 0 else None
 
 

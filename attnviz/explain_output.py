@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attnviz.verdict import loss_label
+
 
 @dataclass(frozen=True)
 class TableData:
@@ -118,11 +120,6 @@ def _faithfulness_table(report: dict) -> TableData:
     )
 
 
-def _loss_label(report: dict) -> str:
-    name = report["baselines"]["loss"]
-    return "MSE" if name in ("mse", "mean_squared_error") else name
-
-
 def _baselines_table(report: dict) -> TableData:
     base = report["baselines"]
     se = base["heldout_loss_se"]
@@ -133,7 +130,7 @@ def _baselines_table(report: dict) -> TableData:
                      f"{base['val_loss']:.4g}", "", ""])
     rows += [[predictor["name"], f"{predictor['loss']:.4g}", _cell(predictor["ratio"]),
               predictor["description"]] for predictor in base["predictors"]]
-    label = _loss_label(report)
+    label = loss_label(report)
     return TableData(
         title=f"baselines: {'mean squared error' if label == 'MSE' else label}",
         columns=[("predictor", "left"), (label, "right"), ("model / it", "right"),
@@ -170,7 +167,7 @@ def _interventions_table(report: dict) -> TableData:
         rows.append([name, loss, _cell(entry["ratio"]), _cell(entry["jsd"]), what])
     predictors = "; ".join(f"{p['name']} {p['loss']:.4g}"
                            for p in report["baselines"]["predictors"])
-    label = _loss_label(report)
+    label = loss_label(report)
     return TableData(
         title=(f"interventions: held-out {label} with the attention weights of layer "
                f"{setup['layer']} replaced ({setup['replaced']}), the rest of the model as "

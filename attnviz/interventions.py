@@ -74,9 +74,6 @@ def squared_error(y: np.ndarray, outputs: np.ndarray) -> np.ndarray:
     return ((np.asarray(outputs, np.float64).reshape(len(outputs), -1) - y) ** 2).mean(axis=1)
 
 
-MSE = Loss("mse", "mean squared error", squared_error)
-
-
 def compiled_loss(model) -> Loss | None:
     """The loss `model` was compiled with, per sample, as `model.evaluate` averages it (no
     sample weights, no regularisation terms); None when it has none or several."""
@@ -180,11 +177,17 @@ class Intervener:
 
     # -- traced bodies --
 
-    def _learned_pass(self, x):
+    def _read_pass(self, x) -> tuple[object, list, list[str]]:
+        """The model's output on `x`, the weights its call `self.call` computed, and the name
+        of every call it computed."""
         with intercepted() as interceptor:
-            outputs = self.model(x, training=False)
+            outputs = _single(self.model(x, training=False))
         found = [tensor for name, _, _, tensor in interceptor.records if name == self.call]
-        return _single(outputs), tf.cast(found[0], tf.float32)
+        return outputs, found, [name for name, *_ in interceptor.records]
+
+    def _learned_pass(self, x):
+        outputs, found, _ = self._read_pass(x)
+        return outputs, tf.cast(found[0], tf.float32)
 
     def _replaced_pass(self, x, weights):
         def replace(learned):
@@ -198,11 +201,9 @@ class Intervener:
         shaped like `x`, weights and outputs shaped as that sample's."""
         if self._specs is not None:
             return
-        with intercepted() as interceptor:
-            outputs = _single(self.model(_slice(x, 0, 1), training=False))
-        found = [tensor for name, _, _, tensor in interceptor.records if name == self.call]
+        outputs, found, names = self._read_pass(slice_samples(x, 0, 1))
         if not found:
-            calls = ", ".join(dict.fromkeys(name for name, *_ in interceptor.records)) or "none"
+            calls = ", ".join(dict.fromkeys(names)) or "none"
             raise AttnvizError(f"the model computes no attention call {self.call} on these "
                                f"inputs; the calls it computes are: {calls}")
 
@@ -239,7 +240,7 @@ class Intervener:
         weights in the shape the call computes them in."""
         self._trace(x)
         outputs, weights = [], []
-        for start, stop in self._chunks(_length(x)):
+        for start, stop in self._chunks(batch_length(x)):
             out, w = self._learned(self._inputs(x, start, stop))
             outputs.append(out.numpy())
             weights.append(w.numpy())
@@ -336,9 +337,11 @@ def _single(outputs):
     return flat[0]
 
 
-def _length(x) -> int:
+def batch_length(x) -> int:
+    """Samples in `x`: an array, or a dict / list of arrays."""
     return int(keras.tree.flatten(x)[0].shape[0])
 
 
-def _slice(x, start: int, stop: int):
+def slice_samples(x, start: int, stop: int):
+    """Samples start..stop of `x`: an array, or a dict / list of arrays."""
     return keras.tree.map_structure(lambda array: array[start:stop], x)

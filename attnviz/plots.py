@@ -3,43 +3,73 @@ commands that plot)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from attnviz.errors import AttnvizError
 from attnviz.fsutil import atomic_path
-from attnviz.score import METRIC_NAMES, METRICS, Check, ScoreReport
+from attnviz.score import METRICS, SHOWN_ONCE, SHOWN_PER_MASK, Check, ScoreReport
+
+COLUMNS = 3  # panels per row of the score figure
 
 
 def plot_scores(path: Path, report: ScoreReport, checks: list[Check]) -> None:
-    """Write a PNG: one panel per metric (one line per mask, thresholds dashed) and the loss."""
+    """Write `score_figure` as a PNG."""
+    figure = score_figure(report, checks)
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png", dpi=90)
+
+
+def score_figure(report: ScoreReport, checks: list[Check]):
+    """A panel per metric over epochs, each number once as `score`'s tables show it (one
+    line per mask; entropy, the same for every mask, once; topk-f1 standing for
+    topk-precision and topk-recall), thresholds dashed, and the loss."""
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas
+    from matplotlib.ticker import MaxNLocator
 
     if report.epochs[0] is None:
         raise AttnvizError("--plot draws metrics over epochs: it needs a RUN, not --attention")
     view = " (head mean)" if report.kind == "self" else ""
-    figure = Figure(figsize=(13, 10), layout="constrained")
-    axes = figure.subplots(3, 3).ravel()
-    for ax, metric in zip(axes, METRIC_NAMES, strict=False):
+    metrics = [*SHOWN_PER_MASK, *SHOWN_ONCE]
+    rows = math.ceil((len(metrics) + 1) / COLUMNS)
+    figure = Figure(figsize=(13, 10 * rows / 3), layout="constrained")
+    axes = figure.subplots(rows, COLUMNS).ravel()
+    marker = "." if len(report.epochs) < 30 else None
+    for ax, metric in zip(axes, metrics, strict=False):
         info = METRICS[metric]
-        for mask in report.masks:
-            ax.plot(report.epochs, report.curve(metric, mask), marker="." if
-                    len(report.epochs) < 30 else None, label=mask)
+        for mask in report.masks if info.per_mask else report.masks[:1]:
+            ax.plot(report.epochs, report.curve(metric, mask), marker=marker, label=mask,
+                    **({} if info.per_mask else {"color": "black"}))  # not a mask's colour
         for check in checks:
-            if check.threshold.metric == metric:
+            judged = check.threshold.metric
+            if (METRICS[judged].same_as or judged) == metric:
                 ax.axhline(check.threshold.value, linestyle="--", linewidth=1, color="grey")
         margin = 0.03 * (info.high - info.low)
         ax.set_ylim(info.low - margin, info.high + margin)
-        ax.set_title(f"{metric} ({info.better} is better)", fontsize=10)
+        ax.set_title(_panel_title(metric), fontsize=10)
         ax.set_xlabel("epoch")
     axes[0].legend(title="mask", fontsize=8)
-    _plot_loss(axes[len(METRIC_NAMES)], report.history)
-    for ax in axes[len(METRIC_NAMES) + 1:]:
+    _plot_loss(axes[len(metrics)], report.history)
+    for ax in axes[:len(metrics) + 1]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    for ax in axes[len(metrics) + 1:]:
         ax.set_visible(False)
     figure.suptitle(f"attnviz score · {report.source}{view}")
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=90)
+    return figure
+
+
+def _panel_title(metric: str) -> str:
+    """'topk-f1 (higher is better; = topk-precision = topk-recall)'."""
+    info = METRICS[metric]
+    same = [name for name, other in METRICS.items() if other.same_as == metric]
+    notes = [f"{info.better} is better"]
+    if same:
+        notes.append("= " + " = ".join(same))
+    if not info.per_mask:
+        notes.append("any mask")
+    return f"{metric} ({'; '.join(notes)})"
 
 
 def _plot_loss(ax, history: list[dict]) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, did_you_mean
 from attnviz.fsutil import atomic_path
 from attnviz.run import Run
 from attnviz.score import (
@@ -95,7 +95,8 @@ def colormap_lut(name: str, levels: int = CMAP_LEVELS) -> np.ndarray:
         cmap = matplotlib.colormaps[name]
     except KeyError:
         raise AttnvizError(
-            f"unknown --cmap {name!r}: use a matplotlib colour map, e.g. {SOME_CMAPS}"
+            f"unknown --cmap {name!r}{did_you_mean(name, matplotlib.colormaps)}: use a "
+            f"matplotlib colour map, e.g. {SOME_CMAPS}"
         ) from None
     return cmap(np.linspace(0.0, 1.0, levels), bytes=True)[:, :3]
 
@@ -470,8 +471,7 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
     run = Run.open(run_dir)
     output = Path(options.output) if options.output else run.root / "attention.gif"
     _check_output(output, options.fps)
-    frames, mask = collect_frames(run, options)
-    mask_name = options.mask or run.main_mask or "no mask"
+    frames, mask, mask_name = collect_frames(run, options)
     if options.frames_dir is not None:
         _prepare_frames_dir(Path(options.frames_dir))
     # 'auto': the largest attention value of the whole run, so frames share one scale
@@ -498,10 +498,12 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
     )
 
 
-def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], np.ndarray]:
-    """The frames' data from a run, and the mask (n, L) shown under them."""
-    layer = run.layer(options.layer)["name"]
-    keys = run.layer(layer)["shape"][-1]
+def collect_frames(
+    run: Run, options: AnimateOptions
+) -> tuple[list[FrameData], np.ndarray, str]:
+    """The frames' data from a run, and the mask (n, L) shown under them with its name."""
+    info = run.layer(options.layer)
+    layer, keys = info["name"], info["shape"][-1]
     mask_name = options.mask or run.main_mask
     if mask_name is None:  # a run recorded without masks: an empty row
         mask, mask_name = np.zeros((run.header["probe"]["size"], keys), bool), "no mask"
@@ -531,7 +533,7 @@ def collect_frames(run: Run, options: AnimateOptions) -> tuple[list[FrameData], 
             attribution = _normalise_rows(np.abs(run.attribution(epoch))[:samples])
         frames.append(FrameData(epoch=epoch, rows=rows[:samples], attribution=attribution,
                                 header=tuple(header)))
-    return frames, mask[:samples]
+    return frames, mask[:samples], mask_name
 
 
 def keep_every(run: Run, every: int) -> list[int]:
@@ -554,12 +556,17 @@ def _normalise_rows(values: np.ndarray) -> np.ndarray:
 def _check_numbers(options: AnimateOptions) -> None:
     if not 0 < options.fps < float("inf"):
         raise AttnvizError(f"--fps {options.fps:g} must be above 0 (e.g. --fps 10)")
-    if options.every < 1:
-        raise AttnvizError(f"--every {options.every} must be 1 or more (1 keeps every epoch)")
+    check_every_and_samples(options.every, options.samples)
     if options.scale < 1:
         raise AttnvizError(f"--scale {options.scale} must be 1 or more pixels per cell")
-    if options.samples is not None and options.samples < 1:
-        raise AttnvizError(f"--samples {options.samples} must be 1 or more")
+
+
+def check_every_and_samples(every: int, samples: int | None) -> None:
+    """--every and --samples as `keep_every` and `resolve_samples` take them (animate, report)."""
+    if every < 1:
+        raise AttnvizError(f"--every {every} must be 1 or more (1 keeps every epoch)")
+    if samples is not None and samples < 1:
+        raise AttnvizError(f"--samples {samples} must be 1 or more")
 
 
 def _check_output(output: Path, fps: float) -> None:

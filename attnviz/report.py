@@ -36,7 +36,13 @@ import numpy as np
 from attnviz import __version__
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.fsutil import atomic_path
-from attnviz.render import check_writable_dir, colormap_lut, keep_every, resolve_samples
+from attnviz.render import (
+    check_every_and_samples,
+    check_writable_dir,
+    colormap_lut,
+    keep_every,
+    resolve_samples,
+)
 from attnviz.run import Run
 from attnviz.score import METRICS, score_stream
 
@@ -196,7 +202,8 @@ def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
         "masks": [{"name": name, "rows": mask.astype(int).tolist()}
                   for name, mask in masks.items()],
         "metrics": [{"name": m.name, "better": m.better, "low": m.low, "high": m.high,
-                     "summary": m.summary} for m in METRICS.values()],
+                     "summary": m.summary, "per_mask": m.per_mask, "same_as": m.same_as}
+                    for m in METRICS.values()],
         "layers": [_layer_data(run, layer, epochs, samples, masks) for layer in layers],
         "colormap": lut.tobytes().hex(),
         "explain": _explain_data(run),
@@ -312,10 +319,7 @@ def _sha256(text: str) -> str:
 
 
 def _check_options(options: ReportOptions) -> None:
-    if options.every < 1:
-        raise AttnvizError(f"--every {options.every} must be 1 or more (1 keeps every epoch)")
-    if options.samples is not None and options.samples < 1:
-        raise AttnvizError(f"--samples {options.samples} must be 1 or more")
+    check_every_and_samples(options.every, options.samples)
     if not options.max_mb > 0:
         raise AttnvizError(f"--max-mb {options.max_mb:g} must be above 0")
 

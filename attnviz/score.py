@@ -555,9 +555,10 @@ def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[s
     run = Run.open(run_dir)
     if over_epochs and epoch != "all":
         run.resolve_epoch(epoch)  # refuse an unrecorded --epoch before scoring them all
-    names = [run.layer(layer)["name"]]
-    if layer is not None and len(run.select_layers(layer)) > 1:
-        names = [info["name"] for info in run.select_layers(layer)]
+    # a glob may select several layers, which Run.layer (one layer) refuses
+    selected = run.select_layers(layer) if layer is not None else []
+    names = ([info["name"] for info in selected] if len(selected) > 1
+             else [run.layer(layer)["name"]])
     return [score_run(run, masks, "all" if over_epochs else epoch, query, name)
             for name in names]
 

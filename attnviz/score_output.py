@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,6 @@ def titled(title: str, table, caption: str | None = None) -> list:
 
 def _metrics_table(report: ScoreReport):
     from rich.markup import escape
-    from rich.table import Table
 
     parts = [report.source]
     if report.epochs[-1] is not None:
@@ -81,19 +81,28 @@ def _metrics_table(report: ScoreReport):
                      + ("heads averaged" if len(report.heads) > 1 else "recorded head mean"))
     else:
         parts.append("temporal attention")
-    table = Table()
-    table.add_column("metric")
-    for mask in report.masks:
-        table.add_column(escape(mask), justify="right")
-    for metric in SHOWN_PER_MASK:
-        table.add_row(_label(metric),
-                      *(_cell(report.value(metric, mask)) for mask in report.masks))
+    table = _per_mask_metrics({escape(mask): mask for mask in report.masks},
+                              lambda metric, mask: report.value(metric, mask))
     skipped = [f"{mask} {count}" for mask, count in report.auprc_skipped.items() if count]
     caption = (f"{report.samples} samples, averaged; ↑ higher is better, ↓ lower; "
                f"topk-f1 = topk-precision = topk-recall (k = mask size)"
                + (f"; auprc skipped samples whose mask is all one class: "
                   f"{', '.join(skipped)}" if skipped else ""))
     return titled("alignment · " + " · ".join(parts), table, caption)
+
+
+def _per_mask_metrics(columns: dict, value: Callable[[str, object], float]):
+    """A row per metric shown per mask and a column per {title: key}, each cell
+    value(metric, key)."""
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("metric")
+    for title in columns:
+        table.add_column(title, justify="right")
+    for metric in SHOWN_PER_MASK:
+        table.add_row(_label(metric), *(_cell(value(metric, key)) for key in columns.values()))
+    return table
 
 
 def _label(metric: str) -> str:
@@ -114,15 +123,8 @@ def _once_line(report: ScoreReport):
 
 
 def _heads_table(report: ScoreReport, mask: str):
-    from rich.table import Table
-
-    table = Table()
-    table.add_column("metric")
-    for head in report.heads:
-        table.add_column(head_label(head), justify="right")
-    for metric in SHOWN_PER_MASK:
-        table.add_row(_label(metric),
-                      *(_cell(report.value(metric, mask, head)) for head in report.heads))
+    table = _per_mask_metrics({head_label(head): head for head in report.heads},
+                              lambda metric, head: report.value(metric, mask, head))
     return titled(f"per head · mask {mask} (mean = metrics of the head-averaged rows)", table)
 
 

@@ -49,15 +49,14 @@ BETTER, WORSE = 0.8, 1.25  # attention on a mask: better below 0.8x, worse above
 FORCED_GAIN = 0.5  # all attention on the attended mask halves the loss: the weights cost it
 ALTERNATIVES = 0.1  # a very different attention (JSD >= 0.2) predicts as well for at least
 # 10 % of the samples searched: for those the heatmap is not an explanation
+MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")  # a loss reported as MSE
 
 
 def learning(report: dict) -> tuple[str, str]:
     """('learned' | 'shortcut' | 'not learned', the sentence that says so and why): what
     the model's predictions have learned, judged by its held-out MSE against the baselines."""
-    predictors = report["baselines"]["predictors"]
-    mean = next((p for p in predictors if p["name"] == "mean"), None)
-    shortcut = next((p for p in predictors if p["name"] != "mean"), None)
-    if not predictors and report["task"] is None:
+    mean, shortcut = _mean_predictor(report), _shortcut(report)
+    if not report["baselines"]["predictors"] and report["task"] is None:
         return "not judged", (
             "NOT JUDGED: there is no baseline to compare its loss with (a run of your own model "
             "has no task): pass --baseline NAME=MSE with a predictor's held-out loss.")
@@ -112,24 +111,26 @@ def learning(report: dict) -> tuple[str, str]:
 def compose(report: dict) -> list[str]:
     """The verdict as a list of sentences, most important first."""
     sitting = _attention_mask(report)
+    carrier = _carrier(report, sitting)
+    found = {entry["name"]: entry for entry in report.get("interventions") or []}
     sentences = [_where_attention_sits(report, sitting)]
     if report["integrated_gradients"] is None:
         sentences.append(f"Attribution and erasure are not measured: "
                          f"{report['attribution_refused']}; the interventions below are.")
     else:
-        sentences += _attribution(report, sitting)
+        sentences += _attribution(report, sitting, carrier)
         sentences.append(_agreement(report))
         sentences += _faithfulness(report)
     sentences += _baselines(report)
-    carrier = _carrier(report, sitting)
     if report["recurrent"]:
         sentences.append(
             "Attention over recurrent states weighs states, not inputs: the state at position "
             "t summarises the inputs <= t" + (" and > t (bidirectional)" if
                                               report["bidirectional"] else "") + "."
         )
-    sentences += _interventions(report, sitting)
-    if report["recurrent"] and carrier is not None and _state_carries(report, sitting, carrier):
+    sentences += _interventions(report, sitting, found)
+    if (report["recurrent"] and carrier is not None
+            and _state_carries(report, sitting, carrier, found)):
         attention = _on(report, "attention")["masks"]
         sentences.append(
             f"So the recurrent state at the {_place(report, sitting)} carries what the "
@@ -145,9 +146,14 @@ def compose(report: dict) -> list[str]:
 # ---- the parts -----------------------------------------------------------------------------
 
 
+def _masks_on(report: dict) -> str:
+    """The batch that has the masks: held-out, else the probe."""
+    return report.get("masks_on") or "heldout"
+
+
 def _on(report: dict, part: str) -> dict:
-    """A part's numbers on the batch that has the masks (held-out, else the probe)."""
-    return report[part][report.get("masks_on") or "heldout"]
+    """A part's numbers on the batch that has the masks."""
+    return report[part][_masks_on(report)]
 
 
 def _attention_mask(report: dict) -> str | None:
@@ -169,9 +175,8 @@ def _where_attention_sits(report: dict, sitting: str | None) -> str:
         return ("No masks were given for these samples, so where the attention weights sit "
                 "is not judged against a ground truth.")
     main = _on(report, "attention")
-    batch = report.get("masks_on") or "heldout"
     listing = _listing(main)
-    if batch == "heldout":
+    if _masks_on(report) == "heldout":
         probe = report["attention"]["probe"]["masks"] if "probe" in report["attention"] else None
         where = "held-out samples"
     else:
@@ -190,7 +195,7 @@ def _where_attention_sits(report: dict, sitting: str | None) -> str:
             f"({listing}).")
 
 
-def _attribution(report: dict, sitting: str | None) -> list[str]:
+def _attribution(report: dict, sitting: str | None, carrier: str | None) -> list[str]:
     if not report["masks"]:
         return []
     ig, gxi = _on(report, "integrated_gradients"), _on(report, "gradient_x_input")
@@ -210,7 +215,6 @@ def _attribution(report: dict, sitting: str | None) -> list[str]:
             f"Integrated gradients miss completeness by {100 * error:.0f} %: raise --steps "
             "before trusting them."
         )
-    carrier = _carrier(report, sitting)
     attention = _on(report, "attention")["masks"]
     if carrier is not None:
         sentences.append(
@@ -323,12 +327,11 @@ def _baselines(report: dict) -> list[str]:
     return sentences
 
 
-def _interventions(report: dict, sitting: str | None) -> list[str]:
+def _interventions(report: dict, sitting: str | None, found: dict[str, dict]) -> list[str]:
     """About the predictions with the attention weights replaced, the rest of the model as
     trained: whether it needs its attention, whether attention where a mask says would do
     better, what the states at the attended mask carry, and whether a very different
     attention predicts as well."""
-    found = {entry["name"]: entry for entry in report.get("interventions") or []}
     if "learned" not in found:
         return []
     sentences = [_needs(report, found)]
@@ -349,7 +352,7 @@ def _interventions(report: dict, sitting: str | None) -> list[str]:
 
 def _needs(report: dict, found: dict) -> str:
     learned, uniform, permuted = found["learned"], found["uniform"], found["permuted"]
-    mean = next((p for p in report["baselines"]["predictors"] if p["name"] == "mean"), None)
+    mean = _mean_predictor(report)
     worse_than_mean = mean is not None and uniform["loss"] > mean["loss"]
     measured = (
         f"with uniform attention its held-out {_label(report)} is {uniform['loss']:.3g}, "
@@ -372,10 +375,10 @@ def _needs(report: dict, found: dict) -> str:
 def _states(report: dict, sitting: str | None, found: dict) -> list[str]:
     """About the states at the attended mask, from all attention on it (temporal attention:
     one row a sample, so the states there are all the layer reads)."""
-    entry = found.get(f"mask:{sitting}")
-    reference = _reference(report)
-    if entry is None or reference is None or reference["loss"] <= 0 or not _temporal(report):
+    measured = _all_on_attended(report, sitting, found)
+    if measured is None:
         return []
+    entry, reference = measured
     place = _place(report, sitting)
     states = "state" if place.endswith("position") else "states"
     ratio = entry["loss"] / reference["loss"]
@@ -413,24 +416,43 @@ def _adversarial(report: dict, entry: dict) -> str:
             f"attention pattern ({measured}).")
 
 
+def _mean_predictor(report: dict) -> dict | None:
+    return next((p for p in report["baselines"]["predictors"] if p["name"] == "mean"), None)
+
+
+def _shortcut(report: dict) -> dict | None:
+    """The first predictor other than the mean: the task's shortcut, or one --baseline gave."""
+    return next((p for p in report["baselines"]["predictors"] if p["name"] != "mean"), None)
+
+
 def _reference(report: dict) -> dict | None:
     """The baseline that a learned model beats clearly: the shortcut, else the mean."""
-    predictors = report["baselines"]["predictors"]
-    return next((p for p in predictors if p["name"] != "mean"),
-                next((p for p in predictors if p["name"] == "mean"), None))
+    shortcut = _shortcut(report)
+    return shortcut if shortcut is not None else _mean_predictor(report)
 
 
-def _state_carries(report: dict, sitting: str | None, carrier: str) -> bool:
+def _all_on_attended(report: dict, sitting: str | None,
+                     found: dict[str, dict]) -> tuple[dict, dict] | None:
+    """(all attention on the attended mask, the baseline its loss is judged by), where that
+    intervention measures what the states on the mask carry: temporal attention and a
+    baseline with a loss; else None."""
+    entry, reference = found.get(f"mask:{sitting}"), _reference(report)
+    if (sitting is None or entry is None or reference is None or reference["loss"] <= 0
+            or not _temporal(report)):
+        return None
+    return entry, reference
+
+
+def _state_carries(report: dict, sitting: str | None, carrier: str,
+                   found: dict[str, dict]) -> bool:
     """Attention on A, attribution on B before A (either side if bidirectional), and the
     state at A measured to carry what the task needs (all attention on A beats the
     shortcut clearly): the state at A carries what B contributes."""
-    found = {entry["name"]: entry for entry in report.get("interventions") or []}
-    entry, reference = found.get(f"mask:{sitting}"), _reference(report)
-    if (sitting is None or entry is None or reference is None or reference["loss"] <= 0
-            or not _temporal(report)
-            or not _sits(_on(report, "attention")["masks"][sitting],
-                         report["mask_share"][sitting])):
+    measured = _all_on_attended(report, sitting, found)
+    if measured is None or not _sits(_on(report, "attention")["masks"][sitting],
+                                     report["mask_share"][sitting]):
         return False
+    entry, reference = measured
     order = report["mask_order"]
     before = order[carrier][sitting] >= BEFORE
     after = order[sitting][carrier] >= BEFORE
@@ -460,10 +482,16 @@ def _value(ratio: float | None) -> float:
 # ---- wording -------------------------------------------------------------------------------
 
 
-def _label(report: dict) -> str:
+def loss_label(report: dict) -> str:
     """'MSE', or the name of the model's own loss."""
     name = report["baselines"]["loss"]
-    return "MSE" if name in ("mse", "mean_squared_error") else f"loss ({name})"
+    return "MSE" if name in MSE_NAMES else name
+
+
+def _label(report: dict) -> str:
+    """'MSE', or 'loss (NAME)' for the model's own loss."""
+    label = loss_label(report)
+    return label if label == "MSE" else f"loss ({label})"
 
 
 def _times(entry: dict) -> str:

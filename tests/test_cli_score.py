@@ -13,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from attnviz.cli import app
+from attnviz.run import Run, RunSpec
 from attnviz.score import METRIC_NAMES
+from attnviz.tasks import get_task
 
 from conftest import make_synthetic_run
 
@@ -134,6 +136,25 @@ def test_plot_writes_a_png(run, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {path}" in result.stdout
     assert "epoch 5" in result.stdout  # the table still shows the requested epoch
+
+
+def test_a_glob_scores_and_gates_every_layer_it_selects(tmp_path):
+    probe = get_task("add-before-delimiter").probe(4, 20, np.random.default_rng(0))
+    on_delimiter = probe.masks["delimiter"] / probe.masks["delimiter"].sum(axis=1, keepdims=True)
+    weights = {"enc/first": on_delimiter, "enc/second": np.full((4, 20), 1 / 20)}
+    layers = [{"name": name, "class": "TemporalAttention", "shape": [4, 20], "dtype": "float32"}
+              for name in weights]
+    run = Run.create(tmp_path / "two", RunSpec(layers, {"epochs": 1, "record_every": 1,
+                                                        "checkpoint_every": 0,
+                                                        "record_heads": "all"}), probe)
+    run.save_attention(0, {name: w.astype(np.float32) for name, w in weights.items()})
+    run.commit()
+    code, report = score_json(run.root, "--layer", "enc/*", "--min", "mass@delimiter=0.9")
+    assert code == 1 and not report["passed"]  # the second layer misses the gate
+    assert [(layer["layer"], layer["passed"]) for layer in report["layers"]] == [
+        ("enc/first", True), ("enc/second", False)]
+    code, report = score_json(run.root, "--layer", "*first", "--min", "mass@delimiter=0.9")
+    assert code == 0 and report["layer"] == "enc/first"  # one match: one object, as before
 
 
 # ---- self-attention and user arrays --------------------------------------------------------

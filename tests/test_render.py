@@ -64,6 +64,11 @@ def test_unknown_cmap_names_valid_ones():
         colormap_lut("no-such-map")
 
 
+def test_mistyped_cmap_gets_a_did_you_mean():
+    with pytest.raises(AttnvizError, match=r"unknown --cmap 'virdis' \(did you mean viridis\?\)"):
+        colormap_lut("virdis")
+
+
 def test_palette_holds_the_lut_then_the_reserved_colours():
     lut = colormap_lut("hot")
     palette = palette_for(lut)

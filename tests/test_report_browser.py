@@ -107,8 +107,13 @@ def test_slider_play_curves_and_hover_on_the_founding_case(open_page, tmp_path):
     assert page.text("#epoch-label").startswith("epoch 1 ")
     page.page.keyboard.press("End")
     assert page.pixels() == last
-    # curves: the loss with its baselines, and each metric; a click on one picks that epoch
-    assert page.page.locator("#curves canvas").count() == 1 + 8
+    # curves: the loss with its baselines, and each metric as score shows them (not
+    # topk-precision and topk-recall, equal to topk-f1); a click on one picks that epoch
+    charts = page.page.locator("#curves canvas")
+    assert [charts.nth(i).get_attribute("aria-label") for i in range(charts.count())] == [
+        "loss (mean squared error)", "mass (higher is better)", "topk-f1 (higher is better)",
+        "auprc (higher is better)", "iou-f1 (higher is better)", "jsd (lower is better)",
+        "entropy (lower is better; any mask)"]
     assert "baseline: half-delimiter-index" in page.text("#legend")
     chart = page.page.locator("#curves canvas").first
     box = chart.bounding_box()

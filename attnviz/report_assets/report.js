@@ -470,13 +470,18 @@
   function buildCharts() {
     const losses = ["loss", "val_loss"].filter((key) => DATA.history[key].some((v) => v !== null));
     if (losses.length) {
-      charts.push({ title: "loss (mean squared error)", kind: "loss", keys: losses });
+      // the built-in tasks' loss; a user's model trains on its own
+      charts.push({ title: DATA.task ? "loss (mean squared error)" : "loss", kind: "loss",
+                    keys: losses });
     }
     const spec = layer();
     if (spec.scores) {
-      for (const metric of DATA.metrics) {
-        charts.push({ title: metric.name + " (" + metric.better + " is better)", kind: "metric",
-                      metric });
+      // each number once, as attnviz score shows them: not the metrics equal to another by
+      // definition (topk-precision and topk-recall are topk-f1); entropy, the same for every
+      // mask, once
+      for (const metric of DATA.metrics.filter((m) => !m.same_as)) {
+        charts.push({ title: metric.name + " (" + metric.better + " is better" +
+                      (metric.per_mask ? "" : "; any mask") + ")", kind: "metric", metric });
       }
     }
     const container = $("curves");
@@ -519,8 +524,10 @@
     const scores = spec.scores;
     const view = Math.max(0, scores.views.indexOf(state.head)); // temporal: its one view
     const metric = DATA.metrics.indexOf(chart.metric);
-    return scores.masks.map((name, m) => ({
-      name: "mask " + name, color: PALETTE[(m + 2) % 8],
+    const masks = chart.metric.per_mask ? scores.masks : scores.masks.slice(0, 1);
+    return masks.map((name, m) => ({
+      name: chart.metric.per_mask ? "mask " + name : "any mask",
+      color: chart.metric.per_mask ? PALETTE[(m + 2) % 8] : MUTED,
       points: DATA.epochs.map((e, i) => [e, scores.values[i][m][view][metric]])
         .filter((p) => p[1] !== null),
     }));
@@ -846,9 +853,11 @@
       ? DATA.config.encoder + " + " + DATA.config.attention : null,
       DATA.run.epochs_done + " epochs", "probe batch of " + DATA.samples]
       .filter(Boolean).join(" · ");
-    $("curves-caption").textContent = "Loss per epoch with the task's baselines (dashed); " +
+    $("curves-caption").textContent = "Loss per epoch" +
+      (DATA.baselines.length ? " with the task's baselines (dashed)" : "") + "; " +
       "each score of the shown head against each mask, for the last query as attnviz score " +
-      "computes it. The orange line is the epoch shown; click a chart to show another epoch.";
+      "computes it (topk-f1 is also topk-precision and topk-recall). The orange line is the " +
+      "epoch shown; click a chart to show another epoch.";
     buildControls();
     buildGrid();
     buildCharts();
