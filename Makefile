@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= runs/founding-case
+# TensorFlow 2.21's oneDNN kernels abort a training now and then on AVX-512 CPUs ("corrupted
+# size vs. prev_size"); the project's own commands run without them (same speed here).
+export TF_ENABLE_ONEDNN_OPTS ?= 0
 
 .PHONY: install demo test test-fast lint docs bench stress clean
 

@@ -34,6 +34,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+# as `make` does: TensorFlow's oneDNN kernels abort a training now and then (docs/reliability.md)
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 SANDBOX = ROOT / "build" / "docs-sandbox"
