@@ -28,7 +28,7 @@ demo: install
 	@echo "run directory: $(DEMO)   GIF: $(DEMO)/attention.gif"
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
