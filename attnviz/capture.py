@@ -341,7 +341,7 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
     """Run `model` on `inputs` (an array, a list or a dict of arrays, batch first) eagerly,
     batch by batch, and return the attention of every captured call (or of those `layers`
     select: exact paths or globs)."""
-    n = _batch_length(inputs)
+    n = batch_length(inputs)
     size = batch_size or n
     calls: dict[str, CallInfo] = {}
     chunks: dict[str, list[np.ndarray]] = {}
@@ -350,7 +350,7 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
     sized = batch_size is not None or n <= 1
     start = 0
     while start < n:
-        result, interceptor = forward(model, _slice(inputs, start, start + size),
+        result, interceptor = forward(model, slice_samples(inputs, start, start + size),
                                       replace=replace, watch=watch)
         chosen = [r for r in interceptor.records if layers is None or _selected(r[0], layers)]
         if not sized:  # the first pass, on every sample, says how much one sample captures
@@ -387,7 +387,7 @@ def _batch_size(records: list, n: int) -> int:
 
 def survey(model, inputs) -> Captured:
     """Every attention call, and every layer called, on the first two samples."""
-    return capture(model, _slice(inputs, 0, 2))
+    return capture(model, slice_samples(inputs, 0, 2))
 
 
 def _selected(name: str, patterns: Sequence[str]) -> bool:
@@ -401,12 +401,13 @@ def select(calls: Sequence[CallInfo], patterns: Sequence[str] | None) -> list[Ca
     return [call for call in calls if _selected(call.name, patterns)]
 
 
-def _batch_length(inputs) -> int:
-    first = keras.tree.flatten(inputs)[0]
-    return int(first.shape[0])
+def batch_length(inputs) -> int:
+    """Samples in `inputs`: an array, or a dict / list of arrays."""
+    return int(keras.tree.flatten(inputs)[0].shape[0])
 
 
-def _slice(inputs, start: int, stop: int):
+def slice_samples(inputs, start: int, stop: int):
+    """Samples start..stop of `inputs`: an array, or a dict / list of arrays."""
     return keras.tree.map_structure(lambda array: array[start:stop], inputs)
 
 
@@ -444,7 +445,7 @@ def resolve_layers(model, inputs, patterns: Sequence[str] | None) -> tuple[list[
             listed = ", ".join(call.name for call in calls) or "none"
             raise AttnvizError(f"--layer {pattern} matches no attention call and no layer; "
                                f"the attention calls are: {listed}")
-        output = capture(model, _slice(inputs, 0, 2), layers=[path], watch=[path])
+        output = capture(model, slice_samples(inputs, 0, 2), layers=[path], watch=[path])
         weights = output.weights.get(path)
         if weights is not None and is_distribution(weights):
             watch.append(path)

@@ -42,8 +42,8 @@ from attnviz.attribution import (
     per_position,
     predict,
 )
+from attnviz.capture import batch_length, slice_samples
 from attnviz.errors import AttnvizError
-from attnviz.interventions import batch_length, slice_samples
 from attnviz.modelio import load_model, prepare_inputs
 from attnviz.run import Run
 from attnviz.score import attention_rows

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from attnviz.capture import intercepted
+from attnviz.capture import batch_length, intercepted, slice_samples
 from attnviz.errors import AttnvizError
 
 DRAWS = 5  # permutations drawn per sample: the loss is their mean, with their spread
@@ -336,12 +336,3 @@ def _single(outputs):
                            "models with one output")
     return flat[0]
 
-
-def batch_length(x) -> int:
-    """Samples in `x`: an array, or a dict / list of arrays."""
-    return int(keras.tree.flatten(x)[0].shape[0])
-
-
-def slice_samples(x, start: int, stop: int):
-    """Samples start..stop of `x`: an array, or a dict / list of arrays."""
-    return keras.tree.map_structure(lambda array: array[start:stop], x)
