@@ -578,7 +578,8 @@ def report(
         show_default=False)] = None,
     every: EveryOption = 1,
     layer: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        help="Only this attention layer; repeat for several (default: all).",
+        metavar="NAME", help="Only the recorded layers this path or glob names; repeat for "
+        "several (default: all).",
         show_default=False)] = None,
     samples: SamplesOption = None,
     cmap: CmapOption = "hot",

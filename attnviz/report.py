@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import fnmatch
 import functools
 import hashlib
 import html
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from attnviz import __version__
-from attnviz.errors import AttnvizError, RunFormatError
+from attnviz.errors import AttnvizError, RunFormatError, did_you_mean
 from attnviz.fsutil import atomic_path
 from attnviz.render import (
     check_every_and_samples,
@@ -333,9 +334,15 @@ def _check_output(output: Path) -> None:
 
 
 def _select_layers(layers: list[Layer], wanted: tuple[str, ...]) -> list[Layer]:
+    """The layers a --layer names (a path or a glob, as in every command); all without one."""
     names = [layer.name for layer in layers]
-    unknown = [name for name in wanted if name not in names]
-    if unknown:
-        raise AttnvizError(f"--layer {unknown[0]!r} is not a recorded layer: choose from "
-                           f"{', '.join(names)}")
-    return [layer for layer in layers if not wanted or layer.name in wanted]
+
+    def matches(name: str, pattern: str) -> bool:
+        return name == pattern or fnmatch.fnmatchcase(name, pattern)
+
+    for pattern in wanted:
+        if not any(matches(name, pattern) for name in names):
+            raise AttnvizError(f"--layer {pattern}{did_you_mean(pattern, names)}: the run "
+                               f"recorded no such layer; it recorded {', '.join(names)}")
+    return [layer for layer in layers
+            if not wanted or any(matches(layer.name, pattern) for pattern in wanted)]

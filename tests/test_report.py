@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from attnviz.cli import app
 from attnviz.report import BYTES_PER_WEIGHT, Layer, embed_json, estimate_bytes
-from attnviz.run import Run
+from attnviz.run import Run, RunSpec
 from attnviz.score import METRIC_NAMES, score_run
+from attnviz.tasks import get_task
 
 from conftest import explain_report, make_synthetic_run
 
@@ -109,6 +110,26 @@ def test_every_layer_and_samples_thin_it(founding, tmp_path):
     assert len(base64.b64decode(data["layers"][0]["weights"][0])) == 3 * 20 * 2
 
 
+def test_layer_takes_a_path_or_a_glob_as_every_command_does(tmp_path):
+    probe = get_task("add-before-delimiter").probe(4, 20, np.random.default_rng(0))
+    layers = [{"name": name, "class": "TemporalAttention", "shape": [4, 20], "dtype": "float32"}
+              for name in ("enc/first", "enc/second", "dec/attention")]
+    run = Run.create(tmp_path / "three", RunSpec(layers, {"epochs": 1, "record_every": 1,
+                                                          "checkpoint_every": 0,
+                                                          "record_heads": "all"}), probe)
+    run.save_attention(0, {layer["name"]: np.full((4, 20), 1 / 20, np.float32)
+                           for layer in layers})
+    run.commit()
+    for args, shown in [((), ["enc/first", "enc/second", "dec/attention"]),
+                        (("--layer", "enc/*"), ["enc/first", "enc/second"]),
+                        (("--layer", "dec/attention", "--layer", "*second"),
+                         ["enc/second", "dec/attention"])]:
+        out = tmp_path / "r.html"
+        result = invoke(run.root, "-o", out, *args)
+        assert result.exit_code == 0, result.output
+        assert [layer["name"] for layer in page_data(out)["layers"]] == shown
+
+
 def test_the_page_is_self_contained_and_only_its_own_script_may_run(founding):
     assert invoke(founding.root).exit_code == 0
     page = (founding.root / "report.html").read_text()
@@ -150,8 +171,9 @@ def test_the_stored_explain_verdict_is_in_the_page(founding, tmp_path):
     (["{run}", "--every", "0"], "--every 0 must be 1 or more"),
     (["{run}", "--samples", "0"], "--samples 0 must be 1 or more"),
     (["{run}", "--samples", "11"], "choose 1..10"),
-    (["{run}", "--layer", "encoder"], "--layer 'encoder' is not a recorded layer: choose from "
-                                      "attention"),
+    (["{run}", "--layer", "atention"], "--layer atention (did you mean attention?): the run "
+                                       "recorded no such layer; it recorded attention"),
+    (["{run}", "--layer", "enc/*"], "--layer enc/*: the run recorded no such layer"),
     (["{run}", "--cmap", "nope"], "unknown --cmap 'nope'"),
     (["{run}", "--max-mb", "0"], "--max-mb 0 must be above 0"),
     (["{run}", "--max-mb", "0.01"], "over --max-mb 0.01: thin it with --every K"),
