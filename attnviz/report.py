@@ -135,7 +135,7 @@ def write_report(run_dir: Path, options: ReportOptions) -> Report:
     epochs = keep_every(run, options.every)
     layers = _select_layers(_layers(run), options.layers)
     samples = resolve_samples(options.samples, layers[0].shape[0])
-    budget = estimate_bytes(len(epochs), layers, samples, len(_masks(run, samples)))
+    budget = estimate_bytes(len(epochs), layers, samples, len(_masks(run, layers, samples)))
     if budget > options.max_mb * 1e6:
         raise AttnvizError(
             f"the report would take about {budget / 1e6:.0f} MB, over --max-mb "
@@ -168,7 +168,7 @@ def estimate_bytes(epochs: int, layers: list[Layer], samples: int, masks: int) -
 def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
                 lut: np.ndarray) -> dict:
     """Everything the page shows, JSON-ready."""
-    masks = _masks(run, samples)
+    masks = _masks(run, layers, samples)
     task = run.task or {}
     probe = run.probe
     x = probe.x
@@ -248,9 +248,14 @@ def _encode(weights: np.ndarray) -> str:
     return base64.b64encode(quantised.tobytes()).decode("ascii")
 
 
-def _masks(run: Run, samples: int) -> dict[str, np.ndarray]:
-    """The probe's masks over the first layer's keys (main first), first `samples` rows."""
-    return {name: mask[:samples] for name, mask in run.masks_for(None).items()}
+def _masks(run: Run, layers: list[Layer], samples: int) -> dict[str, np.ndarray]:
+    """The probe's masks that fit the key positions of any of `layers` (main first), first
+    `samples` rows: each layer is drawn and scored with those over its own keys."""
+    fitting = {}
+    for layer in layers:
+        fitting.update(run.masks_for(layer.name))
+    order = dict.fromkeys([run.main_mask, *run.mask_names])
+    return {name: fitting[name][:samples] for name in order if name in fitting}
 
 
 def _explain_data(run: Run) -> dict | None:

@@ -144,3 +144,26 @@ def explained_run(trained_run, tmp_path_factory) -> Run:
     assert result.exit_code == 0, result.output
     (root.parent / "explain-output.json").write_text(result.stdout)
     return Run.open(root)
+
+
+def mixed_keys_run(root):
+    """A run of two temporal layers over different key positions (a decoder's 6, an
+    encoder's 20), with masks over each: delimiter and prefix over 20 keys, first over 6."""
+    from attnviz.run import RunSpec
+    from attnviz.tasks import TaskBatch
+
+    base = get_task("add-before-delimiter").probe(4, 20, np.random.default_rng(0))
+    first = np.zeros((4, 6), bool)
+    first[:, 0] = True
+    probe = TaskBatch(x=base.x, y=base.y, masks={**base.masks, "first": first})
+    layers = [{"name": name, "class": "TemporalAttention", "shape": [4, keys], "dtype": "float32"}
+              for name, keys in (("dec/attention", 6), ("enc/attention", 20))]
+    run = Run.create(root, RunSpec(layers, {"epochs": 1, "record_every": 1, "checkpoint_every": 0,
+                                            "record_heads": "all"}), probe)
+    on = {"dec/attention": first, "enc/attention": base.masks["delimiter"]}
+    for epoch in (0, 1):
+        run.save_attention(epoch, {name: (mask / mask.sum(axis=1, keepdims=True) if epoch
+                                          else np.full(mask.shape, 1 / mask.shape[1])
+                                          ).astype(np.float32) for name, mask in on.items()})
+        run.commit(None if epoch == 0 else {"epoch": 1, "loss": 1.0, "val_loss": 1.0})
+    return Run.open(root)

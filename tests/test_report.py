@@ -22,7 +22,7 @@ from attnviz.run import Run, RunSpec
 from attnviz.score import METRIC_NAMES, score_run
 from attnviz.tasks import get_task
 
-from conftest import explain_report, make_synthetic_run
+from conftest import explain_report, make_synthetic_run, mixed_keys_run
 
 runner = CliRunner()
 
@@ -128,6 +128,18 @@ def test_layer_takes_a_path_or_a_glob_as_every_command_does(tmp_path):
         result = invoke(run.root, "-o", out, *args)
         assert result.exit_code == 0, result.output
         assert [layer["name"] for layer in page_data(out)["layers"]] == shown
+
+
+def test_each_layer_gets_the_masks_over_its_own_keys(tmp_path):
+    run = mixed_keys_run(tmp_path / "run")
+    out = tmp_path / "r.html"
+    assert invoke(run.root, "-o", out).exit_code == 0
+    data = page_data(out)
+    assert [mask["name"] for mask in data["masks"]] == ["delimiter", "prefix", "first"]
+    assert [(layer["name"], layer["keys"], layer["scores"]["masks"]) for layer in data["layers"]
+            ] == [("dec/attention", 6, ["first"]), ("enc/attention", 20, ["delimiter", "prefix"])]
+    assert invoke(run.root, "-o", out, "--layer", "enc/*").exit_code == 0
+    assert [mask["name"] for mask in page_data(out)["masks"]] == ["delimiter", "prefix"]
 
 
 def test_the_page_is_self_contained_and_only_its_own_script_may_run(founding):

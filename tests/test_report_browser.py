@@ -20,7 +20,7 @@ from attnviz.run import Run
 from attnviz.tasks import TaskBatch
 from attnviz.train import run_spec
 
-from conftest import explain_report, make_synthetic_run
+from conftest import explain_report, make_synthetic_run, mixed_keys_run
 
 expect = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev "
                              "extra has it)").expect
@@ -165,6 +165,21 @@ def test_model_view_selects_heads_and_the_query_map_selects_queries(open_page, t
     assert "query 3" in page.text("#probe-caption")
     page.page.select_option("#selectors select >> nth=1", "mean")  # head, query, sample
     assert "mean of queries" in page.text("#probe-caption")
+
+
+def test_layers_over_different_keys_each_show_their_own_masks(open_page, tmp_path):
+    run = mixed_keys_run(tmp_path / "run")
+    page = open_page(write(run, tmp_path / "report.html"))
+    caption = page.text("#probe-caption")
+    assert "layer dec/attention" in caption and "mass on first 1" in caption
+    assert "delimiter" not in caption
+    decoder = page.pixels()
+    thumbs = page.page.locator("button.thumb")
+    assert thumbs.count() == 2
+    thumbs.nth(1).click()
+    caption = page.text("#probe-caption")
+    assert "layer enc/attention" in caption and "mass on delimiter 1, prefix 0" in caption
+    assert "first" not in caption and page.pixels() != decoder
 
 
 def payload_run(root: Path, base: Run) -> Run:

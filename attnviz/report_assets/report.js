@@ -175,8 +175,13 @@
     return state.scale === "max" && spec.max > 0 ? spec.max : 1;
   }
 
+  // the probe's masks over a layer's key positions (a run's layers may have different keys)
+  function masksOver(keys) {
+    return DATA.masks.filter((mask) => mask.rows[0].length === keys);
+  }
+
   function masses(rows, keys) {
-    return DATA.masks.map((mask) => {
+    return masksOver(keys).map((mask) => {
       let total = 0;
       for (let i = 0; i < DATA.samples; i++) {
         for (let k = 0; k < keys; k++) total += mask.rows[i][k] ? rows[i * keys + k] : 0;
@@ -227,13 +232,14 @@
     const n = DATA.samples, keys = spec.keys, top = vmax(spec);
     const rows = probeRows(state.layer, state.epoch, state.head, state.query);
     const measure = setupCanvas(canvas, 10, 10);
-    const labels = [...range(n).map(String), ...DATA.masks.map((mask) => mask.name)];
+    const masks = masksOver(keys);
+    const labels = [...range(n).map(String), ...masks.map((mask) => mask.name)];
     const left = 28 + Math.max(...labels.map((text) => measure.measureText(text).width));
     const bar = 64; // the colour bar and its numbers
     const width = availableWidth(canvas);
     const cellW = Math.max(2, Math.min(32, Math.floor((width - left - bar - 12) / keys)));
     const cellH = Math.max(14, Math.min(26, cellW));
-    const maskBlocks = DATA.masks.map((mask) => {
+    const maskBlocks = masks.map((mask) => {
       const single = sameRows(mask.rows);
       return { mask, rows: single ? [mask.rows[0]] : mask.rows,
                height: single ? cellH : Math.max(3, Math.floor(cellH / 3)) };
