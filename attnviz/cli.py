@@ -18,6 +18,7 @@ import typer
 from attnviz import __version__
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
+from attnviz.fsutil import check_output_file
 from attnviz.terminal import console, fail
 from attnviz.usage import UsageErrorsInOneLine
 
@@ -465,7 +466,7 @@ def score(
     thresholds = core.parse_thresholds(minimum or [], maximum or [])
     for path, flag in ((junit, "--junit"), (plot, "--plot")):
         if path is not None:
-            show.check_output_path(path, flag)
+            check_output_file(path, flag)
     reports = core.score_target(run, attention, mask or [], epoch, query, normalize,
                                 over_epochs=plot is not None, layer=layer)
     if plot is not None and len(reports) > 1:

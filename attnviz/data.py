@@ -22,7 +22,7 @@ import numpy as np
 
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
-from attnviz.fsutil import atomic_write_bytes
+from attnviz.fsutil import atomic_write_bytes, check_output_file
 from attnviz.tasks import TaskBatch
 
 
@@ -52,18 +52,18 @@ def write_samples(batch: TaskBatch, output: Path, probe: bool = False) -> Writte
     if output.is_dir() and output.suffix in (".npz", ".npy"):
         raise AttnvizError(f"-o {output} is a directory: name a file, or drop the suffix")
     if output.suffix == ".npz":
-        _check_parent(output)
+        check_output_file(output, "-o")
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         files = {output: buffer.getvalue()}
     elif output.suffix == ".npy":
-        _check_parent(output)
+        check_output_file(output, "-o")
         arrays = {"x": batch.x}
         files = {output: _npy(batch.x)}
     else:
         if output.exists() and not output.is_dir():
             raise AttnvizError(f"-o {output} is a file: name a folder, an .npz or an .npy")
-        _check_parent(output)
+        check_output_file(output, "-o")
         output.mkdir(exist_ok=True)
         files = {output / f"{name.removeprefix('mask_')}.npy": _npy(array)
                  for name, array in arrays.items()}
@@ -78,8 +78,3 @@ def _npy(array: np.ndarray) -> bytes:
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
 
-
-def _check_parent(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise AttnvizError(f"-o {path}: the folder {path.parent} does not exist: create it "
-                           "first")

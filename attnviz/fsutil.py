@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a torn one."""
+"""Writing files: atomic writes (a reader sees the old file or the new one, never a torn one),
+and the checks every command makes of an output path before it does any work."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from attnviz.errors import AttnvizError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -60,3 +63,25 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def check_writable_dir(directory: Path, option: str) -> None:
+    """Refuse a folder to write into that is missing, is a file, or is not writable."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise AttnvizError(f"{option}: {directory} is a file, not a folder: choose another")
+    if not directory.is_dir():
+        raise AttnvizError(f"{option}: the folder {directory} does not exist: create it or "
+                           "choose another")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise AttnvizError(f"{option}: the folder {directory} is not writable: choose another")
+
+
+def check_output_file(path: Path, option: str, what: str = "a file") -> Path:
+    """Refuse an output file path that is a directory, or whose folder check_writable_dir
+    refuses; `what` says what to name instead of a directory (e.g. "an .html file")."""
+    path = Path(path)
+    if path.is_dir():
+        raise AttnvizError(f"{option} {path} is a directory: name {what}")
+    check_writable_dir(path.parent, f"{option} {path}")
+    return path

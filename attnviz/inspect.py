@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.fsutil import atomic_path
+from attnviz.fsutil import atomic_path, check_output_file
 from attnviz.run import Run
 from attnviz.score import (
     READ_ERRORS,
@@ -384,7 +384,7 @@ def save_weights(views: list[View], path: Path) -> Path:
     if path.suffix == ".npy" and len(views) != 1:
         raise AttnvizError(f"--save {path}: {len(views)} attention calls were read: name an .npz "
                            "file to keep one array per call, or pick one with --layer")
-    _check_parent(path, "--save")
+    check_output_file(path, "--save")
     with atomic_path(path, suffix=path.suffix) as tmp, open(tmp, "wb") as handle:
         if path.suffix == ".npy":
             np.save(handle, views[0].weights, allow_pickle=False)
@@ -400,7 +400,7 @@ def save_png(inspection: Inspection, view: View, path: Path, title: str) -> Path
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise AttnvizError(f"--png {path}: name a .png file")
-    _check_parent(path, "--png")
+    check_output_file(path, "--png", "a .png file")
     shown = min(inspection.samples, view.rows.shape[0])
     figure = attention_figure(view.rows[:shown], shown_masks(inspection.masks, shown), title)
     with atomic_path(path, suffix=".png") as tmp:
@@ -413,13 +413,6 @@ def shown_masks(masks: dict[str, np.ndarray], shown: int) -> dict[str, np.ndarra
     probe batch with fixed positions)."""
     return {name: mask[:1] if (mask[:shown] == mask[0]).all() else mask[:shown]
             for name, mask in masks.items()}
-
-
-def _check_parent(path: Path, flag: str) -> None:
-    if not path.parent.is_dir():
-        raise AttnvizError(f"{flag} {path}: the directory {path.parent} does not exist")
-    if path.is_dir():
-        raise AttnvizError(f"{flag} {path} is a directory: name a file")
 
 
 # ---- terminal ------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ No TensorFlow here, and matplotlib only to look up a colour map other than 'hot'
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.errors import AttnvizError, did_you_mean
-from attnviz.fsutil import atomic_path
+from attnviz.fsutil import atomic_path, check_output_file, check_writable_dir
 from attnviz.run import Run
 from attnviz.score import (
     attention_rows,
@@ -570,8 +569,7 @@ def check_every_and_samples(every: int, samples: int | None) -> None:
 
 
 def _check_output(output: Path, fps: float) -> None:
-    if output.is_dir():
-        raise AttnvizError(f"-o {output} is a directory: name a .gif or .mp4 file")
+    check_output_file(output, "-o", "a .gif or .mp4 file")
     suffix = output.suffix.lower()
     if suffix not in SUFFIXES:
         raise AttnvizError(
@@ -585,7 +583,6 @@ def _check_output(output: Path, fps: float) -> None:
             f"--fps {fps:g} is faster than GIF viewers play ({GIF_MAX_FPS} at most): lower it "
             "or write an .mp4"
         )
-    check_writable_dir(output.parent, f"-o {output}")
 
 
 def _prepare_frames_dir(directory: Path) -> None:
@@ -596,15 +593,6 @@ def _prepare_frames_dir(directory: Path) -> None:
     except OSError as err:
         raise AttnvizError(f"--frames {directory}: cannot create it ({err.strerror})") from None
     check_writable_dir(directory, f"--frames {directory}")
-
-
-def check_writable_dir(directory: Path, option: str) -> None:
-    if not directory.is_dir():
-        raise AttnvizError(
-            f"{option}: the directory {directory} does not exist: create it or choose another"
-        )
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise AttnvizError(f"{option}: the directory {directory} is not writable")
 
 
 def resolve_samples(samples: int | None, available: int) -> int:

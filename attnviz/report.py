@@ -36,10 +36,9 @@ import numpy as np
 
 from attnviz import __version__
 from attnviz.errors import AttnvizError, RunFormatError, did_you_mean
-from attnviz.fsutil import atomic_path
+from attnviz.fsutil import atomic_path, check_output_file
 from attnviz.render import (
     check_every_and_samples,
-    check_writable_dir,
     colormap_lut,
     keep_every,
     resolve_samples,
@@ -331,11 +330,9 @@ def _check_options(options: ReportOptions) -> None:
 
 
 def _check_output(output: Path) -> None:
-    if output.is_dir():
-        raise AttnvizError(f"-o {output} is a directory: name an .html file")
+    check_output_file(output, "-o", "an .html file")
     if output.suffix.lower() not in SUFFIXES:
         raise AttnvizError(f"-o {output}: name an .html file (the report is one HTML page)")
-    check_writable_dir(output.parent, f"-o {output}")
 
 
 def _select_layers(layers: list[Layer], wanted: tuple[str, ...]) -> list[Layer]:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
-from attnviz.fsutil import atomic_write_bytes
+from attnviz.fsutil import atomic_write_bytes, check_output_file
 from attnviz.score import (
     METRIC_NAMES,
     METRICS,
@@ -273,15 +272,5 @@ def _junit_suite(suites, report: ScoreReport, checks: list[Check]) -> None:
             failure.text = METRICS[check.threshold.metric].summary
 
 
-def check_output_path(path: Path, flag: str) -> Path:
-    """Refuse an output path whose folder is missing or that is a directory."""
-    path = Path(path)
-    if path.is_dir():
-        raise AttnvizError(f"{flag} {path} is a directory: give a file path")
-    if not path.parent.is_dir():
-        raise AttnvizError(f"{flag} {path}: folder {path.parent} does not exist: create it first")
-    return path
-
-
 def write_junit(path: Path, results: list[tuple[ScoreReport, list[Check]]]) -> None:
-    atomic_write_bytes(check_output_path(path, "--junit"), junit_xml(results))
+    atomic_write_bytes(check_output_file(path, "--junit"), junit_xml(results))
