@@ -472,8 +472,8 @@ def score(
     if plot is not None and len(reports) > 1:
         raise AttnvizError(f"--plot draws one layer and --layer {layer} selects "
                            f"{len(reports)}: pick one")
-    results = [(report.select(epoch), core.check_thresholds(report.select(epoch), thresholds))
-               for report in reports]
+    selected = [report.select(epoch) for report in reports]
+    results = [(report, core.check_thresholds(report, thresholds)) for report in selected]
     written = []
     if junit is not None:
         show.write_junit(junit, results)
