@@ -11,7 +11,9 @@ Commands run in one sandbox directory for the whole build (build/docs-sandbox), 
 `attnviz ...` runs in-process (its stdout and stderr, as a terminal of WIDTH columns without
 colour would show them); `python ...` runs as a subprocess. A command that makes something
 (`attnviz train`, `attnviz data`, `python ...`) runs once per sandbox: a setup or a run
-block that names it again is given what it printed the first time. Timings vary from run
+block that names it again is given what it printed the first time; so is a second block of
+the same `attnviz explain` in one build (it reads a finished run and prints the same
+report each time, in 10-20 s). Timings vary from run
 to run, so every duration in the output ("in 0.12 s", "1.7s") is shown as "…". Everything
 else is printed as it came: the trainings are seeded and deterministic on CPU, so the
 output is the same every time, and tests/test_docs.py fails when a page drifts from it.
@@ -88,6 +90,7 @@ class Sandbox:
         self.made_file = root / ".made.json"
         self.made: dict[str, str] = json.loads(self.made_file.read_text()) \
             if self.made_file.exists() else {}
+        self.explained: dict[str, str] = {}  # this build's explain outputs, by command
 
     def setup(self, command: str) -> None:
         self._once(command)
@@ -96,6 +99,10 @@ class Sandbox:
         """The block a page shows: the command after `$ `, then its output."""
         if _makes(command):
             output = self._once(command)
+        elif command.split()[:2] == ["attnviz", "explain"]:
+            if command not in self.explained:
+                self.explained[command] = self.execute(command, check=False)
+            output = self.explained[command]
         else:
             output = self.execute(command, check=False)
         return f"```console\n$ {command}\n{output}```\n"
