@@ -83,9 +83,10 @@ def _shape(line: str) -> str:
 
 def same_but_for_float_noise(page: str, built: str) -> str | None:
     """None when `built` equals `page` except numbers within float noise of each other;
-    else the first line that differs. TensorFlow's multi-threaded CPU kernels make two
-    trainings of one seed differ in the last digits (a mass of 0.0315 shows as 0.031 or
-    0.032), which is no drift of what attnviz prints."""
+    else the first line that differs. With TensorFlow's oneDNN kernels on, two trainings of
+    one seed differed in the last digits (a mass of 0.0315 shows as 0.031 or 0.032); with
+    them off, as make and the tests run, two fresh builds here wrote bit-identical runs, but
+    another CPU may round differently. That is no drift of what attnviz prints."""
     for old, new in zip(page.splitlines(), built.splitlines(), strict=False):
         if old == new:
             continue
