@@ -1,12 +1,13 @@
 """The app as a whole: start-up without TensorFlow, --version, completion, NO_COLOR."""
 
+import os
 import re
 import subprocess
 import sys
 
 from typer.testing import CliRunner
 
-from attnviz import __version__
+from attnviz import __version__, cli
 from attnviz.cli import app
 
 LOADED = ("import sys; from attnviz.cli import main; sys.argv = {argv!r}\n"
@@ -60,3 +61,20 @@ def test_errors_have_no_colour_codes_under_no_color(tmp_path):
     # even on a forced terminal: bold may stay, colour (SGR 30-38, 90-97) may not
     assert "\x1b[1m" in result.stderr
     assert not re.search(r"\x1b\[(?:[0-9]+;)*(?:3[0-8]|9[0-7])(?:;[0-9]+)*m", result.stderr)
+
+
+def test_the_command_runs_tensorflow_without_onednn_unless_told(monkeypatch):
+    """oneDNN's kernels abort a training now and then here and make runs of one seed differ;
+    the command turns them off before TensorFlow loads, and a user's own setting wins."""
+    seen = []
+    monkeypatch.setattr(cli, "app", lambda: seen.append(os.environ.get("TF_ENABLE_ONEDNN_OPTS")))
+    for setting, expected in ((None, "0"), ("1", "1")):
+        if setting is None:
+            monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+        else:
+            monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", setting)
+        try:
+            cli.main()
+        except SystemExit:
+            pass
+        assert seen[-1] == expected
