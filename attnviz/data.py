@@ -22,7 +22,7 @@ import numpy as np
 
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
-from attnviz.fsutil import atomic_write_bytes, check_output_file
+from attnviz.fsutil import atomic_write_bytes, check_output_file, check_writable_dir
 from attnviz.tasks import TaskBatch
 
 
@@ -63,7 +63,7 @@ def write_samples(batch: TaskBatch, output: Path, probe: bool = False) -> Writte
     else:
         if output.exists() and not output.is_dir():
             raise AttnvizError(f"-o {output} is a file: name a folder, an .npz or an .npy")
-        check_output_file(output, "-o")
+        check_writable_dir(output.parent, f"-o {output}")  # the folder itself may exist
         output.mkdir(exist_ok=True)
         files = {output / f"{name.removeprefix('mask_')}.npy": _npy(array)
                  for name, array in arrays.items()}

@@ -48,6 +48,8 @@ def test_a_folder_of_npy_files_feeds_score_mask(tmp_path):
     assert data("-o", folder, "--samples", 5).exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == [
         "delimiter.npy", "prefix.npy", "x.npy", "y.npy"]
+    again = data("-o", folder, "--samples", 5)  # a folder that exists is written into
+    assert again.exit_code == 0, again.output
     delimiter = np.load(folder / "delimiter.npy")
     np.save(tmp_path / "a.npy", delimiter.astype(np.float32))  # attention on the delimiter
     result = runner.invoke(app, ["score", "--attention", str(tmp_path / "a.npy"), "--mask",
