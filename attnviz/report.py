@@ -134,14 +134,15 @@ def write_report(run_dir: Path, options: ReportOptions) -> Report:
     epochs = keep_every(run, options.every)
     layers = _select_layers(_layers(run), options.layers)
     samples = resolve_samples(options.samples, layers[0].shape[0])
-    budget = estimate_bytes(len(epochs), layers, samples, len(_masks(run, layers, samples)))
+    masks = _masks(run, layers, samples)
+    budget = estimate_bytes(len(epochs), layers, samples, len(masks))
     if budget > options.max_mb * 1e6:
         raise AttnvizError(
             f"the report would take about {budget / 1e6:.0f} MB, over --max-mb "
             f"{options.max_mb:g}: thin it with --every K, --layer NAME or --samples N, or "
             "raise --max-mb"
         )
-    data = report_data(run, epochs, layers, samples, lut)
+    data = report_data(run, epochs, layers, samples, masks, lut)
     page = render_html(data)
     with atomic_path(output, suffix=".html") as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -165,9 +166,8 @@ def estimate_bytes(epochs: int, layers: list[Layer], samples: int, masks: int) -
 
 
 def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
-                lut: np.ndarray) -> dict:
-    """Everything the page shows, JSON-ready."""
-    masks = _masks(run, layers, samples)
+                masks: dict[str, np.ndarray], lut: np.ndarray) -> dict:
+    """Everything the page shows, JSON-ready; `masks` as `_masks` gives them."""
     task = run.task or {}
     probe = run.probe
     x = probe.x
