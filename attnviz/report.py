@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import fnmatch
 import functools
 import hashlib
 import html
@@ -132,7 +131,7 @@ def write_report(run_dir: Path, options: ReportOptions) -> Report:
     output = Path(options.output) if options.output else run.root / "report.html"
     _check_output(output)
     epochs = keep_every(run, options.every)
-    layers = _select_layers(_layers(run), options.layers)
+    layers = _select_layers(run, options.layers)
     samples = resolve_samples(options.samples, layers[0].shape[0])
     masks = _masks(run, layers, samples)
     budget = estimate_bytes(len(epochs), layers, samples, len(masks))
@@ -335,16 +334,14 @@ def _check_output(output: Path) -> None:
         raise AttnvizError(f"-o {output}: name an .html file (the report is one HTML page)")
 
 
-def _select_layers(layers: list[Layer], wanted: tuple[str, ...]) -> list[Layer]:
-    """The layers a --layer names (a path or a glob, as in every command); all without one."""
-    names = [layer.name for layer in layers]
-
-    def matches(name: str, pattern: str) -> bool:
-        return name == pattern or fnmatch.fnmatchcase(name, pattern)
-
+def _select_layers(run: Run, wanted: tuple[str, ...]) -> list[Layer]:
+    """The layers each --layer names (a path or a glob, as in every command); all without."""
+    chosen = set()
     for pattern in wanted:
-        if not any(matches(name, pattern) for name in names):
+        matched = run.select_layers(pattern)
+        if not matched:
+            names = run.layer_names
             raise AttnvizError(f"--layer {pattern}{did_you_mean(pattern, names)}: the run "
                                f"recorded no such layer; it recorded {', '.join(names)}")
-    return [layer for layer in layers
-            if not wanted or any(matches(layer.name, pattern) for pattern in wanted)]
+        chosen.update(layer["name"] for layer in matched)
+    return [layer for layer in _layers(run) if not wanted or layer.name in chosen]
