@@ -249,8 +249,13 @@ def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorb
     def announce_stop():
         err.print("[yellow]Ctrl-C: stopping after this epoch is saved (again to abort now)[/]")
 
+    def announce_abort():
+        err.show_cursor(True)  # the progress display hides it; the process ends right after
+        err.print(f"interrupted: the run is kept as of its last commit; continue with "
+                  f"`attnviz train --out {out} --resume`", soft_wrap=True)  # one line to copy
+
     try:
-        with core.graceful_interrupt(announce_stop) as stop_requested:
+        with core.graceful_interrupt(announce_stop, announce_abort) as stop_requested:
             if show:
                 from attnviz.progress import TrainDisplay
 
@@ -260,9 +265,8 @@ def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorb
                                       stop_requested=stop_requested, tensorboard=tensorboard)
             else:
                 result = core.fit(plan, stop_requested=stop_requested, tensorboard=tensorboard)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: the run is kept as of its last commit; continue with "
-                  f"`attnviz train --out {out} --resume`", soft_wrap=True)  # one line to copy
+    except KeyboardInterrupt:  # a Ctrl-C in the instants before the handler is in place
+        announce_abort()
         raise typer.Exit(130) from None
     if result.interrupted:
         err.print(f"stopped after epoch {result.epochs_done}; continue with "

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -483,9 +484,14 @@ def split_cpu(devices: int) -> None:
 
 
 @contextlib.contextmanager
-def graceful_interrupt(on_first: Callable[[], None] | None = None) -> Iterator[Callable[[], bool]]:
+def graceful_interrupt(on_first: Callable[[], None] | None = None,
+                       on_second: Callable[[], None] | None = None
+                       ) -> Iterator[Callable[[], bool]]:
     """First Ctrl-C asks training to stop after the current epoch is committed; a second
-    one aborts at once (the run stays as of its last commit). Yields `stop_requested()`."""
+    one aborts at once: `on_second` says so and the process exits 130 right there, as a
+    kill would end it (the run stays as of its last commit, and --resume continues it).
+    Raising KeyboardInterrupt instead can land inside TensorFlow, which once turned it into
+    a ValueError and a traceback (CI, TF 2.21). Yields `stop_requested()`."""
     requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield requested.is_set
@@ -493,7 +499,11 @@ def graceful_interrupt(on_first: Callable[[], None] | None = None) -> Iterator[C
 
     def handler(signum, frame):
         if requested.is_set():
-            raise KeyboardInterrupt
+            if on_second is not None:
+                on_second()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         requested.set()
         if on_first is not None:
             on_first()
