@@ -340,7 +340,8 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
             watch: Iterable[str] = ()) -> Captured:
     """Run `model` on `inputs` (an array, a list or a dict of arrays, batch first) eagerly,
     batch by batch, and return the attention of every captured call (or of those `layers`
-    select: exact paths or globs)."""
+    select: exact paths or globs; a string is one)."""
+    layers = patterns_of(layers)
     n = batch_length(inputs)
     size = batch_size or n
     calls: dict[str, CallInfo] = {}
@@ -379,9 +380,9 @@ def _batch_size(records: list, n: int) -> int:
     """Samples per forward pass so one pass captures about BATCH_BYTES; refuse past MAX_BYTES."""
     per_sample = sum(4 * int(np.prod(r[3].shape[1:])) for r in records)
     if per_sample * n > MAX_BYTES:
-        raise AttnvizError(
-            f"the attention of {n} samples would take {per_sample * n / 2**30:.1f} GB: pass at "
-            f"most {MAX_BYTES // per_sample} samples, or select fewer layers with --layer")
+        found = (f"the attention of {n} samples would take {per_sample * n / 2**30:.1f} GB: pass "
+                 f"at most {MAX_BYTES // per_sample} samples, or select fewer layers with ")
+        raise AttnvizError(found + "--layer", python=found + "layers=")
     return max(1, min(n, BATCH_BYTES // max(per_sample, 1)))
 
 
@@ -394,8 +395,17 @@ def _selected(name: str, patterns: Sequence[str]) -> bool:
     return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def select(calls: Sequence[CallInfo], patterns: Sequence[str] | None) -> list[CallInfo]:
-    """The calls that `patterns` (paths or globs) name, in call order; all when None."""
+def patterns_of(patterns: str | Sequence[str] | None) -> list[str] | None:
+    """Layer patterns as a list: a string is one pattern (never a list of its characters)."""
+    if patterns is None:
+        return None
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
+def select(calls: Sequence[CallInfo], patterns: str | Sequence[str] | None) -> list[CallInfo]:
+    """The calls that `patterns` (paths or globs; a string is one) name, in call order; all
+    when None."""
+    patterns = patterns_of(patterns)
     if not patterns:
         return list(calls)
     return [call for call in calls if _selected(call.name, patterns)]
@@ -430,11 +440,12 @@ def resolve_layers(model, inputs, patterns: Sequence[str] | None) -> tuple[list[
     A pattern that selects nothing is refused: listing the captured calls, or, when it names
     a layer whose output is not attention, naming the softmax inside that layer.
     """
+    patterns = patterns_of(patterns)
     surveyed = survey(model, inputs)
     calls = surveyed.calls
     if not patterns:
         if not calls:
-            raise AttnvizError(no_attention_message(surveyed.layers))
+            raise no_attention_error(surveyed.layers)
         return calls, []
     chosen, watch = select(calls, patterns), []
     for pattern in patterns:
@@ -471,11 +482,11 @@ def _layer_path(layers: dict[str, str], name: str) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def no_attention_message(layers: dict[str, str]) -> str:
+def no_attention_error(layers: dict[str, str]) -> AttnvizError:
     classes = ", ".join(dict.fromkeys(layers.values())) or "none"
-    return ("no attention found: the model computes no softmax inside a layer (layer classes "
-            f"called: {classes}); if one of its layers outputs attention weights, name it with "
-            "--layer")
+    found = ("no attention found: the model computes no softmax inside a layer (layer classes "
+             f"called: {classes}); if one of its layers outputs attention weights, name it with ")
+    return AttnvizError(found + "--layer", python=found + "layers=['its name']")
 
 
 # ---- a traced capture, for reading the same probe batch again and again ----------------------
@@ -490,7 +501,7 @@ class Probe:
 
     def __init__(self, model, layers: Sequence[str] | None = None):
         self.model = model
-        self.layers = list(layers) if layers else None
+        self.layers = patterns_of(layers) or None
         self.calls: list[CallInfo] = []
         self._function = tf.function(self._traced)
 

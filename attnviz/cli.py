@@ -19,7 +19,7 @@ from attnviz import __version__
 from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
 from attnviz.fsutil import check_output_file
-from attnviz.terminal import console, fail
+from attnviz.terminal import closed_pipe, console, fail
 from attnviz.usage import UsageErrorsInOneLine
 
 _DEFAULTS = TrainConfig()
@@ -45,6 +45,8 @@ def handle_errors(command):
             return command(*args, **kwargs)
         except AttnvizError as err:
             raise fail(str(err)) from None
+        except BrokenPipeError:
+            closed_pipe()  # the reader went away (`| head`): no message
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
             raise fail(f"{where}{err.strerror or err}") from None
@@ -478,6 +480,13 @@ def score(
                            f"{len(reports)}: pick one")
     selected = [report.select(epoch) for report in reports]
     results = [(report, core.check_thresholds(report, thresholds)) for report in selected]
+    rank_only = core.rank_only_gates(thresholds)
+    if rank_only:  # after every check of the input: bad input stays one line
+        console(stderr=True).print(
+            f"[yellow]warning:[/] {' and '.join(rank_only)} only rank the weights: attention "
+            "that is uniform but for a hair above the mask reads 1.0 and passes; gate how much "
+            "lands there too, e.g. --min mass=0.5 or --max entropy=0.8", markup=True,
+            soft_wrap=True)
     written = []
     if junit is not None:
         show.write_junit(junit, results)
@@ -654,4 +663,14 @@ def main() -> None:
     # round differently from run to run; without them the same seed gives the same run, bit
     # for bit, as the docs show it (docs/reliability.md). TF_ENABLE_ONEDNN_OPTS=1 turns them on.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    sys.exit(app())
+    try:
+        app()
+    except SystemExit:
+        try:
+            sys.stdout.flush()  # output still buffered for a pipe that may be closed
+        except BrokenPipeError:
+            closed_pipe()
+        raise
+    except BrokenPipeError:
+        closed_pipe()
+

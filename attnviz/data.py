@@ -64,7 +64,7 @@ def write_samples(batch: TaskBatch, output: Path, probe: bool = False) -> Writte
         if output.exists() and not output.is_dir():
             raise AttnvizError(f"-o {output} is a file: name a folder, an .npz or an .npy")
         check_writable_dir(output.parent, f"-o {output}")  # the folder itself may exist
-        output.mkdir(exist_ok=True)
+        output.mkdir(parents=True, exist_ok=True)
         files = {output / f"{name.removeprefix('mask_')}.npy": _npy(array)
                  for name, array in arrays.items()}
     for path, data in files.items():

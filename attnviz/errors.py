@@ -7,7 +7,25 @@ from collections.abc import Iterable
 
 
 class AttnvizError(Exception):
-    """A problem with the user's input or files: its message names the problem and the fix."""
+    """A problem with the user's input or files: its message names the problem and the fix.
+
+    Two audiences meet the same problem: the command line, whose fixes are options
+    (`--force`), and the Python API (`AttentionRecorder`), whose fixes are parameters
+    (`overwrite=True`). `str(err)` is the command line's wording; where the fix differs,
+    `python` words it for the API, and `for_python()` is the error as the API raises it.
+    """
+
+    def __init__(self, message: str, *, python: str | None = None):
+        super().__init__(message)
+        self.python = python
+
+    def for_python(self) -> AttnvizError:
+        """This error worded for the Python API (itself when both words agree)."""
+        if self.python is None:
+            return self
+        worded = type(self).__new__(type(self))
+        AttnvizError.__init__(worded, self.python)
+        return worded
 
 
 class RunFormatError(AttnvizError):

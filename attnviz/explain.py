@@ -47,7 +47,7 @@ from attnviz.errors import AttnvizError
 from attnviz.modelio import load_model, prepare_inputs
 from attnviz.run import Run
 from attnviz.score import attention_rows
-from attnviz.verdict import MSE_NAMES
+from attnviz.verdict import MSE_NAMES, NOISE_FLOOR
 
 HELDOUT_SAMPLES = 1000
 TOP_K = 1  # positions erased (or kept) by the faithfulness tests
@@ -200,7 +200,8 @@ def load_checkpoint(run: Run, epoch: int | None,
 def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict,
                     probe: Samples) -> Samples:
     """The held-out samples: fresh ones of a built-in task; for a user's run --data, else the
-    data `train --model` recorded, else `probe` (the probe batch) with its targets."""
+    data `train --model` recorded, else the held-out samples the recorder kept (its
+    `validation`), else `probe` (the probe batch) with its targets."""
     if run.config is not None:
         if options.data is not None:
             raise AttnvizError("--data is for runs of your own model: a built-in task's run "
@@ -214,16 +215,25 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict,
 
     keys = layer["shape"][-1]
     if options.data is not None:
-        data, name = load_data(options.data), options.data.name
+        data, name = load_data(options.data, heldout=True), options.data.name
     elif run.model_info.get("fit"):
         from attnviz.train import _user_data
 
         data, name = _user_data(run), Path(run.model_info["fit"]["data"]).name
+    elif run.heldout is not None:
+        kept = run.heldout
+        n = min(batch_length(kept.x), options.samples)
+        given = run.heldout_given
+        return Samples(prepare_inputs(model, slice_samples(kept.x, 0, n), "heldout.npz",
+                                      "the run's"), kept.y[:n], {},
+                       f"the held-out samples the recorder kept ({n} of the {given} given "
+                       "as validation)")
     else:
         if probe.y is None:
             raise AttnvizError(f"{run.root} recorded its probe without targets, so no loss can "
                                "be measured: give held-out samples with --data DATA.npz "
-                               "(x_val and y_val, or x and y)")
+                               "(x_val and y_val, or x and y), or record the run with "
+                               "AttentionRecorder(..., validation=(x_val, y_val))")
         return replace(probe, source=f"the probe batch ({batch_length(probe.x)} samples, "
                                      "recorded with the run: few, and fixed)")
     key, x, y = ("x_val", data.x_val, data.y_val) if data.x_val is not None else ("x", data.x,
@@ -460,7 +470,18 @@ def baselines(run: Run, epoch: int, loss: interventions.Loss, outputs: np.ndarra
         if len(per_sample) > 1 else None,
         "val_loss": None if val_loss is None or not np.isfinite(val_loss) else float(val_loss),
         "predictors": [{**p, "ratio": _ratio(value, p["loss"])} for p in predictors],
+        "noise_floor": noise_floor(loss, y),
     }
+
+
+def noise_floor(loss: interventions.Loss, y: np.ndarray) -> float:
+    """The loss at or below which the verdict calls a loss near zero (verdict.NOISE_FLOOR):
+    for MSE, that share of the held-out targets' variance (what predicting their mean costs);
+    for any other loss, that many of its units."""
+    if loss.name in MSE_NAMES and np.issubdtype(np.asarray(y).dtype, np.number):
+        targets = np.asarray(y, np.float64).reshape(len(y), -1)
+        return float(NOISE_FLOOR * targets.var(axis=0).mean())
+    return NOISE_FLOOR
 
 
 def measure_interventions(intervener: interventions.Intervener, heldout: Samples,

@@ -142,6 +142,16 @@ def _baselines_table(report: dict) -> TableData:
     )
 
 
+def _near_zero_note(report: dict) -> str:
+    """A caption's warning when the learned loss is within the noise floor."""
+    floor = report["baselines"].get("noise_floor")
+    learned = next(e["loss"] for e in report["interventions"] if e["name"] == "learned")
+    if floor is None or learned > floor:
+        return ""
+    return (f"; the learned loss is near zero (at most the noise floor {floor:.2g}), so the "
+            "ratios compare noise and the verdict does not read them")
+
+
 _WHAT = {"learned": "as the model computes it", "uniform": "uniform over each row",
          "permuted": "each row shuffled", "argmax": "one-hot on the learned top"}
 
@@ -161,7 +171,8 @@ def _interventions_table(report: dict) -> TableData:
         elif name == "adversarial":
             what = (f"farthest within {entry['tolerance']:.2g} of the learned predictions: "
                     f"JSD >= {entry['very_different']:g} for {100 * entry['far']:.0f} % "
-                    f"({entry['samples']} samples, {entry['steps']} steps)")
+                    f"(the first {entry['samples']} samples, {entry['steps']} steps; / learned: "
+                    f"against the learned {entry['learned_loss']:.4g} on them)")
         else:
             what = _WHAT[name]
         rows.append([name, loss, _cell(entry["ratio"]), _cell(entry["jsd"]), what])
@@ -175,6 +186,8 @@ def _interventions_table(report: dict) -> TableData:
         columns=[("attention", "left"), (label, "right"), ("/ learned", "right"),
                  ("JSD", "right"), ("", "left")],
         rows=rows,
-        caption=(f"{setup['samples']} held-out samples; JSD from the learned attention, in "
-                 "nats (at most 0.69)" + (f"; baselines: {predictors}" if predictors else "")),
+        caption=(f"{setup['samples']} held-out samples unless the row says otherwise; JSD from "
+                 "the learned attention, in nats (at most 0.69)"
+                 + (f"; baselines: {predictors}" if predictors else "")
+                 + _near_zero_note(report)),
     )

@@ -21,6 +21,7 @@ os.umask(_UMASK)
 def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path` (ending in `suffix`); on success fsync and rename it."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # an output folder checked, not yet made
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
     os.close(fd)
@@ -66,15 +67,21 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def check_writable_dir(directory: Path, option: str) -> None:
-    """Refuse a folder to write into that is missing, is a file, or is not writable."""
+    """Refuse a folder to write into that is a file, lies under a file, or cannot be written.
+    A folder that does not exist yet is fine when the nearest folder above it can be written:
+    the writer makes it (atomic_path), so `--junit reports/a.xml` needs no mkdir first."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise AttnvizError(f"{option}: {directory} is a file, not a folder: choose another")
-    if not directory.is_dir():
-        raise AttnvizError(f"{option}: the folder {directory} does not exist: create it or "
-                           "choose another")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise AttnvizError(f"{option}: the folder {directory} is not writable: choose another")
+    existing = directory
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link: nothing can be made through it
+            raise AttnvizError(f"{option}: {existing} is a broken link: choose another folder")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AttnvizError(f"{option}: {existing} is a file, not a folder: choose another")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AttnvizError(f"{option}: the folder {existing} is not writable: choose another")
 
 
 def check_output_file(path: Path, option: str, what: str = "a file") -> Path:

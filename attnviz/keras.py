@@ -14,8 +14,10 @@ keras_hub backbones, subclassed models; nothing in the model changes.
 Like Keras' own callbacks, nothing happens at construction: the run is created (or opened)
 in `on_train_begin`, epoch 0 is the untrained model, and each epoch is committed atomically
 in `on_epoch_end`. The run follows the epoch Keras trains from: when `fit` starts again at
-epoch k (BackupAndRestore after a crash, or `initial_epoch=k`), what the run holds after
-epoch k is dropped and recorded again, so every epoch is recorded exactly once. Under a
+epoch k > 0 (BackupAndRestore after a crash, or `initial_epoch=k`), what the run holds after
+epoch k is dropped and recorded again, so every epoch is recorded exactly once. A recorded
+run is never replaced by accident: a `fit` that starts over at epoch 0 on a run that holds
+recorded epochs is refused (its script run again, say) unless `overwrite=True`. Under a
 tf.distribute strategy only the chief writes.
 """
 
@@ -26,6 +28,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+from attnviz.capture import patterns_of
+from attnviz.errors import AttnvizError
 
 __all__ = ["AttentionRecorder"]
 
@@ -43,44 +48,73 @@ class AttentionRecorder(keras.callbacks.Callback):
         layers: optional attention calls to record: paths or globs as `attnviz inspect
             MODEL --list` shows them (default: every captured call).
         y: optional targets of the probe samples (kept in the run, shown by `explain`).
+        validation: optional held-out samples `(x_val, y_val)`, as `validation_data` takes
+            them: the run keeps the first of them, at most HELDOUT_SAMPLES (1000) and
+            HELDOUT_BYTES (16 MB), so `attnviz explain RUN` measures on them with nothing
+            else given.
         every: record every K epochs (epoch 0 and the last are always recorded).
         checkpoint_every: a .keras checkpoint every N epochs (and the last); 0: none.
         record_heads: "all" heads, or their "mean" (H times less disk).
+        overwrite: replace a run already in `directory` when `fit` starts (by default one
+            that holds recorded epochs is continued, never recorded over).
     """
 
     def __init__(self, directory, probe, masks: Mapping[str, np.ndarray] | None = None,
-                 layers: Sequence[str] | None = None, *, y=None, every: int = 1,
-                 checkpoint_every: int = 5, record_heads: str = "all"):
+                 layers: str | Sequence[str] | None = None, *, y=None, validation=None,
+                 every: int = 1, checkpoint_every: int = 5, record_heads: str = "all",
+                 overwrite: bool = False):
         super().__init__()
         self.directory = Path(directory)
         self.probe_x = probe
         self.probe_y = None if y is None else np.asarray(y)
         self.masks = {name: np.asarray(mask) for name, mask in (masks or {}).items()}
-        self.layers = list(layers) if layers else None
+        self.layers = patterns_of(layers) or None  # a string is one pattern
+        self.validation = validation
         self.every = every
         self.checkpoint_every = checkpoint_every
         self.record_heads = record_heads
+        self.overwrite = overwrite
         self.run = None  # the attnviz.run.Run being written, from on_train_begin on
         self._recorder = None
+        self._started = False  # the first on_epoch_begin of this fit has run
 
     # ---- Keras' callback interface -----------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        self._started = False
         if not _is_writer(self.model):
             return
-        recorder = self._make_recorder()
-        self._recorder = recorder
-        self.run = recorder.run
+        try:
+            self._recorder = self._make_recorder()
+        except AttnvizError as err:
+            raise err.for_python() from None
+        self.run = self._recorder.run
+
+    def _start(self, epoch: int) -> None:
+        """The first epoch of this fit: Keras (or BackupAndRestore) has set where training
+        starts, and the model still holds the weights it starts from."""
+        run = self.run
+        if epoch == 0 and run.epochs_done > 0 and not self.overwrite:
+            self._recorder = None
+            raise AttnvizError(
+                f"{self.directory} already holds {run.epochs_done} recorded epochs of this "
+                "model, and this fit starts over at epoch 0, so it would record over them: "
+                f"continue the run with fit(..., initial_epoch={run.epochs_done}) or "
+                "BackupAndRestore, record into another directory, or pass overwrite=True to "
+                "AttentionRecorder to replace it")
         epochs = (self.params or {}).get("epochs")
-        if epochs is not None and self.run.epochs_planned != epochs:
-            self.run.extend(max(epochs, self.run.epochs_done))
-        if 0 not in self.run.attention_epochs:
-            recorder.record(0, force=True)
-            self.run.commit()
+        if epochs is not None and run.epochs_planned != epochs:
+            run.extend(max(epochs, run.epochs_done))
+        if 0 not in run.attention_epochs:
+            self._recorder.record(0, force=True)
+            run.commit()
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._recorder is None:
             return
+        if not self._started:
+            self._started = True
+            self._start(epoch)
         run = self.run
         if run.epochs_done > epoch:  # Keras trains from `epoch` again: forget what came after
             run.rollback_to(epoch)
@@ -106,7 +140,7 @@ class AttentionRecorder(keras.callbacks.Callback):
             self.directory, self.model, self.probe_x, y=self.probe_y, masks=self.masks,
             layers=self.layers, every=self.every, checkpoint_every=self.checkpoint_every,
             record_heads=self.record_heads, epochs=(self.params or {}).get("epochs"),
-            source="callback")
+            source="callback", force=self.overwrite, validation=self.validation)
         recorder = Recorder(run)
         recorder.set_model(self.model)
         return recorder

@@ -166,12 +166,15 @@ def _load_error(path: Path, err: Exception, imports: tuple[str, ...]) -> Attnviz
 
 
 def _import_libraries(path: Path) -> None:
-    """Import keras_hub when the model file holds its classes (they register on import)."""
+    """Import attnviz's own layers (a built-in run's checkpoint) and keras_hub when the model
+    file holds their classes: they register on import, so no --import is needed for them."""
     try:
         with zipfile.ZipFile(path) as archive:
             config = archive.read("config.json").decode("utf-8", "replace")
     except (KeyError, OSError, zipfile.BadZipFile):
         return  # keras' own loader says what is wrong
+    if '"attnviz>' in config:
+        importlib.import_module("attnviz.models")
     if '"keras_hub' not in config or "keras_hub" in sys.modules:
         return
     try:

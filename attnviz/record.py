@@ -16,7 +16,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from attnviz.capture import Probe, capture, no_attention_message, select
+from attnviz.capture import (
+    Probe,
+    batch_length,
+    capture,
+    no_attention_error,
+    patterns_of,
+    select,
+    slice_samples,
+)
 from attnviz.errors import AttnvizError
 from attnviz.modelio import code_files, first_line, model_failures, model_summary
 from attnviz.run import CONFIG, STATE, Run, RunSpec, probe_digest
@@ -144,10 +152,11 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                    layers: Sequence[str] | None = None, every: int = 1,
                    checkpoint_every: int = 5, record_heads: str = "all",
                    epochs: int | None = None, source: str = "callback",
-                   force: bool = False, fit: dict | None = None) -> Run:
+                   force: bool = False, fit: dict | None = None, validation=None) -> Run:
     """The run that records `model` on `probe_x` in `directory`: everything is checked
     against the model before anything is written; then the run is created, or opened when it
-    already records this model on this probe."""
+    already records this model on this probe. `validation`: (x, y) held-out samples whose
+    first ones the run keeps for explain (heldout_batch)."""
     if every < 1 or checkpoint_every < 0:
         raise AttnvizError(f"every must be at least 1 and checkpoint_every at least 0, got "
                            f"{every} and {checkpoint_every}")
@@ -156,10 +165,10 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
     with model_failures("the probe does not fit the model"):
         captured = capture(model, probe_x)
     if not captured.calls:
-        raise AttnvizError(no_attention_message(captured.layers))
+        raise no_attention_error(captured.layers)
     calls = select(captured.calls, layers)
     if not calls:
-        raise AttnvizError(f"layers {list(layers or [])} match no attention call; the model's "
+        raise AttnvizError(f"layers {patterns_of(layers)} match no attention call; the model's "
                            f"are {', '.join(call.name for call in captured.calls)}")
     n = calls[0].shape[0]
     checked = {name: _check_mask(name, np.asarray(mask), n, calls)
@@ -171,6 +180,7 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                  and len(call.shape) == 4 else list(call.shape),
                  "dtype": "float32" if len(call.shape) == 2 else "float16"} for call in calls]
     probe = TaskBatch(x=probe_x, y=None if y is None else np.asarray(y), masks=checked)
+    heldout, given = heldout_batch(validation, model)
     spec = RunSpec(layers=recorded,
                    recording={"epochs": epochs, "record_every": every,
                               "checkpoint_every": checkpoint_every,
@@ -187,7 +197,8 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                                "into another directory, or delete it to start again")
         run.remove_stale_files()
     else:
-        run = Run.create(directory, spec, probe, force=force)
+        run = Run.create(directory, spec, probe, force=force, heldout=heldout,
+                         heldout_given=given)
     if checkpoint_every and not run.checkpoints and not run.state.get("checkpoints_skipped"):
         reason = reload_problem(model)
         if reason:
@@ -195,6 +206,33 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
             run.skip_checkpoints(reason)
             run.commit()
     return run
+
+
+HELDOUT_SAMPLES = 1000  # explain's default sample count: more would not be read
+HELDOUT_BYTES = 16 * 2**20  # the most a run spends on held-out samples
+
+
+def heldout_batch(validation, model) -> tuple[TaskBatch | None, int | None]:
+    """The held-out samples a run keeps: the first of `validation` = (x, y) within
+    HELDOUT_SAMPLES and HELDOUT_BYTES, checked to fit the model; and how many were given."""
+    if validation is None:
+        return None, None
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise AttnvizError("validation takes (x_val, y_val), as fit's validation_data does")
+    x, y = validation
+    x = keras.tree.map_structure(np.asarray, x)
+    y = np.asarray(y)
+    given = batch_length(x)
+    if given != len(y):
+        raise AttnvizError(f"validation holds {given} inputs and {len(y)} targets")
+    if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+        raise AttnvizError(f"validation targets have dtype {y.dtype}: give numbers")
+    per_sample = (sum(a[:1].nbytes for a in keras.tree.flatten(x)) + y[:1].nbytes) or 1
+    n = max(1, min(given, HELDOUT_SAMPLES, HELDOUT_BYTES // per_sample))
+    kept = slice_samples(x, 0, n)
+    with model_failures("validation does not fit the model"):
+        model(slice_samples(kept, 0, min(n, 2)), training=False)
+    return TaskBatch(x=kept, y=y[:n], masks={}), given
 
 
 def _check_mask(name: str, mask: np.ndarray, n: int, calls) -> np.ndarray:

@@ -47,6 +47,7 @@ FORMAT_VERSION = 2
 CONFIG = "config.json"
 STATE = "state.json"
 PROBE = "probe.npz"
+HELDOUT = "heldout.npz"  # optional: held-out samples the recorder kept, for explain
 EXPLAIN = "explain.json"
 # each list of recorded epochs in state.json: the folder and suffix of its files (attention
 # has a folder per layer below this one, "attention/00", except in format 1 runs)
@@ -55,13 +56,13 @@ EPOCH_FILES = {"attention_epochs": ("attention", ".npy"),
                "checkpoints": ("checkpoints", ".keras")}
 EPOCH_FOLDERS = tuple(folder for folder, _ in EPOCH_FILES.values())
 # every name state.json may list: a run never reads a path outside these
-LISTABLE = re.compile(r"config\.json|probe\.npz|explain\.json"
+LISTABLE = re.compile(r"config\.json|probe\.npz|heldout\.npz|explain\.json"
                       r"|attention/(\d{2,}/)?epoch_\d{4,}\.npy"
                       r"|attribution/epoch_\d{4,}\.npy|checkpoints/epoch_\d{4,}\.keras")
 LAYER_FOLDER = re.compile(r"attention/\d{2,}")
 EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)")
 # what fsutil.atomic_path leaves behind when a write is killed: .NAME.RANDOM.tmp[SUFFIX]
-TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|explain\.json"
+TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|heldout\.npz|explain\.json"
                        r"|epoch_\d{4,}\.(npy|keras))"
                        r"\.[A-Za-z0-9_]+\.tmp(\.keras)?")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -114,23 +115,32 @@ class Run:
     # ---- creating and opening ------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, spec: RunSpec, probe: TaskBatch, force: bool = False) -> Run:
-        """Lay out a new run; refuse to touch an existing one unless `force`."""
+    def create(cls, root: Path, spec: RunSpec, probe: TaskBatch, force: bool = False,
+               heldout: TaskBatch | None = None, heldout_given: int | None = None) -> Run:
+        """Lay out a new run; refuse to touch an existing one unless `force`. `heldout`:
+        held-out samples with targets kept in the run for explain (the first of
+        `heldout_given` the user gave)."""
         root = Path(root)
         header = _new_header(spec, probe)
+        if heldout is not None:
+            info = _probe_info(heldout, None)
+            header["heldout"] = {**info, "given": max(heldout_given or 0, info["size"])}
         if root.exists() and not root.is_dir():
-            raise AttnvizError(f"--out {root} is a file: choose a directory path")
+            raise AttnvizError(f"--out {root} is a file: choose a directory path",
+                               python=f"directory {root} is a file: choose a directory path")
         if root.is_dir() and _holds_files(root):
             if not force:
                 raise AttnvizError(
                     f"{root} already holds files: use --resume to continue it, --force to "
-                    "replace it, or another --out"
-                )
+                    "replace it, or another --out",
+                    python=f"{root} already holds files that are not a run of this model: "
+                           "record into another directory")
             if not ((root / CONFIG).is_file() or (root / STATE).is_file()):
                 raise AttnvizError(
                     f"{root} is not an attnviz run, so --force will not delete it: choose "
-                    "another --out"
-                )
+                    "another --out",
+                    python=f"{root} is not an attnviz run, so overwrite=True will not delete "
+                           "it: record into another directory")
             _remove_run_files(root)
         root.mkdir(parents=True, exist_ok=True)
         # config.json first: from then on `--resume` can start a killed creation again
@@ -141,6 +151,8 @@ class Run:
         if spec.config is not None and spec.config.attribution:
             (root / "attribution").mkdir(exist_ok=True)
         files[PROBE] = atomic_write_bytes(root / PROBE, _probe_bytes(probe))
+        if heldout is not None:
+            files[HELDOUT] = atomic_write_bytes(root / HELDOUT, _probe_bytes(heldout))
         state = {
             "format_version": FORMAT_VERSION, "history": [], "attention_epochs": [],
             "attribution_epochs": [], "checkpoints": [], "finished": False, "files": files,
@@ -159,6 +171,8 @@ class Run:
                                f"train one with `attnviz train --out {root}`")
         if not root.is_dir():
             raise AttnvizError(f"{root} is a file, not a run directory")
+        if not (root / STATE).exists() and not (root / CONFIG).exists():
+            raise AttnvizError(_not_a_run(root))
         state = _read_json(root / STATE, "the run's commit record")
         _check_version(root / STATE, state)
         header = read_run_header(root)
@@ -277,25 +291,40 @@ class Run:
     @property
     def probe(self) -> TaskBatch:
         if self._probe is None:
-            info = self.header["probe"]
-            wanted = {key: (spec["shape"], "biu" if key.startswith("mask_") else "fiu")
-                      for key, spec in _probe_arrays(info).items()}
-            arrays = _read_npz(self._verify(PROBE), self.root / PROBE, wanted)
-            for key in wanted:
-                if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
-                    raise RunFormatError(f"{self.root / PROBE}: array {key} contains NaN or Inf")
-            for name in info["masks"]:
-                if not np.isin(arrays[f"mask_{name}"], (0, 1)).all():
-                    raise RunFormatError(f"{self.root / PROBE}: mask {name} is not 0/1")
-            masks = {name: arrays[f"mask_{name}"].astype(bool) for name in info["masks"]}
-            if info["structure"] == "dict":
-                x = {name: arrays[f"x/{name}"] for name in info["inputs"]}
-            elif info["structure"] == "list":
-                x = [arrays[f"x/{name}"] for name in info["inputs"]]
-            else:
-                x = arrays["x"]
-            self._probe = TaskBatch(x=x, y=arrays.get("y"), masks=masks)
+            self._probe = self._read_batch(PROBE, self.header["probe"])
         return self._probe
+
+    @property
+    def heldout(self) -> TaskBatch | None:
+        """The held-out samples (inputs and targets) the recorder kept, or None."""
+        info = self.header.get("heldout")
+        return None if info is None else self._read_batch(HELDOUT, info)
+
+    @property
+    def heldout_given(self) -> int | None:
+        """How many held-out samples the user gave (the run keeps the first of them)."""
+        info = self.header.get("heldout")
+        return None if info is None else info["given"]
+
+    def _read_batch(self, name: str, info: dict) -> TaskBatch:
+        """probe.npz or heldout.npz, every array checked against the header."""
+        wanted = {key: (spec["shape"], "biu" if key.startswith("mask_") else "fiu")
+                  for key, spec in _probe_arrays(info).items()}
+        arrays = _read_npz(self._verify(name), self.root / name, wanted)
+        for key in wanted:
+            if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
+                raise RunFormatError(f"{self.root / name}: array {key} contains NaN or Inf")
+        for mask in info["masks"]:
+            if not np.isin(arrays[f"mask_{mask}"], (0, 1)).all():
+                raise RunFormatError(f"{self.root / name}: mask {mask} is not 0/1")
+        masks = {mask: arrays[f"mask_{mask}"].astype(bool) for mask in info["masks"]}
+        if info["structure"] == "dict":
+            x = {key: arrays[f"x/{key}"] for key in info["inputs"]}
+        elif info["structure"] == "list":
+            x = [arrays[f"x/{key}"] for key in info["inputs"]]
+        else:
+            x = arrays["x"]
+        return TaskBatch(x=x, y=arrays.get("y"), masks=masks)
 
     def mask(self, name: str | None = None) -> np.ndarray:
         """The (n, L) bool mask called `name` (default: the main mask)."""
@@ -723,14 +752,16 @@ def _remove_run_files(root: Path) -> None:
     """Delete a run for --force: state.json first (from then on nothing is committed),
     config.json last (until then a second --force, or --resume, still knows it for a run).
     Anything of the wrong kind where a run file belongs is left alone and named."""
-    for name in (STATE, PROBE, EXPLAIN, *EPOCH_FOLDERS, CONFIG):
+    for name in (STATE, PROBE, HELDOUT, EXPLAIN, *EPOCH_FOLDERS, CONFIG):
         path = root / name
         folder = name in EPOCH_FOLDERS
         if path.is_symlink() or (path.exists() and path.is_dir() != folder):
             what = "a link" if path.is_symlink() else "a directory" if path.is_dir() else "a file"
-            raise AttnvizError(f"{path} is {what}, where a run keeps its own {name}: --force "
-                               "will not delete it; remove it yourself")
-    for name in (STATE, PROBE, EXPLAIN):
+            found = f"{path} is {what}, where a run keeps its own {name}: "
+            raise AttnvizError(found + "--force will not delete it; remove it yourself",
+                               python=found + "overwrite=True will not delete it; remove it "
+                                              "yourself")
+    for name in (STATE, PROBE, HELDOUT, EXPLAIN):
         (root / name).unlink(missing_ok=True)
     for name in EPOCH_FOLDERS:
         shutil.rmtree(root / name, ignore_errors=True)
@@ -749,6 +780,28 @@ def _check_version(path: Path, obj: dict) -> None:
             f"{path}: format version {version} is newer than this attnviz reads "
             f"({FORMAT_VERSION}): upgrade attnviz"
         )
+
+
+def _check_batch(path: Path, batch, what: str) -> None:
+    """The header of probe.npz or heldout.npz: a size, inputs of that many samples, targets
+    and masks described."""
+    _expect(isinstance(batch, dict) and isinstance(batch.get("size"), int) and batch["size"] >= 1,
+            path, f"'{what}' has no size")
+    n = batch["size"]
+    _expect(batch.get("structure") in ("array", "dict", "list"), path,
+            f"{what} 'structure' is not array, dict or list")
+    inputs = batch.get("inputs")
+    _expect(isinstance(inputs, dict) and inputs and all(
+        isinstance(spec, dict) and _is_shape(spec.get("shape")) and spec["shape"][0] == n
+        for spec in inputs.values()), path, f"{what} 'inputs' are not shapes of {n} samples")
+    _expect(batch["structure"] != "array" or list(inputs) == ["x"], path,
+            f"a {what} of one array names it x")
+    y = batch.get("y")
+    _expect(y is None or (isinstance(y, dict) and _is_shape(y.get("shape"))), path,
+            f"{what} 'y' is not a shape")
+    masks, widths = batch.get("masks"), batch.get("mask_widths")
+    _expect(_is_list(masks, str) and _is_list(widths, int) and len(masks) == len(widths),
+            path, f"{what} 'masks' and 'mask_widths' differ")
 
 
 def _check_header(path: Path, header: dict) -> None:
@@ -782,20 +835,14 @@ def _check_header(path: Path, header: dict) -> None:
     _expect(recording.get("record_heads") in RECORD_HEADS, path,
             f"recording 'record_heads' is not one of {RECORD_HEADS}")
     probe = header["probe"]
-    _expect(isinstance(probe, dict) and isinstance(probe.get("size"), int) and probe["size"] >= 1,
-            path, "'probe' has no size")
+    _check_batch(path, probe, "probe")
     n = probe["size"]
-    _expect(probe.get("structure") in ("array", "dict", "list"), path,
-            "probe 'structure' is not array, dict or list")
-    inputs = probe.get("inputs")
-    _expect(isinstance(inputs, dict) and inputs and all(
-        isinstance(spec, dict) and _is_shape(spec.get("shape")) and spec["shape"][0] == n
-        for spec in inputs.values()), path, f"probe 'inputs' are not shapes of {n} samples")
-    _expect(probe["structure"] != "array" or list(inputs) == ["x"], path,
-            "a probe of one array names it x")
-    y = probe.get("y")
-    _expect(y is None or (isinstance(y, dict) and _is_shape(y.get("shape"))), path,
-            "probe 'y' is not a shape")
+    heldout = header.get("heldout")
+    if heldout is not None:
+        _check_batch(path, heldout, "heldout")
+        _expect(heldout.get("y") is not None and not heldout["masks"]
+                and isinstance(heldout.get("given"), int) and heldout["given"] >= heldout["size"],
+                path, "'heldout' needs targets, no masks, and how many samples were given")
     masks, widths = probe.get("masks"), probe.get("mask_widths")
     _expect(_is_list(masks, str) and _is_list(widths, int) and len(masks) == len(widths)
             and len(set(masks)) == len(masks), path, "probe 'masks' and 'mask_widths' differ")
@@ -861,7 +908,7 @@ def _check_state(path: Path, state: dict, header: dict) -> None:
         path, "'files' does not map names to sha256 digests")
     strangers = [name for name in files if not LISTABLE.fullmatch(name)]
     _expect(not strangers, path, f"lists {strangers[:1]}, which is no file of a run")
-    needed = [CONFIG, PROBE]
+    needed = [CONFIG, PROBE, *([HELDOUT] if header.get("heldout") is not None else [])]
     needed += [_epoch_file("attention_epochs", epoch, layer["folder"])
                for epoch in state["attention_epochs"] for layer in header["layers"]]
     needed += [_epoch_file(key, epoch) for key in ("attribution_epochs", "checkpoints")
@@ -874,6 +921,20 @@ def _check_state(path: Path, state: dict, header: dict) -> None:
     skipped = state.get("checkpoints_skipped")
     _expect(skipped is None or isinstance(skipped, str), path,
             "'checkpoints_skipped' is not a reason")
+
+
+def _not_a_run(root: Path) -> str:
+    """Why `root`, a folder without a run's files, is not a run: a folder inside one (its
+    checkpoints, its attention) names the run; any other says what a run is."""
+    for parent in root.resolve().parents:
+        if (parent / STATE).is_file() and (parent / CONFIG).is_file():
+            shown = parent
+            if not root.is_absolute() and parent.is_relative_to(Path.cwd()):
+                shown = parent.relative_to(Path.cwd())
+            return (f"{root} is a folder inside the run {shown}, not a run: give the run "
+                    f"directory {shown}")
+    return (f"{root} is not an attnviz run (it has no {STATE}): give a directory that "
+            "`attnviz train` or AttentionRecorder wrote")
 
 
 def _expect(condition, path: Path, problem: str) -> None:

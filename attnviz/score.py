@@ -35,6 +35,9 @@ class Metric:
     summary: str  # one line, for tables and docs
     per_mask: bool = True  # False: the same number whatever the mask (shown once)
     same_as: str | None = None  # equal to this metric by definition (shown under its name)
+    # True: reads only the order of the weights, so attention that is uniform but for a hair
+    # above the mask scores 1.0; never a gate on its own (rank_only_gates)
+    rank_only: bool = False
 
 
 METRICS: dict[str, Metric] = {
@@ -44,14 +47,16 @@ METRICS: dict[str, Metric] = {
         # k predicted and k true positions: precision = recall = F1, one number
         Metric("topk-precision", "higher", 0.0, 1.0,
                "share of the top-k positions (k = mask size) inside the mask",
-               same_as="topk-f1"),
+               same_as="topk-f1", rank_only=True),
         Metric("topk-recall", "higher", 0.0, 1.0, "share of the mask inside the top-k positions",
-               same_as="topk-f1"),
+               same_as="topk-f1", rank_only=True),
         Metric("topk-f1", "higher", 0.0, 1.0, "share of the top-k positions (k = mask size) "
-               "inside the mask: ERASER's token F1, precision and recall at once"),
-        Metric("auprc", "higher", 0.0, 1.0, "average precision of attention ranking the mask"),
+               "inside the mask: ERASER's token F1, precision and recall at once",
+               rank_only=True),
+        Metric("auprc", "higher", 0.0, 1.0, "average precision of attention ranking the mask",
+               rank_only=True),
         Metric("iou-f1", "higher", 0.0, 1.0,
-               "ERASER span F1: top-k spans matching mask spans at IoU >= 0.5"),
+               "ERASER span F1: top-k spans matching mask spans at IoU >= 0.5", rank_only=True),
         Metric("jsd", "lower", 0.0, math.log(2.0),
                "Jensen-Shannon divergence from the uniform distribution on the mask"),
         Metric("entropy", "lower", 0.0, 1.0, "attention entropy divided by ln L (any mask)",
@@ -624,6 +629,15 @@ def parse_threshold(spec: str, bound: str) -> Threshold:
 def parse_thresholds(minimums: Sequence[str], maximums: Sequence[str]) -> list[Threshold]:
     return ([parse_threshold(spec, "min") for spec in minimums]
             + [parse_threshold(spec, "max") for spec in maximums])
+
+
+def rank_only_gates(thresholds: Sequence[Threshold]) -> list[str]:
+    """The rank-only metrics gated when no threshold reads how much attention there is
+    (mass, jsd, entropy): such gates pass attention that is uniform but for a hair above the
+    mask, a model that attends to nothing. Empty when the gates are sound (or absent)."""
+    if any(not METRICS[t.metric].rank_only for t in thresholds):
+        return []
+    return list(dict.fromkeys(t.metric for t in thresholds))
 
 
 def first_sustained_epoch(epochs: Sequence, values: np.ndarray, threshold: float,

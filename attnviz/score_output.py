@@ -217,7 +217,8 @@ def as_json(report: ScoreReport, checks: list[Check]) -> dict:
         "gated_head": report.heads[0],
         "epochs": report.epochs,
         "metrics": {name: {"better": m.better, "range": [m.low, m.high], "summary": m.summary,
-                           "per_mask": m.per_mask, "same_as": m.same_as}
+                           "per_mask": m.per_mask, "same_as": m.same_as,
+                           "rank_only": m.rank_only}
                     for name, m in METRICS.items()},
         "auprc_skipped": report.auprc_skipped,
         "scores": scores,

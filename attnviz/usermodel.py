@@ -74,8 +74,10 @@ def build(spec: str, imports: tuple[str, ...] = ()):
     return model
 
 
-def load_data(path: Path) -> UserData:
-    """DATA.npz, checked: x and y present, sample counts agree, masks 0/1 over the probe."""
+def load_data(path: Path, heldout: bool = False) -> UserData:
+    """DATA.npz, checked: x and y present, sample counts agree, masks 0/1 over the probe.
+    With `heldout` (explain's --data: held-out samples only), x_val and y_val may stand
+    alone: x and y are needed only when they are absent."""
     path = Path(path)
     if not path.is_file():
         raise AttnvizError(f"--data {path}: no such file")
@@ -85,14 +87,17 @@ def load_data(path: Path) -> UserData:
             arrays = {key: archive[key] for key in archive.files}
     except (ValueError, OSError, *ZIP_ERRORS) as err:
         raise AttnvizError(f"--data {path}: not a readable .npz file ({err})") from None
-    for required in ("x", "y"):
-        if _gather(arrays, required) is None:
-            raise AttnvizError(f"--data {path} holds no {required!r}: it needs x and y "
-                               f"(and optionally x_val, y_val, probe, mask_NAME); it holds "
-                               f"{', '.join(arrays) or 'nothing'}")
-    x, y = _gather(arrays, "x"), arrays["y"]
-    _same_count(path, "x", x, "y", y)
     x_val, y_val = _gather(arrays, "x_val"), arrays.get("y_val")
+    needed = ("x", "y") if not heldout or x_val is None or y_val is None else ()
+    for required in needed:
+        if _gather(arrays, required) is None:
+            wanted = ("x_val and y_val, or x and y" if heldout else
+                      "x and y (and optionally x_val, y_val, probe, mask_NAME)")
+            raise AttnvizError(f"--data {path} holds no {required!r}: it needs {wanted}; it "
+                               f"holds {', '.join(arrays) or 'nothing'}")
+    x, y = _gather(arrays, "x"), arrays.get("y")
+    if x is not None and y is not None:
+        _same_count(path, "x", x, "y", y)
     if (x_val is None) != (y_val is None):
         raise AttnvizError(f"--data {path}: give both x_val and y_val, or neither")
     if x_val is not None:

@@ -50,6 +50,11 @@ FORCED_GAIN = 0.5  # all attention on the attended mask halves the loss: the wei
 ALTERNATIVES = 0.1  # a very different attention (JSD >= 0.2) predicts as well for at least
 # 10 % of the samples searched: for those the heatmap is not an explanation
 MSE_NAMES = ("mse", "mean_squared_error", "MeanSquaredError")  # a loss reported as MSE
+# A loss at or below the noise floor is "near zero", and no verdict reads a ratio of two such
+# losses (7e-6 against 2e-5 is no "2.9x worse"): 1e-3 of the held-out targets' variance for
+# MSE (the mean predictor's loss), 1e-3 in the loss's own units for any other loss
+# (explain.noise_floor measures it; docs/explain.md).
+NOISE_FLOOR = 1e-3
 
 
 def learning(report: dict) -> tuple[str, str]:
@@ -340,9 +345,10 @@ def _interventions(report: dict, sitting: str | None, found: dict[str, dict]) ->
     shown = {sitting} if states else set()
     masks = [name for name in report["masks"] if f"mask:{name}" in found and name not in shown]
     if masks:
+        entries = {name: found[f"mask:{name}"] for name in masks}
         parts = [f"{_spread_on(report, name)} gives held-out {_label(report)} "
-                 f"{found[f'mask:{name}']['loss']:.3g} ({_times(found[f'mask:{name}'])} the "
-                 f"learned): {_better_or_worse(found[f'mask:{name}'])}" for name in masks]
+                 f"{entry['loss']:.3g} ({_vs_learned(report, entry)}): "
+                 f"{_better_or_worse(report, entry)}" for name, entry in entries.items()]
         joined = "; ".join(parts)
         sentences.append(joined[:1].upper() + joined[1:] + ".")
     if "adversarial" in found:
@@ -352,17 +358,27 @@ def _interventions(report: dict, sitting: str | None, found: dict[str, dict]) ->
 
 def _needs(report: dict, found: dict) -> str:
     learned, uniform, permuted = found["learned"], found["uniform"], found["permuted"]
+    head = "Replacing the attention weights, the rest of the model as trained, shows"
+    if _near_zero(report, learned["loss"], uniform["loss"]):
+        permuted_too = ("" if not _near_zero(report, permuted["loss"]) else
+                        f"; randomly permuted, {permuted['loss']:.3g}, near zero too")
+        return (f"{head} that the model does not need the attention it learned: its held-out "
+                f"{_label(report)} is {learned['loss']:.3g} with the learned weights and "
+                f"{uniform['loss']:.3g} with uniform ones: both losses are near zero (at most "
+                f"the noise floor {_floor(report):.2g}, {_floor_basis(report)}), so no ratio of "
+                f"them is read{permuted_too}. Spread evenly, the weights predict as well, so "
+                "their pattern says little about the predictions.")
     mean = _mean_predictor(report)
     worse_than_mean = mean is not None and uniform["loss"] > mean["loss"]
     measured = (
         f"with uniform attention its held-out {_label(report)} is {uniform['loss']:.3g}, "
-        f"{_times(uniform)} the learned {learned['loss']:.3g}"
+        f"{_vs_learned(report, uniform)}"
         + (f" and worse than predicting the mean ({mean['loss']:.3g})" if worse_than_mean
            else "")
         + f"; with randomly permuted attention {permuted['loss']:.3g} ± "
-        f"{permuted['loss_spread']:.2g} ({_times(permuted)}, {permuted['draws']} draws)")
-    ratios = [_value(uniform["ratio"]), _value(permuted["ratio"])]
-    head = "Replacing the attention weights, the rest of the model as trained, shows"
+        f"{permuted['loss_spread']:.2g} ({_times(report, permuted)}, {permuted['draws']} "
+        "draws)")
+    ratios = [_effective(report, uniform), _effective(report, permuted)]
     if min(ratios) >= NEEDS:
         return f"{head} the model needs its attention: {measured}."
     if ratios[0] < IGNORES:
@@ -381,12 +397,12 @@ def _states(report: dict, sitting: str | None, found: dict) -> list[str]:
     entry, reference = measured
     place = _place(report, sitting)
     states = "state" if place.endswith("position") else "states"
-    ratio = entry["loss"] / reference["loss"]
+    ratio = entry["loss"] / max(reference["loss"], _floor(report))
     learned = found["learned"]["loss"]
     head = (f"With all attention on the {place}" + ("" if states == "state" else
                                                     " (spread evenly)")
-            + f", its held-out {_label(report)} is {entry['loss']:.3g} ({_times(entry)} the "
-            f"learned {learned:.3g}; {ratio:.2f}x the {reference['name']} predictor's)")
+            + f", its held-out {_label(report)} is {entry['loss']:.3g} ("
+            f"{_vs_learned(report, entry)}; {ratio:.2f}x the {reference['name']} predictor's)")
     if ratio < LEARNED:
         cost = (" The learned attention weights, the one thing this changes, cost the "
                 "difference." if entry["loss"] < FORCED_GAIN * learned else "")
@@ -402,8 +418,15 @@ def _adversarial(report: dict, entry: dict) -> str:
     within = (f"within {entry['tolerance']:.2g} of the learned predictions "
               f"({100 * entry['tolerance_share']:.0f} % of their spread)")
     different = f"JSD >= {entry['very_different']:g} from the learned, at most ln 2 = 0.69"
-    measured = (f"mean JSD {entry['jsd']:.2f}; held-out {_label(report)} {entry['loss']:.3g} "
-                f"against the learned {entry['learned_loss']:.3g}")
+    measured = (f"mean JSD {entry['jsd']:.2f}; on those {entry['samples']} held-out samples "
+                f"{_label(report)} {entry['loss']:.3g} against the learned "
+                f"{entry['learned_loss']:.3g} on the same samples")
+    if entry["far"] >= ALTERNATIVES and _effective(report, entry) > WORSE:
+        return (f"A very different attention keeps the prediction {within} for "
+                f"{100 * entry['far']:.0f} % of the samples, yet predicts worse: a search "
+                f"({budget}) found attention that is very different ({different}), and its "
+                f"loss is {_vs_learned(report, entry)} ({measured}). The tolerance lets "
+                "each prediction move; the learned attention is still the better one.")
     if entry["far"] >= ALTERNATIVES:
         return (f"A very different attention predicts just as well for "
                 f"{100 * entry['far']:.0f} % of the samples: a search ({budget}) found, for "
@@ -475,6 +498,37 @@ def _ratio(predictor: dict) -> float:
     return _value(predictor["ratio"])
 
 
+def _floor(report: dict) -> float:
+    """The loss at or below which a loss is near zero (0 for a report that has none)."""
+    return report["baselines"].get("noise_floor") or 0.0
+
+
+def _floor_basis(report: dict) -> str:
+    return ("1e-3 of the held-out targets' variance" if loss_label(report) == "MSE" else
+            "1e-3 in the loss's units")
+
+
+def _near_zero(report: dict, *losses: float) -> bool:
+    return all(loss <= _floor(report) for loss in losses)
+
+
+def _learned_loss(report: dict, entry: dict) -> float:
+    """The learned loss on the samples `entry` was measured on."""
+    learned = entry.get("learned_loss")
+    if learned is None:
+        learned = next(e["loss"] for e in report["interventions"] if e["name"] == "learned")
+    return learned
+
+
+def _effective(report: dict, entry: dict) -> float:
+    """An intervention's loss over the learned one (measured on the same samples), the
+    learned taken at the noise floor at least: a ratio of two near-zero losses is noise."""
+    reference = max(_learned_loss(report, entry), _floor(report))
+    if reference <= 0:
+        return 1.0 if entry["loss"] <= 0 else float("inf")
+    return entry["loss"] / reference
+
+
 def _value(ratio: float | None) -> float:
     return float("inf") if ratio is None else ratio
 
@@ -494,14 +548,25 @@ def _label(report: dict) -> str:
     return label if label == "MSE" else f"loss ({label})"
 
 
-def _times(entry: dict) -> str:
-    """'13x' or '0.23x': an intervention's loss over the learned."""
-    ratio = _value(entry["ratio"])
+def _times(report: dict, entry: dict) -> str:
+    """'13x' or '0.23x': an intervention's loss over the learned (at least the noise floor)."""
+    ratio = _effective(report, entry)
     return f"{ratio:.2g}x" if ratio < 10 else f"{ratio:.0f}x"
 
 
-def _better_or_worse(entry: dict) -> str:
-    ratio = _value(entry["ratio"])
+def _vs_learned(report: dict, entry: dict) -> str:
+    """'13x the learned 0.789', or against the noise floor when the learned is below it."""
+    learned = _learned_loss(report, entry)
+    if learned < _floor(report):
+        return (f"{_times(report, entry)} the noise floor {_floor(report):.2g}, the learned "
+                f"{learned:.3g} being below it")
+    return f"{_times(report, entry)} the learned {learned:.3g}"
+
+
+def _better_or_worse(report: dict, entry: dict) -> str:
+    if _near_zero(report, entry["loss"], _learned_loss(report, entry)):
+        return "about as good: both losses are near zero"
+    ratio = _effective(report, entry)
     return "better" if ratio < BETTER else "worse" if ratio > WORSE else "about as good"
 
 

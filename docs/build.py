@@ -15,8 +15,9 @@ block that names it again is given what it printed the first time; so is a secon
 the same `attnviz explain` in one build (it reads a finished run and prints the same
 report each time, in 10-20 s). Timings vary from run
 to run, so every duration in the output ("in 0.12 s", "1.7s") is shown as "…". Everything
-else is printed as it came: the trainings are seeded and deterministic on CPU, so the
-output is the same every time, and tests/test_docs.py fails when a page drifts from it.
+else is printed as it came. The trainings are seeded and, on one machine, deterministic;
+on another processor their numbers land on other digits, so tests/test_docs.py compares
+what a page says, its numbers aside, and fails when that drifts.
 
     python docs/build.py            rewrite the pages (reusing the sandbox's runs)
     python docs/build.py --fresh    start from an empty sandbox

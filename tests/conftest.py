@@ -9,7 +9,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow 2.21's oneDNN kernels abort a training now and then on this machine's AVX-512
 # CPUs (glibc: "corrupted size vs. prev_size"; 2 of 28 runs of a small fit, 0 of 44 with
-# them off, at the same speed). Trainings in tests and their child processes turn them off.
+# them off, at the same speed here). Trainings in tests and their child processes turn them
+# off unless the environment says otherwise (`make test-other-cpu` turns them on).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 

@@ -362,7 +362,8 @@ SYNTHETIC = {
                                         "unexpected argument"),
     "data-misspelt-task": Case(("data", "-o", "{dir}/s.npz", "--task", "find-maks"), nothing,
                                "'find-maks'", "did you mean find-max?"),
-    "data-no-folder": Case(("data", "-o", "{dir}/none/s.npz"), nothing, "-o", "does not exist"),
+    "data-under-a-file": Case(("data", "-o", "{dir}/f.txt/s.npz"), write("f.txt", b"text"),
+                              "f.txt", "is a file, not a folder"),
     # user files given to score and inspect
     "score-attention-pickle": Case(("score", "--attention", "{dir}/a.npy", "--mask",
                                     "{dir}/m.npy"), write("a.npy", pickled_array()), "a.npy",

@@ -224,7 +224,6 @@ def _without_attention(root):
         (["{run}", "--vmax", "0"], "--vmax 0"),
         (["{run}", "--vmax", "big"], "--vmax 'big'"),
         (["{run}", "--head", "0"], "apply to multi-head attention"),
-        (["{run}", "-o", "{tmp}/no/such/dir/a.gif"], "does not exist"),
         (["{run}", "-o", "{tmp}/a_file/a.gif"], "a_file is a file, not a folder"),
         (["{run}", "-o", "{tmp}/a.png"], "use .gif or .mp4"),
         (["{run}", "-o", "{tmp}"], "is a directory"),

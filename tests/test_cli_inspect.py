@@ -123,7 +123,6 @@ def test_inspecting_a_run_does_not_import_tensorflow(luong_run):
     (["{run}", "--epoch", "9"], "epoch 9 was not recorded"),
     (["{run}", "--input", "x.npy"], "add --checkpoint"),
     (["{run}", "--save", "w.txt"], "name a .npy file"),
-    (["{run}", "--png", "no-such-dir/a.png"], "does not exist"),
     (["{run}", "--checkpoint", "best"], "give an epoch number"),
     (["{run}", "--list"], "--list reads a .keras model file"),
 ])

@@ -241,7 +241,6 @@ def bad_files(tmp_path) -> dict[str, object]:
     (["{run}", "--attention", "{good}", "--mask", "{mask}"], "not both"),
     ([], "nothing to score"),
     (["{tmp}/missing-run"], "no run at"),
-    (["{run}", "--junit", "{tmp}/no/such/dir/x.xml"], "does not exist"),
     (["--attention", "{good}"], "--attention needs --mask"),
     (["--attention", "{good}", "--mask", "{mask}", "--plot", "{tmp}/p.png"], "needs a RUN"),
     (["--attention", "{good}", "--mask", "{mask}", "--epoch", "3"], "drop --epoch"),
@@ -277,3 +276,96 @@ def test_score_never_imports_tensorflow(run, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---- gates that uniform attention cannot pass ----------------------------------------------
+
+
+def nearly_uniform_run(root, epochs=3, seq_len=20, probe_size=10, hair=1e-3):
+    """A run whose attention is uniform but for `hair` more on each delimiter position: a
+    model that attends to nothing, whose ranking still puts the mask first."""
+    from attnviz.config import TrainConfig
+    from attnviz.train import run_spec
+
+    config = TrainConfig(seq_len=seq_len, probe_size=probe_size, epochs=epochs, samples=256,
+                         val_samples=64)
+    spec = get_task(config.task)
+    probe = spec.probe(probe_size, seq_len, np.random.default_rng(0))
+    rows = np.full((probe_size, seq_len), 1.0) + hair * seq_len * probe.masks["delimiter"]
+    rows /= rows.sum(axis=1, keepdims=True)  # (n, L)
+    created = Run.create(root, run_spec(config), probe)
+    for epoch in range(epochs + 1):
+        created.save_attention(epoch, rows)
+        created.commit(None if epoch == 0 else {"epoch": epoch, "loss": 1.0, "val_loss": 1.0,
+                                                "seconds": 0.1})
+    return Run.open(root)
+
+
+def ci_score_commands() -> list[list[str]]:
+    """Every `attnviz score` line of the README's and metrics.md's CI examples, as argv."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for page in (root / "README.md", root / "docs" / "metrics.md"):
+        text = page.read_text()
+        for block in re.findall(r"```ya?ml\n(.*?)```", text, re.DOTALL):
+            joined = block.replace("\\\n", " ")
+            for line in joined.splitlines():
+                if "attnviz score" in line:
+                    found.append(shlex.split(line[line.index("attnviz score"):])[2:])
+    return found
+
+
+def test_the_documented_ci_gates_fail_on_nearly_uniform_attention(tmp_path):
+    run = nearly_uniform_run(tmp_path / "uniform")
+    entropy = score_json(run.root)[1]["scores"][0]["entropy"]
+    assert entropy > 0.999  # it attends to nothing...
+    code, report = score_json(run.root, "--min", "topk-f1=0.9", "--min", "auprc=0.9",
+                              "--min", "iou-f1=0.9")
+    assert code == 0 and report["passed"]  # ...and the ranking metrics read it as perfect
+    assert {m for m, info in report["metrics"].items() if info["rank_only"]} == {
+        "topk-precision", "topk-recall", "topk-f1", "auprc", "iou-f1"}
+    commands = ci_score_commands()
+    assert len(commands) >= 2, commands  # the README's and metrics.md's
+    for argv in commands:
+        # the run the example trained becomes this one; its output files go to tmp_path
+        argv = [str(run.root) if i == 0 else arg for i, arg in enumerate(argv)]
+        argv = [str(tmp_path / arg) if arg.startswith("reports/") else arg for arg in argv]
+        result = invoke(*argv)
+        assert result.exit_code == 1, (argv, result.output)
+        assert "warning" not in result.stderr  # the examples gate mass as well
+
+
+def test_rank_only_gates_alone_are_warned_about(run):
+    result = invoke(run.root, "--min", "topk-f1=0.5")
+    assert result.exit_code == 0
+    assert "warning: topk-f1 only rank the weights" in result.stderr
+    assert "--min mass=0.5" in result.stderr
+    quiet = invoke(run.root, "--min", "topk-f1=0.5", "--min", "mass=0.1")
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+def test_score_creates_the_folders_of_its_reports(run, tmp_path):
+    """metrics.md's CI recipe writes reports/attention.xml and .png into a folder no step
+    made."""
+    xml, png = tmp_path / "reports" / "deep" / "a.xml", tmp_path / "reports" / "a.png"
+    result = invoke(run.root, "--min", "mass=0.1", "--junit", xml, "--plot", png)
+    assert result.exit_code == 0, result.output
+    assert ET.parse(xml).getroot().tag == "testsuites" and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`attnviz score --json | head -1`: no 'Broken pipe' error, and the exit code a shell
+    gives a command that SIGPIPE ended (141), not 1 (a missed gate) nor 2 (bad input)."""
+    long = make_synthetic_run(tmp_path / "long", epochs=150)  # JSON far beyond a pipe's 64 KB
+    reader = subprocess.Popen([sys.executable, "-m", "attnviz", "score", str(long.root),
+                               "--epoch", "all", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout.readline() == b"{\n"
+    reader.stdout.close()  # as `head -1` does, long before the output ends
+    stderr = reader.stderr.read().decode()
+    assert reader.wait(timeout=120) == 141, stderr
+    assert stderr == ""

@@ -199,3 +199,158 @@ def test_fitting_again_follows_the_epoch_keras_trains_from(tmp_path):
     with pytest.raises(AttnvizError, match="another model or probe"):
         model.fit(train.x, train.y, epochs=1, verbose=0,
                   callbacks=[AttentionRecorder(tmp_path / "run", probe=other)])
+
+
+def _files(root) -> dict:
+    """Every file of a run with its bytes' sha256 (state.json's list and everything else)."""
+    import hashlib
+
+    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_a_fit_starting_over_never_records_over_a_run(tmp_path):
+    """A script run again (explain's --import once did it) fits from epoch 0 into the run it
+    recorded: refused before anything changes; overwrite=True is the way through."""
+    train, _, probe = founding_data(128)
+
+    def script(**kwargs):
+        keras.utils.set_random_seed(0)  # the same script, the same model, the same weights
+        model = example("founding_attention").build_model(seq_len=L, units=4)
+        model.fit(train.x, train.y, epochs=2, verbose=0, callbacks=[
+            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1, **kwargs)])
+
+    script()
+    before = _files(tmp_path / "run")
+    with pytest.raises(AttnvizError) as refused:
+        script()
+    message = str(refused.value)
+    assert "already holds 2 recorded epochs" in message and "overwrite=True" in message
+    assert "initial_epoch=2" in message and "--" not in message
+    assert _files(tmp_path / "run") == before  # not one byte changed
+    script(overwrite=True)
+    after = Run.open(tmp_path / "run")
+    assert after.attention_epochs == [0, 1, 2] and after.state["finished"]
+
+
+def test_layers_as_a_string_is_one_pattern(tmp_path):
+    train, _, probe = founding_data(64)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+
+    def fit(layers):
+        model.fit(train.x, train.y, epochs=1, verbose=0, callbacks=[
+            AttentionRecorder(tmp_path / "run", probe=probe.x, layers=layers,
+                              checkpoint_every=0)])
+
+    with pytest.raises(AttnvizError, match=r"layers \['no_such_layer'\] match no attention"):
+        fit("no_such_layer")
+    fit("attention_weight/*")
+    assert Run.open(tmp_path / "run").layer_names == ["attention_weight/attention_weight"]
+
+
+def test_a_kept_validation_set_is_what_explain_measures_on(tmp_path):
+    """AttentionRecorder(validation=...) keeps held-out samples (within its budget): explain
+    needs nothing else, and says where its samples come from."""
+    from attnviz import record
+
+    train, val, probe = founding_data(128)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+    model.fit(train.x, train.y, epochs=1, verbose=0, validation_data=(val.x, val.y),
+              callbacks=[AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1,
+                                           validation=(val.x, val.y))])
+    run = Run.open(tmp_path / "run")
+    kept = run.heldout
+    assert np.array_equal(kept.x, val.x) and np.array_equal(kept.y, val.y)
+    assert run.heldout_given == 64 and run.probe.y is None
+    result = runner.invoke(app, ["explain", str(tmp_path / "run"), "--json", "--samples", "50",
+                                 "--steps", "4", "--draws", "1", "--adversarial-steps", "2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["samples"]["heldout"] == 50
+    assert report["heldout_source"] == ("the held-out samples the recorder kept (50 of the 64 "
+                                        "given as validation)")
+    assert report["baselines"]["noise_floor"] > 0
+    # the budget: a validation set larger than HELDOUT_SAMPLES keeps its first ones
+    big = np.repeat(val.x, 20, axis=0)
+    batch, given = record.heldout_batch((big, np.zeros(len(big))), model)
+    assert given == 1280 and len(batch.y) == record.HELDOUT_SAMPLES
+    with pytest.raises(AttnvizError, match="validation holds 1280 inputs and 3 targets"):
+        record.heldout_batch((big, np.zeros(3)), model)
+
+
+def test_an_explain_without_targets_says_how_to_give_them(tmp_path):
+    """The advice of explain on a run without targets works when followed: a --data file
+    holding x_val and y_val alone is taken."""
+    train, val, probe = founding_data(128)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+    model.fit(train.x, train.y, epochs=1, verbose=0, callbacks=[
+        AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+    root = str(tmp_path / "run")
+    refused = runner.invoke(app, ["explain", root])
+    assert refused.exit_code == 2
+    assert "--data DATA.npz (x_val and y_val, or x and y)" in refused.output
+    assert "validation=(x_val, y_val)" in refused.output
+    np.savez(tmp_path / "val.npz", x_val=val.x, y_val=val.y)
+    followed = runner.invoke(app, ["explain", root, "--data", str(tmp_path / "val.npz"),
+                                   "--samples", "40", "--steps", "4", "--draws", "1",
+                                   "--adversarial-steps", "2", "--json"])
+    assert followed.exit_code == 0, followed.output
+    assert json.loads(followed.stdout)["heldout_source"].startswith("x_val and y_val of val.npz")
+
+
+PYTHON_WORDS = ("overwrite", "layers=", "=True", "AttentionRecorder(")  # the API's words
+CLI_WORDS = ("--",)  # the command line's options
+
+
+def test_each_audience_gets_its_own_words(tmp_path, monkeypatch):
+    """One problem, two wordings: the command line names options, the Python API its
+    parameters; neither names the other's."""
+    from attnviz import capture
+
+    train, _, probe = founding_data(64)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+    plain = keras.Sequential([keras.Input((L, 1)), layers.LSTM(4), layers.Dense(1)])
+    plain.compile(optimizer="adam", loss="mse")
+    plain.save(tmp_path / "plain.keras")
+    model.save(tmp_path / "model.keras")
+    np.save(tmp_path / "x.npy", probe.x)
+    (tmp_path / "a_file").write_text("mine")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+
+    def through_python(fitted=model, **kwargs) -> str:
+        with pytest.raises(AttnvizError) as caught:
+            fitted.fit(train.x, train.y, epochs=1, verbose=0,
+                       callbacks=[AttentionRecorder(probe=probe.x, **kwargs)])
+        return str(caught.value)
+
+    def through_cli(*args) -> str:
+        result = runner.invoke(app, [str(arg) for arg in args])
+        assert result.exit_code == 2, result.output
+        return result.output
+
+    cases = {
+        "a file where the run goes": (
+            through_cli("train", "--out", tmp_path / "a_file", "--epochs", "1"),
+            through_python(directory=tmp_path / "a_file")),
+        "a folder of other files": (
+            through_cli("train", "--out", tmp_path / "notes", "--epochs", "1"),
+            through_python(directory=tmp_path / "notes")),
+        "replacing what is no run": (
+            through_cli("train", "--out", tmp_path / "notes", "--epochs", "1", "--force"),
+            through_python(directory=tmp_path / "notes", overwrite=True)),
+        "no attention in the model": (
+            through_cli("inspect", tmp_path / "plain.keras", "--input", tmp_path / "x.npy"),
+            through_python(plain, directory=tmp_path / "run")),
+    }
+    monkeypatch.setattr(capture, "MAX_BYTES", 64)  # the attention of 6 samples is too much
+    cases["more attention than memory allows"] = (
+        through_cli("inspect", tmp_path / "model.keras", "--input", tmp_path / "x.npy"),
+        through_python(directory=tmp_path / "run"))
+    for problem, (cli, python) in cases.items():
+        assert any(word in cli for word in CLI_WORDS), (problem, cli)
+        assert not any(word in cli for word in PYTHON_WORDS), (problem, cli)
+        assert not any(word in python for word in CLI_WORDS), (problem, python)
+    assert (tmp_path / "a_file").read_text() == "mine"
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    assert not (tmp_path / "run").exists()

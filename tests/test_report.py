@@ -191,7 +191,6 @@ def test_the_stored_explain_verdict_is_in_the_page(founding, tmp_path):
     (["{run}", "--max-mb", "0.01"], "over --max-mb 0.01: thin it with --every K"),
     (["{run}", "-o", "{tmp}/report.txt"], "name an .html file"),
     (["{run}", "-o", "{tmp}"], "is a directory"),
-    (["{run}", "-o", "{tmp}/no/such/dir/r.html"], "does not exist"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     make_synthetic_run(tmp_path / "run")

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,9 +119,26 @@ def test_self_attention_run_stores_float16(tmp_path):
 def test_missing_run_and_missing_state(tmp_path):
     with pytest.raises(AttnvizError, match="no run at"):
         Run.open(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AttnvizError, match="empty is not an attnviz run .it has no state.json"):
+        Run.open(tmp_path / "empty")
     (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")  # killed before its first commit
     with pytest.raises(RunFormatError, match="state.json: missing"):
         Run.open(tmp_path / "half")
+
+
+def test_a_folder_inside_a_run_names_the_run(tmp_path, monkeypatch):
+    """`inspect runs/x/checkpoints` points at runs/x, never at --force."""
+    run = make_synthetic_run(tmp_path / "runs" / "x", epochs=1)
+    monkeypatch.chdir(tmp_path)
+    for inside in (Path("runs/x/checkpoints"), run.root / "attention" / "00"):
+        with pytest.raises(AttnvizError) as caught:
+            Run.open(inside)
+        message = str(caught.value)
+        assert "is a folder inside the run" in message and "--force" not in message
+        assert message.endswith("give the run directory runs/x") or message.endswith(
+            f"give the run directory {run.root}")
 
 
 def test_remove_stale_files_keeps_what_is_listed_and_what_is_not_the_runs(tmp_path):

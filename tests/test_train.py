@@ -1,6 +1,7 @@
 """Real tiny trainings: what a run holds, determinism, stop and resume."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -53,7 +54,11 @@ def test_checkpoint_restores_model_and_optimizer(trained_run):
     np.testing.assert_allclose(weights, trained_run.attention(3), atol=1e-6)
 
 
+@pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1",
+                    reason="oneDNN's kernels round differently from run to run (docs/train.md)")
 def test_same_seed_gives_identical_attention(tmp_path, trained_run):
+    """On one machine with oneDNN off (attnviz's default), a seed gives one run, byte for byte;
+    across machines it does not, and nothing relies on it."""
     again = train_tiny(tmp_path / "again")
     for epoch in trained_run.attention_epochs:
         assert (again.root / f"attention/00/epoch_{epoch:04d}.npy").read_bytes() == (
