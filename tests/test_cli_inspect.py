@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -183,3 +184,23 @@ def test_model_file_listing_reading_and_refusals(tmp_path):
     none = inspect(tmp_path / "plain.keras", "--input", tmp_path / "x.csv")
     assert none.exit_code == 2 and len(none.output.strip().splitlines()) == 1
     assert "no attention found" in none.output and "Dense" in none.output
+
+
+@pytest.mark.slow
+def test_built_in_checkpoints_load_in_a_fresh_process(trained_run, tmp_path):
+    """A user runs `inspect` in a process of its own, where attnviz's layers (LSTM + Luong's
+    TemporalAttention, the dense encoder's PositionEmbedding) were never imported: their
+    checkpoints load without --import, as a run and as a .keras file."""
+    from conftest import train_tiny
+
+    dense = train_tiny(tmp_path / "dense", encoder="dense", epochs=1, checkpoint_every=1)
+    commands = [[str(trained_run.root), "--checkpoint", "2"],
+                [str(trained_run.root / "checkpoints" / "epoch_0002.keras"), "--list"],
+                [str(dense.root / "checkpoints" / "epoch_0001.keras"), "--list"]]
+    for args in commands:
+        result = subprocess.run([sys.executable, "-m", "attnviz", "inspect", *args],
+                                capture_output=True, text=True,
+                                env={**os.environ, "COLUMNS": "120"})
+        assert result.returncode == 0, (args, result.stderr)
+        assert "--import" not in result.stderr
+        assert "attention" in result.stdout

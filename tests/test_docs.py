@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,33 @@ def test_pages_are_what_their_commands_print_now(tmp_path):
     drifted = {page.name: why for page, text in built.items()
                if (why := same_words(page.read_text(), text))}
     assert not drifted, f"pages drifted from what attnviz prints (run make docs): {drifted}"
+    _inspect_commands_print_the_same_in_a_fresh_process(tmp_path / "sandbox")
+
+
+def _inspect_commands_print_the_same_in_a_fresh_process(sandbox: Path) -> None:
+    """The build runs attnviz in one process, where a class one command imported is known to
+    the next: `inspect runs/x --checkpoint 5` once loaded only because `train` had run
+    before it. A user runs each command in a process of its own, so every `attnviz inspect`
+    the pages show (the command that loads models and checkpoints) runs again that way, in
+    the build's sandbox, and must print what the page shows."""
+    import os
+    import subprocess
+    import sys
+
+    seen = set()
+    for page in build.pages():
+        for match in build.MARKER.finditer(page.read_text()):
+            kind, command, block = build.marker(match)
+            if kind != "run" or not command.startswith("attnviz inspect") or command in seen:
+                continue
+            seen.add(command)
+            result = subprocess.run(
+                [sys.executable, "-m", "attnviz", *shlex.split(command)[1:]], cwd=sandbox,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+                env={**os.environ, **build._env(), "TF_CPP_MIN_LOG_LEVEL": "3",
+                     "PYTHONUNBUFFERED": "1"})  # stdout and stderr in the order printed
+            shown = block.removeprefix(f"```console\n$ {command}\n").removesuffix("```\n")
+            printed = build.DURATION.sub("…", result.stdout)
+            why = same_words(shown, printed)
+            assert why is None, f"{page.name}: `{command}` in a fresh process: {why}"
+    assert len(seen) >= 8, seen
