@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -150,13 +151,19 @@ _PATCHES = ((keras.layers.Layer, "__call__", _ORIGINAL_CALL, _layer_call),
 
 
 def _install() -> None:
+    """Patch Keras and every alias of tf.nn.softmax (once, however many threads capture);
+    a patch that fails undoes those made before it."""
     global _installed
     with _INSTALL_LOCK:
         if _installed == 0:
-            for owner, key, _, patched in _PATCHES:
-                setattr(owner, key, patched)
-            for module, key in _softmax_aliases():
-                setattr(module, key, _softmax)
+            try:
+                for owner, key, _, patched in _PATCHES:
+                    setattr(owner, key, patched)
+                for module, key in _softmax_aliases():
+                    setattr(module, key, _softmax)
+            except BaseException:
+                _restore()
+                raise
         _installed += 1
 
 
@@ -165,11 +172,16 @@ def _uninstall() -> None:
     with _INSTALL_LOCK:
         _installed -= 1
         if _installed == 0:
-            for owner, key, original, _ in _PATCHES:
-                setattr(owner, key, original)
-            for module, key in _aliases:
-                if getattr(module, key, None) is _softmax:
-                    setattr(module, key, _ORIGINAL_SOFTMAX)
+            _restore()
+
+
+def _restore() -> None:
+    """Every patch undone: what interception looks like when no thread captures."""
+    for owner, key, original, _ in _PATCHES:
+        setattr(owner, key, original)
+    for module, key in _aliases:
+        if getattr(module, key, None) is _softmax:
+            setattr(module, key, _ORIGINAL_SOFTMAX)
 
 
 def _is_softmax_layer(layer) -> bool:
@@ -181,6 +193,26 @@ def _is_softmax_layer(layer) -> bool:
 
 def _keras_builtin(layer) -> bool:
     return type(layer).__module__.startswith("keras.")
+
+
+def _automatic_name(layer) -> bool:
+    """Whether `layer` carries the name Keras made up for it ("softmax", "softmax_3"): a
+    counter of the session, so another process (a checkpoint reloaded) numbers it otherwise."""
+    base = re.sub(r"(?<!^)(?=[A-Z])", "_", type(layer).__name__).lower()
+    return re.fullmatch(rf"{base}(_\d+)?", layer.name) is not None
+
+
+# Keras layers that run the layer they wrap once per time step through `layer.call`
+# (TimeDistributed), or a cell inside a loop (RNN and its subclasses, Bidirectional): a
+# softmax there has no call of its own, so it is refused with this reason.
+PER_STEP = (keras.layers.TimeDistributed, keras.layers.RNN, keras.layers.Bidirectional)
+
+
+def _key_axes(layer) -> int:
+    """How many trailing axes a Softmax layer normalises over together (MultiHeadAttention
+    with attention_axes=(1, 2) normalises over 2)."""
+    axis = getattr(layer, "axis", -1)
+    return len(axis) if isinstance(axis, (tuple, list)) else 1
 
 
 def _output_layers(model) -> set[int]:
@@ -210,6 +242,8 @@ class Interceptor:
         self.softmax_depth = 0  # >0 inside a recorded softmax: its inner ops are not recorded
         self.records: list[tuple[str, str, str, tf.Tensor]] = []
         self.layers: dict[str, object] = {}
+        self.per_step: dict[str, str] = {}  # path -> the class of a PER_STEP layer whose
+        # inner layer computed a softmax (refused: no call of its own to name)
         self._calls: dict[str, int] = {}
         self._model_outputs: dict[int, set[int]] = {}
         self._flash: list = []
@@ -250,15 +284,25 @@ class Interceptor:
         parent = self.stack[-1] if self.stack else None
         self.stack.append((layer, path))
         self.softmax_depth += softmax_layer
+        recorded = len(self.records)
         try:
             outputs = _ORIGINAL_CALL(layer, *args, **kwargs)
         finally:
             self.softmax_depth -= softmax_layer
             self.stack.pop()
-        if softmax_layer and not self._is_model_output(layer, parent):
-            owner = parent if parent and isinstance(parent[0], KERAS_ATTENTION) else (layer, path)
-            outputs = self._event(owner, "softmax layer", outputs, -1)
-        if path in self.watch and not isinstance(outputs, (list, tuple, dict)):
+        if softmax_layer and not self._is_model_output(layer, parent) and (
+                not self._inside_per_step()):
+            named_by_parent = parent is not None and (
+                isinstance(parent[0], KERAS_ATTENTION)
+                or (parent is not self.stack[0] and _automatic_name(layer)))
+            owner = parent if named_by_parent else (layer, path)
+            outputs = self._event(owner, "softmax layer", outputs, -1, _key_axes(layer))
+        own_softmax = any(record[0].split("#")[0] == path
+                          for record in self.records[recorded:])
+        if (path in self.watch and not own_softmax
+                and not isinstance(outputs, (list, tuple, dict))):
+            # a layer that outputs attention and computes none: its output is its attention
+            # (one that computes a softmax is named by that softmax, call by call)
             self.records.append((self._name(path), type(layer).__name__, "layer output",
                                  outputs))
         return outputs
@@ -270,6 +314,8 @@ class Interceptor:
         finally:
             self.softmax_depth -= 1
         owner = self.stack[-1] if self.stack else None
+        if self._inside_per_step():
+            return outputs
         if owner is None or (_keras_builtin(owner[0]) and not isinstance(
                 owner[0], (*KERAS_ATTENTION, keras.Model, keras.layers.Lambda))):
             return outputs  # outside any layer, or a built-in layer's activation
@@ -279,6 +325,14 @@ class Interceptor:
         return self._event(owner, "softmax op", outputs, -1 if axis is None else axis)
 
     # -- helpers --
+
+    def _inside_per_step(self) -> bool:
+        """Whether the layers being called run inside a PER_STEP layer (noted in per_step)."""
+        for layer, path in reversed(self.stack):
+            if isinstance(layer, PER_STEP):
+                self.per_step.setdefault(path, type(layer).__name__)
+                return True
+        return False
 
     def _is_model_output(self, layer, parent) -> bool:
         """Whether `layer` produces an output of the model being run (a classifier's head)."""
@@ -293,12 +347,17 @@ class Interceptor:
         count = self._calls[path] = self._calls.get(path, 0) + 1
         return path if count == 1 else f"{path}#{count}"
 
-    def _event(self, owner: tuple[object, str], source: str, weights, axis: int):
+    def _event(self, owner: tuple[object, str], source: str, weights, axis: int,
+               key_axes: int = 1):
         layer, path = owner
         name = self._name(path)
         rank = len(weights.shape)
         axis = axis % rank if rank else 0
         last = axis == rank - 1
+        if key_axes > 1:  # multi-axis attention: its key positions flattened, row-major
+            self.records.append((name, type(layer).__name__, source,
+                                 _flatten_positions(weights, key_axes)))
+            return weights
         if name in self.replace:
             moved = weights if last else tf.experimental.numpy.moveaxis(weights, axis, -1)
             replaced = tf.cast(self.replace[name](moved), weights.dtype)
@@ -319,12 +378,33 @@ class Captured:
     weights: dict[str, np.ndarray]  # name -> float32, batch first
     outputs: object = None  # the model's outputs (numpy), when asked for
     layers: dict[str, str] = field(default_factory=dict)  # path of every layer called -> class
+    per_step: dict[str, str] = field(default_factory=dict)  # refused: see per_step_error
+
+
+def _flatten_positions(weights, key_axes: int):
+    """(B, H, q1..qk, k1..kk) -> (B, H, q1*..*qk, k1*..*kk): the queries and the keys of
+    attention over several axes (MultiHeadAttention's attention_axes), each in row-major
+    order; any other rank is kept as it is."""
+    rank = len(weights.shape)
+    if rank != 2 + 2 * key_axes:
+        return weights
+    shape = tf.shape(weights)
+    queries = tf.reduce_prod(shape[2:2 + key_axes])
+    keys = tf.reduce_prod(shape[2 + key_axes:])
+    return tf.reshape(weights, tf.stack([shape[0], shape[1], queries, keys]))
 
 
 def _standard(weights: np.ndarray) -> np.ndarray:
-    """(B, Lq, Lk) gets a heads axis; everything else is kept as it is."""
+    """Weights as a run stores them: (B, Lq, Lk) gets a heads axis; grouped-query attention
+    (B, kv_heads, groups, Lq, Lk) folds its heads as (B, kv_heads * groups, Lq, Lk), head
+    kv * groups + g, the order of the layer's own query heads; the rest is kept."""
     weights = np.asarray(weights, dtype=np.float32)
-    return weights[:, None] if weights.ndim == 3 else weights
+    if weights.ndim == 3:
+        return weights[:, None]
+    if weights.ndim == 5:
+        n, kv, groups, queries, keys = weights.shape
+        return weights.reshape(n, kv * groups, queries, keys)
+    return weights
 
 
 def forward(model, inputs, *, replace: dict[str, Replacement] | None = None,
@@ -348,6 +428,7 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
     chunks: dict[str, list[np.ndarray]] = {}
     outputs: list = []
     called: dict[str, str] = {}
+    per_step: dict[str, str] = {}
     sized = batch_size is not None or n <= 1
     start = 0
     while start < n:
@@ -361,6 +442,7 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
                 continue
         if start == 0:
             called = {path: type(layer).__name__ for path, layer in interceptor.layers.items()}
+            per_step = dict(interceptor.per_step)
         for name, layer_class, source, tensor in chosen:
             array = _standard(np.asarray(tensor))
             if name not in calls:
@@ -373,7 +455,7 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
     merged = None
     if keep_outputs and outputs:
         merged = keras.tree.map_structure(lambda *parts: np.concatenate(parts), *outputs)
-    return Captured(list(calls.values()), weights, merged, called)
+    return Captured(list(calls.values()), weights, merged, called, per_step)
 
 
 def _batch_size(records: list, n: int) -> int:
@@ -389,6 +471,12 @@ def _batch_size(records: list, n: int) -> int:
 def survey(model, inputs) -> Captured:
     """Every attention call, and every layer called, on the first two samples."""
     return capture(model, slice_samples(inputs, 0, 2))
+
+
+def unnumbered(path: str) -> str:
+    """A call's path without Keras' automatic name suffixes ("multi_head_attention_1"): a
+    model rebuilt in another session, or a second time in one, numbers them otherwise."""
+    return re.sub(r"_\d+(?=/|#|$)", "", path)
 
 
 def _selected(name: str, patterns: Sequence[str]) -> bool:
@@ -445,7 +533,7 @@ def resolve_layers(model, inputs, patterns: Sequence[str] | None) -> tuple[list[
     calls = surveyed.calls
     if not patterns:
         if not calls:
-            raise no_attention_error(surveyed.layers)
+            raise no_attention_error(surveyed.layers, surveyed.per_step)
         return calls, []
     chosen, watch = select(calls, patterns), []
     for pattern in patterns:
@@ -482,11 +570,29 @@ def _layer_path(layers: dict[str, str], name: str) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def no_attention_error(layers: dict[str, str]) -> AttnvizError:
+def no_attention_error(layers: dict[str, str], per_step: dict[str, str] | None = None
+                       ) -> AttnvizError:
+    """Why a model gave no attention to capture: a softmax run per time step (refused), or
+    none inside a layer."""
+    if per_step:
+        return per_step_error(per_step)
     classes = ", ".join(dict.fromkeys(layers.values())) or "none"
     found = ("no attention found: the model computes no softmax inside a layer (layer classes "
              f"called: {classes}); if one of its layers outputs attention weights, name it with ")
     return AttnvizError(found + "--layer", python=found + "layers=['its name']")
+
+
+def per_step_error(per_step: dict[str, str]) -> AttnvizError:
+    """A softmax inside TimeDistributed or an RNN: computed once per time step, inside a loop
+    or through the wrapped layer's `call`, so it has no call of its own to name, and a traced
+    read cannot take tensors out of the loop."""
+    path, kind = next(iter(per_step.items()))
+    fix = ("apply the attention layer to the steps folded into the batch, (B, T, ...) reshaped "
+           "to (B * T, ...)" if kind == "TimeDistributed" else
+           "compute the attention outside the cell, over the sequence the RNN returns "
+           "(return_sequences=True)")
+    return AttnvizError(f"the attention inside {kind} {path} runs once per time step, so "
+                        f"attnviz cannot capture it as one call: {fix}")
 
 
 # ---- a traced capture, for reading the same probe batch again and again ----------------------

@@ -24,7 +24,6 @@ Formulas and thresholds are in docs/explain.md.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -193,7 +192,8 @@ def load_checkpoint(run: Run, epoch: int | None,
             f"{', '.join(map(str, run.checkpoints)) or 'none'}"
         )
     path = run.checkpoint_path(epoch)  # safe mode below; a damaged file in one line
-    model = load_model(path, imports=(*run.model_code, *imports), compile=run.config is None)
+    model = load_model(path, imports=(*run.model_code, *imports), compile=run.config is None,
+                       script_classes=run.script_classes)
     return (run.checkpoints[-1] if epoch is None else epoch), model
 
 
@@ -293,15 +293,14 @@ def call_of(model, x, recorded: str) -> str:
     calls = [call.name for call in capture.survey(model, x).calls]
     if recorded in calls:
         return recorded
-    matches = [name for name in calls if _unnumbered(name) == _unnumbered(recorded)]
+    matches = [name for name in calls if capture.unnumbered(name) == capture.unnumbered(recorded)]
     if len(matches) == 1:
         return matches[0]
-    raise AttnvizError(f"--layer {recorded}: the checkpoint computes no such attention call "
-                       f"on the probe batch; it computes {', '.join(calls) or 'none'}")
-
-
-def _unnumbered(path: str) -> str:
-    return re.sub(r"_\d+(?=/|#|$)", "", path)
+    raise AttnvizError(f"the run recorded {recorded}, and its checkpoint computes no such "
+                       f"attention call on the probe batch (it computes "
+                       f"{', '.join(calls) or 'none'}): Keras rebuilt a layer under another "
+                       "name, most likely one whose get_config drops its name; record the run "
+                       "again with the name kept")
 
 
 # ---- the report ----------------------------------------------------------------------------

@@ -180,10 +180,18 @@ def to_rows(weights: np.ndarray, head: str | None = None,
         if head is not None:
             raise AttnvizError(f"--head: these weights {weights.shape} have no heads: drop it")
         weights = weights[:, None]  # (n, 1, Lq, Lk)
+    if weights.ndim == 5:  # grouped heads, as capture stores them: head kv * groups + g
+        weights = weights.reshape(weights.shape[0], -1, *weights.shape[3:])
+    if weights.ndim == 6 and np.allclose(weights.sum(axis=(-2, -1))[weights.sum(
+            axis=(-2, -1)) > 0], 1.0, atol=1e-3):  # over two axes: positions row-major
+        n, h, q1, q2, k1, k2 = weights.shape
+        weights = weights.reshape(n, h, q1 * q2, k1 * k2)
     if weights.ndim != 4:
         raise AttnvizError(
-            f"attention of shape {weights.shape} cannot be drawn as rows: expected (n, L), "
-            "(n, Lq, Lk) or (n, heads, Lq, Lk); --save writes it as it is"
+            f"attention of shape {weights.shape} cannot be drawn as rows: attnviz reads (n, L), "
+            "(n, Lq, Lk), (n, heads, Lq, Lk), grouped heads (n, kv_heads, groups, Lq, Lk) and "
+            "attention over several axes (n, heads, q1, q2, k1, k2); save the weights yourself "
+            "to look at others"
         )
     heads, queries = weights.shape[1], weights.shape[2]
     chosen_head = parse_head(head or "mean")

@@ -23,6 +23,7 @@ tf.distribute strategy only the chief writes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -88,6 +89,10 @@ class AttentionRecorder(keras.callbacks.Callback):
             self._recorder = self._make_recorder()
         except AttnvizError as err:
             raise err.for_python() from None
+        except OSError as err:  # a full or read-only disk: the fit goes on, unrecorded
+            warnings.warn(f"attnviz: not recording into {self.directory} ({err.strerror or err}"
+                          "); training goes on", stacklevel=2)
+            return
         self.run = self._recorder.run
 
     def _start(self, epoch: int) -> None:
@@ -110,11 +115,20 @@ class AttentionRecorder(keras.callbacks.Callback):
             run.commit()
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._recorder is None:
+        if self._recorder is None or self._recorder.stopped is not None:
             return
-        if not self._started:
-            self._started = True
-            self._start(epoch)
+        try:
+            if not self._started:
+                self._started = True
+                self._start(epoch)  # refuses to record over a run: before any training step
+            self._follow(epoch)
+        except OSError as err:  # a full disk: the fit goes on, unrecorded
+            self._recorder.give_up(epoch, err)
+            return
+        self._recorder.on_epoch_begin(epoch, logs)
+
+    def _follow(self, epoch: int) -> None:
+        """Make the run end at `epoch`, where Keras trains from."""
         run = self.run
         if run.epochs_done > epoch:  # Keras trains from `epoch` again: forget what came after
             run.rollback_to(epoch)
@@ -125,7 +139,6 @@ class AttentionRecorder(keras.callbacks.Callback):
                 self._recorder.record(done, force=True)
             run.commit({"epoch": done, "loss": None, "val_loss": None, "seconds": None,
                         "restored": True})
-        self._recorder.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._recorder is not None:
@@ -141,7 +154,7 @@ class AttentionRecorder(keras.callbacks.Callback):
             layers=self.layers, every=self.every, checkpoint_every=self.checkpoint_every,
             record_heads=self.record_heads, epochs=(self.params or {}).get("epochs"),
             source="callback", force=self.overwrite, validation=self.validation)
-        recorder = Recorder(run)
+        recorder = Recorder(run, tolerant=True)
         recorder.set_model(self.model)
         return recorder
 

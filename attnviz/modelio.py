@@ -59,6 +59,10 @@ def import_module_of(spec: str, flag: str = "--import"):
             loader = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(loader)
             sys.modules[name] = module  # dataclasses and pickling look modules up by name
+            # as Python runs a script: the modules beside it import (`from mylayers import X`)
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
             try:
                 loader.loader.exec_module(module)
             except BaseException:
@@ -131,10 +135,11 @@ def check_model_file(path: Path) -> Path:
 
 
 def load_model(path: Path, unsafe: bool = False, imports: tuple[str, ...] = (),
-               compile: bool = False):
+               compile: bool = False, script_classes: tuple[str, ...] = ()):
     """Load a .keras file in safe mode (no code stored in the file runs) unless `unsafe`,
     after importing the user's code (`imports`) and keras_hub when the file needs it; with
-    `compile`, compiled as it was saved (its loss and metrics)."""
+    `compile`, compiled as it was saved (its loss and metrics). `script_classes`: the classes
+    a run's model took from its training script (__main__), which no import can reach."""
     path = check_model_file(path)
     custom = import_code(imports)
     _import_libraries(path)
@@ -149,14 +154,23 @@ def load_model(path: Path, unsafe: bool = False, imports: tuple[str, ...] = (),
                 f"{path} holds a Lambda layer (Python code) and safe mode refuses to run it: "
                 "pass --unsafe only if you trust whoever wrote the file"
             ) from None
-        raise _load_error(path, err, imports) from None
+        raise _load_error(path, err, imports, script_classes) from None
     except (TypeError, KeyError, AttributeError, OSError, EOFError,
             zipfile.BadZipFile) as err:
-        raise _load_error(path, err, imports) from None
+        raise _load_error(path, err, imports, script_classes) from None
 
 
-def _load_error(path: Path, err: Exception, imports: tuple[str, ...]) -> AttnvizError:
+def _load_error(path: Path, err: Exception, imports: tuple[str, ...],
+                script_classes: tuple[str, ...] = ()) -> AttnvizError:
     unknown = _UNKNOWN.search(str(err))
+    if unknown and unknown.group(1) in script_classes:
+        name = unknown.group(1)
+        return AttnvizError(
+            f"{path} uses the class {name}, defined in the script that trained it (its "
+            "__main__): importing that script would run the training again, so attnviz does "
+            f"not; move {name} into a module of its own that the script imports, or put the "
+            "script's training under `if __name__ == \"__main__\":`, then pass --import with "
+            "that file")
     if unknown:
         name = unknown.group(1)
         tried = f" (--import {' '.join(imports)} does not define it)" if imports else ""
@@ -293,6 +307,14 @@ def describe_inputs(inputs) -> str:
     if isinstance(inputs, (list, tuple)):
         return ", ".join(str(tuple(array.shape)) for array in inputs)
     return str(tuple(np.shape(inputs)))
+
+
+def script_classes(model) -> list[str]:
+    """The model's own layer classes defined in the running script (__main__): a checkpoint
+    needs them, and importing the script to get them would run it."""
+    return list(dict.fromkeys(
+        type(layer).__name__ for layer in model._flatten_layers(include_self=True, recursive=True)
+        if type(layer).__module__ == "__main__"))
 
 
 def code_files(model) -> list[str]:

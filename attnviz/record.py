@@ -22,11 +22,13 @@ from attnviz.capture import (
     capture,
     no_attention_error,
     patterns_of,
+    per_step_error,
     select,
     slice_samples,
+    unnumbered,
 )
 from attnviz.errors import AttnvizError
-from attnviz.modelio import code_files, first_line, model_failures, model_summary
+from attnviz.modelio import code_files, first_line, model_failures, model_summary, script_classes
 from attnviz.run import CONFIG, STATE, Run, RunSpec, probe_digest
 from attnviz.score import attention_rows, mass
 from attnviz.tasks import TaskBatch
@@ -47,9 +49,14 @@ class Recorder(keras.callbacks.Callback):
         on_epoch: Callable[[dict], None] | None = None,
         on_batch: Callable[[int, dict], None] | None = None,
         stop_requested: Callable[[], bool] = lambda: False,
+        tolerant: bool = False,
     ):
         super().__init__()
         self.run = run
+        # tolerant (the callback in a user's own fit): what cannot be recorded becomes one
+        # warning and training goes on; `attnviz train` fails instead, saying why
+        self.tolerant = tolerant
+        self.stopped: str | None = None  # why recording stopped (tolerant only)
         self.attribute = attribute
         self.on_epoch = on_epoch
         self.stop_requested = stop_requested
@@ -100,14 +107,35 @@ class Recorder(keras.callbacks.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.stopped is not None:
+            return
         logs = logs or {}
         done = epoch + 1  # Keras counts from 0; a run's epoch N is the state after N epochs
         started = time.perf_counter()
         fit_seconds = started - self._epoch_start
         stopping = self.stop_requested()
+        try:
+            self._end_epoch(done, logs, fit_seconds, started, stopping)
+        except Exception as err:  # noqa: BLE001 (a full disk, the user's model: never the fit)
+            if not self.tolerant:
+                raise
+            self.give_up(done, err)
+        if stopping:
+            self.model.stop_training = True
+
+    def give_up(self, epoch: int, err: BaseException) -> None:
+        """Stop recording for the rest of this fit, with one warning; the run keeps what it
+        committed (tolerant only: the fit goes on)."""
+        self.stopped = f"{type(err).__name__}: {first_line(err)}"
+        warnings.warn(f"attnviz: stopped recording {self.run.root} at epoch {epoch} "
+                      f"({self.stopped}); training goes on, and the run keeps the "
+                      f"{self.run.epochs_done} epochs committed before", stacklevel=3)
+
+    def _end_epoch(self, done: int, logs: dict, fit_seconds: float, started: float,
+                   stopping: bool) -> None:
         masses = self.record(done, force=stopping)
         if self.checkpoint_due(done, stopping):
-            self.run.write_checkpoint(done, self.model.save)
+            self._checkpoint(done)
         entry = {
             "epoch": done,
             "loss": _number(logs.get("loss")),
@@ -124,8 +152,22 @@ class Recorder(keras.callbacks.Callback):
         self.run.commit(entry)
         if self.on_epoch is not None:
             self.on_epoch(entry)
-        if stopping:
-            self.model.stop_training = True
+
+    def _checkpoint(self, done: int) -> None:
+        """Write epoch `done`'s checkpoint; tolerant, a model that cannot be saved (its own
+        get_config raising, say) skips checkpoints from then on, with one warning."""
+        try:
+            self.run.write_checkpoint(done, self.model.save)
+        except OSError:
+            raise  # the disk: recording itself cannot go on
+        except Exception as err:  # noqa: BLE001 (model.save runs the user's get_config)
+            if not self.tolerant:
+                raise
+            reason = (f"saving {type(self.model).__name__} failed at epoch {done} "
+                      f"({type(err).__name__}: {first_line(err)})")
+            warnings.warn(f"attnviz: checkpoints skipped: {reason}; attention is still "
+                          "recorded", stacklevel=3)
+            self.run.skip_checkpoints(reason)
 
 
 def _number(value) -> float | None:
@@ -165,11 +207,26 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
     with model_failures("the probe does not fit the model"):
         captured = capture(model, probe_x)
     if not captured.calls:
-        raise no_attention_error(captured.layers)
+        raise no_attention_error(captured.layers, captured.per_step)
     calls = select(captured.calls, layers)
     if not calls:
         raise AttnvizError(f"layers {patterns_of(layers)} match no attention call; the model's "
                            f"are {', '.join(call.name for call in captured.calls)}")
+    storable = [call for call in calls if len(call.shape) in (2, 4)]
+    for call in calls:
+        if call not in storable:
+            warnings.warn(f"attnviz: not recording {call.name}: its attention has shape "
+                          f"(n, {', '.join(map(str, call.shape[1:]))}), which a run cannot store "
+                          "(it stores (n, keys) and (n, heads, queries, keys))", stacklevel=3)
+    if not storable:
+        raise AttnvizError(f"no attention call of the model can be stored: "
+                           f"{', '.join(call.name for call in calls)} have shapes a run cannot "
+                           "hold (it stores (n, keys) and (n, heads, queries, keys))")
+    calls = storable
+    if captured.per_step:
+        warnings.warn(f"attnviz: not recording the attention inside "
+                      f"{', '.join(captured.per_step)}: {per_step_error(captured.per_step)}",
+                      stacklevel=3)
     n = calls[0].shape[0]
     checked = {name: _check_mask(name, np.asarray(mask), n, calls)
                for name, mask in (masks or {}).items()}
@@ -186,7 +243,8 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                               "checkpoint_every": checkpoint_every,
                               "record_heads": record_heads},
                    model={**model_summary(model), "source": source,
-                          "code": code_files(model), **({"fit": fit} if fit else {})})
+                          "code": code_files(model), "script_classes": script_classes(model),
+                          **({"fit": fit} if fit else {})})
     directory = Path(directory)
     if not force and (directory / STATE).is_file() and (directory / CONFIG).is_file():
         run = Run.open(directory)
@@ -199,8 +257,16 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
     else:
         run = Run.create(directory, spec, probe, force=force, heldout=heldout,
                          heldout_given=given)
+    in_script = script_classes(model)
+    if in_script and checkpoint_every and not run.state.get("checkpoints_skipped"):
+        warnings.warn(
+            f"attnviz: {', '.join(in_script)} {'is' if len(in_script) == 1 else 'are'} defined "
+            "in the script that trains (__main__): to load this run's checkpoints, `attnviz "
+            "explain` must import it without running the training; move it into a module of "
+            "its own that the script imports, or put the script's training under `if "
+            "__name__ == \"__main__\":`", stacklevel=3)
     if checkpoint_every and not run.checkpoints and not run.state.get("checkpoints_skipped"):
-        reason = reload_problem(model)
+        reason = reload_problem(model, probe_x, [call.name for call in calls])
         if reason:
             warnings.warn(f"attnviz: checkpoints skipped: {reason}", stacklevel=3)
             run.skip_checkpoints(reason)
@@ -245,8 +311,9 @@ def _check_mask(name: str, mask: np.ndarray, n: int, calls) -> np.ndarray:
     return mask.astype(bool)
 
 
-def reload_problem(model) -> str | None:
-    """Why the model cannot be saved to .keras and loaded back, or None when it can."""
+def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None:
+    """Why the model cannot be saved to .keras and loaded back with the attention calls
+    `names` (read on the first probe samples) under the same names, or None when it can."""
     custom = {type(layer).__name__: type(layer)
               for layer in model._flatten_layers(include_self=True, recursive=True)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,12 +322,31 @@ def reload_problem(model) -> str | None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model.save(path)
-                keras.saving.load_model(path, custom_objects=custom, compile=False,
-                                        safe_mode=True)
-        except Exception as err:  # noqa: BLE001 (whatever Keras raises, the answer is no)
+                reloaded = keras.saving.load_model(path, custom_objects=custom, compile=False,
+                                                   safe_mode=True)
+        except OSError:
+            raise  # the disk, not the model: say so, as any other write would
+        except Exception as err:  # noqa: BLE001 (the user's model's own code may raise anything)
             return (f"Keras cannot save and reload {type(model).__name__} "
                     f"({type(err).__name__}: {first_line(err)}): attention is recorded, "
                     "but explain and resuming need a checkpoint")
+    if probe_x is None or not names:
+        return None
+    try:
+        after = [call.name for call in capture(reloaded, slice_samples(probe_x, 0, 2)).calls]
+    except Exception as err:  # noqa: BLE001 (the reloaded model runs the user's code)
+        return (f"{type(model).__name__} reloaded from .keras does not run on the probe "
+                f"({type(err).__name__}: {first_line(err)}): attention is recorded, but explain "
+                "and resuming need a checkpoint")
+    kept = {unnumbered(name) for name in after}
+    lost = [name for name in names if unnumbered(name) not in kept]
+    if lost:
+        return (f"reloaded from .keras, the model computes its attention under other names "
+                f"({lost[0]} is gone; it computes {', '.join(after) or 'none'}): a layer whose "
+                "get_config drops its name (one that does not start from super().get_config(), "
+                "or an __init__ that does not pass **kwargs on) is rebuilt under a name Keras "
+                "makes up; keep the name so that explain finds the recorded layers in a "
+                "checkpoint")
     return None
 
 

@@ -231,6 +231,11 @@ class Run:
         return self.header.get("model") or {}
 
     @property
+    def script_classes(self) -> tuple[str, ...]:
+        """The model's classes its training script defined (__main__), named by the recorder."""
+        return tuple(self.model_info.get("script_classes") or ())
+
+    @property
     def model_code(self) -> tuple[str, ...]:
         """The user's code a checkpoint needs, to import before loading: the files that
         define the model's own layers (recorded when the run was created), and for a

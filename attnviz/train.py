@@ -307,11 +307,13 @@ def _batch_size(run: Run) -> int:
 @contextlib.contextmanager
 def exclusive(out: Path) -> Iterator[None]:
     """Hold an advisory lock on the run directory (created if absent) while training, so
-    two `attnviz train` processes never write one run."""
+    two `attnviz train` processes never write one run. A directory it made is removed again
+    when the work fails before writing anything into it: bad input leaves no empty folder."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         yield  # not a run directory: plan() says so
         return
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         handle = os.open(out, os.O_RDONLY)
@@ -326,6 +328,11 @@ def exclusive(out: Path) -> Iterator[None]:
                 "finish, or choose another --out"
             ) from None
         yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only while empty: nothing the work wrote is removed
+        raise
     finally:
         os.close(handle)
 

@@ -322,3 +322,123 @@ def test_batches_are_sized_to_memory_and_joined(monkeypatch):
     with pytest.raises(AttnvizError, match="the attention of 20 samples would take .*pass "
                        "at most 10 samples"):
         capture.capture(model, x)
+
+
+class ContextAttention(layers.Layer):
+    """A user's attention layer that returns one tensor, its context vector (B, D)."""
+
+    def build(self, input_shape):
+        self.score = layers.Dense(1, name="score")
+
+    def call(self, x):  # (B, L, D)
+        weights = ops.softmax(self.score(x)[..., 0], axis=-1)  # (B, L)
+        return ops.einsum("bl,bld->bd", weights, x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+def test_probe_numbers_each_call_of_a_layer_by_its_own_softmax():
+    """A layer called twice whose output is one tensor: `X#2` is its second softmax, never
+    the first call's context vector (the watched output once shared the softmax counter)."""
+    inputs = keras.Input((L, 3))
+    attend = ContextAttention(name="att")
+    first, second = attend(inputs), attend(layers.Dense(3)(inputs))
+    model = keras.Model(inputs, layers.Dense(1)(ops.concatenate([first, second], axis=-1)))
+    x = RNG.normal(size=(4, L, 3)).astype(np.float32)
+    eager = capture.capture(model, x)
+    assert [c.name for c in eager.calls] == ["att", "att#2"]
+    probe = capture.Probe(model, ["att", "att#2"])
+    traced = probe(tf.constant(x))
+    assert [c.name for c in probe.calls] == ["att", "att#2"]
+    for name in ("att", "att#2"):
+        assert traced[name].shape == (4, L)  # a distribution over the L positions...
+        assert np.abs(traced[name] - eager.weights[name]).max() < TOLERANCE  # ...the softmax's
+
+
+class StepAttention(layers.Layer):
+    """Attention over the last axis, meant to run once per time step."""
+
+    def call(self, x):  # (B, K, D)
+        weights = ops.softmax(ops.sum(x, axis=-1), axis=-1)  # (B, K)
+        return ops.sum(x * weights[..., None], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+def test_attention_inside_time_distributed_is_refused_with_the_reason():
+    inputs = keras.Input((5, 6, 4))
+    model = keras.Model(inputs, layers.TimeDistributed(StepAttention(name="step"),
+                                                       name="per_step")(inputs))
+    with pytest.raises(AttnvizError) as refused:
+        capture.resolve_layers(model, np.ones((2, 5, 6, 4), np.float32), None)
+    message = str(refused.value)
+    assert "per_step" in message and "TimeDistributed" in message
+    assert "runs once per time step" in message and "\n" not in message
+
+
+class AttentionCell(layers.Layer):
+    """An RNN cell that attends over its input's features at every step."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.state_size = 4
+
+    def call(self, x, states):  # x (B, D)
+        weights = ops.softmax(x, axis=-1)
+        return weights * x, [states[0]]
+
+
+def test_attention_inside_an_rnn_cell_is_refused_with_the_reason():
+    inputs = keras.Input((5, 4))
+    model = keras.Model(inputs, layers.RNN(AttentionCell(), name="recurrent")(inputs))
+    with pytest.raises(AttnvizError, match="inside RNN recurrent runs once per time step"):
+        capture.resolve_layers(model, np.ones((2, 5, 4), np.float32), None)
+
+
+def test_interception_on_one_thread_leaves_another_threads_model_alone():
+    import threading
+
+    model = build_model(tiny_config(units=4, seq_len=L, attention="self", heads=2))
+    plain = np.asarray(model(X))
+    started, results = threading.Barrier(2), {}
+
+    def replaced():
+        started.wait()
+        for _ in range(5):
+            outputs, _ = capture.forward(model, X, replace={
+                "attention": lambda w: ops.ones_like(w) / w.shape[-1]})
+        results["replaced"] = np.asarray(outputs)
+
+    def untouched():
+        started.wait()
+        results["plain"] = [np.asarray(model(X)) for _ in range(5)]
+
+    threads = [threading.Thread(target=replaced), threading.Thread(target=untouched)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(np.array_equal(out, plain) for out in results["plain"])
+    assert not np.allclose(results["replaced"], plain)  # the replacement did act there
+
+
+def test_a_partial_install_is_rolled_back(monkeypatch):
+    class Stubborn:
+        """A module whose softmax alias cannot be replaced."""
+
+        softmax = capture._ORIGINAL_SOFTMAX
+
+        def __setattr__(self, key, value):
+            raise AttributeError("read-only")
+
+    monkeypatch.setattr(capture, "_softmax_aliases", lambda: [(tf.nn, "softmax"),
+                                                              (Stubborn(), "softmax")])
+    monkeypatch.setattr(capture, "_aliases", [(tf.nn, "softmax"), (Stubborn(), "softmax")])
+    with pytest.raises(AttributeError, match="read-only"):
+        with capture.Interceptor():
+            pass
+    assert keras.layers.Layer.__call__ is capture._ORIGINAL_CALL
+    assert tf.nn.softmax is capture._ORIGINAL_SOFTMAX
+    assert capture._installed == 0

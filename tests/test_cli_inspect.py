@@ -203,4 +203,4 @@ def test_built_in_checkpoints_load_in_a_fresh_process(trained_run, tmp_path):
                                 env={**os.environ, "COLUMNS": "120"})
         assert result.returncode == 0, (args, result.stderr)
         assert "--import" not in result.stderr
-        assert "attention" in result.stdout
+        assert "TemporalAttention" in result.stdout, result.stdout

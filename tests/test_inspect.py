@@ -48,8 +48,13 @@ def test_other_shapes_become_rows_or_are_refused():
     scores = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)  # (n, Lq, Lk)
     assert np.array_equal(core.to_rows(scores)[0], scores[:, -1])
     assert core.to_rows(np.ones((2, 5, 1)))[0].shape == (2, 5)  # (n, L, 1) softmax over L
+    grouped = np.random.default_rng(0).dirichlet(np.ones(4), size=(2, 1, 3, 4))  # kv 1, 3 groups
+    rows, how = core.to_rows(grouped, head="2")  # folded: head 2 is group 2 of kv head 0
+    assert np.array_equal(rows, grouped[:, 0, 2, -1].astype(np.float32)) and "head 2" in how
+    grid = np.full((2, 1, 2, 3, 2, 3), 1 / 6)  # attention over a 2 x 3 grid of positions
+    assert core.to_rows(grid)[0].shape == (2, 6)
     with pytest.raises(AttnvizError, match="cannot be drawn as rows"):
-        core.to_rows(np.ones((2, 2, 2, 2, 2)))
+        core.to_rows(np.ones((2, 2, 2, 2, 2, 2, 2)))
     with pytest.raises(AttnvizError, match="--head"):
         core.to_rows(np.ones((2, 5)), head="0")
 

@@ -354,3 +354,144 @@ def test_each_audience_gets_its_own_words(tmp_path, monkeypatch):
     assert (tmp_path / "a_file").read_text() == "mine"
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
     assert not (tmp_path / "run").exists()
+
+
+# ---- the observer never harms the observed -------------------------------------------------
+
+
+def test_a_full_disk_stops_the_recording_not_the_training(tmp_path, monkeypatch):
+    import errno
+
+    train, _, probe = founding_data(128)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+    save = Run.save_attention
+
+    def full_from_epoch_2(self, epoch, weights):
+        if epoch >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, epoch, weights)
+
+    monkeypatch.setattr(Run, "save_attention", full_from_epoch_2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(train.x, train.y, epochs=4, verbose=0, callbacks=[
+            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=0)])
+    assert len(history.history["loss"]) == 4  # every epoch trained
+    stopped = [str(w.message) for w in caught if "stopped recording" in str(w.message)]
+    assert len(stopped) == 1 and "at epoch 2" in stopped[0]
+    assert "No space left on device" in stopped[0]
+    run = Run.open(tmp_path / "run")
+    assert run.attention_epochs == [0, 1] and run.epochs_done == 1
+    assert runner.invoke(app, ["inspect", str(tmp_path / "run")]).exit_code == 0
+
+
+def test_a_model_that_cannot_be_saved_loses_its_checkpoints_not_its_attention(tmp_path,
+                                                                               monkeypatch):
+    train, _, probe = founding_data(128)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+    write = Run.write_checkpoint
+
+    def unsavable(self, epoch, save):
+        if epoch >= 2:
+            raise TypeError("get_config of MyLayer raised")
+        return write(self, epoch, save)
+
+    monkeypatch.setattr(Run, "write_checkpoint", unsavable)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train.x, train.y, epochs=3, verbose=0, callbacks=[
+            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+    skipped = [str(w.message) for w in caught if "checkpoints skipped" in str(w.message)]
+    assert len(skipped) == 1 and "get_config of MyLayer raised" in skipped[0]
+    run = Run.open(tmp_path / "run")
+    assert run.attention_epochs == [0, 1, 2, 3] and run.checkpoints == [1]
+    assert "at epoch 2" in run.state["checkpoints_skipped"]
+
+
+class Renamed(layers.Layer):
+    """A user's attention layer whose get_config forgets super().get_config(), so its name:
+    Keras rebuilds it from a checkpoint under a name of its own."""
+
+    def call(self, x):  # (B, L, D)
+        weights = keras.ops.softmax(keras.ops.sum(x, axis=-1), axis=-1)  # (B, L)
+        return keras.ops.einsum("bl,bld->bd", weights, x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        return {}
+
+
+def test_a_layer_renamed_on_reload_gets_no_checkpoints_and_one_warning(tmp_path):
+    train, _, probe = founding_data(128)
+    inputs = keras.Input((L, 1))
+    model = keras.Model(inputs, layers.Dense(1)(Renamed(name="att")(layers.Dense(4)(inputs))))
+    model.compile(optimizer="adam", loss="mse")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train.x, train.y, epochs=2, verbose=0, callbacks=[
+            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+    skipped = [str(w.message) for w in caught if "checkpoints skipped" in str(w.message)]
+    assert len(skipped) == 1 and "under other names (att is gone" in skipped[0]
+    run = Run.open(tmp_path / "run")
+    assert run.layer_names == ["att"] and run.checkpoints == []
+    result = runner.invoke(app, ["explain", str(tmp_path / "run"), "--data",
+                                 str(tmp_path / "x.npz")])
+    assert result.exit_code == 2 and "att is gone" in result.output  # one way out, named
+
+
+def test_a_class_of_the_training_script_is_named_with_the_way_out(tmp_path):
+    """A model class defined in the script (__main__) cannot be imported without running the
+    script: the recorder says so at once, and explain says how to make it importable."""
+    train, _, probe = founding_data(128)
+
+    class ScriptAttention(Renamed):
+        def get_config(self):
+            return layers.Layer.get_config(self)
+
+    ScriptAttention.__module__ = "__main__"
+    ScriptAttention.__qualname__ = "ScriptAttention"
+    inputs = keras.Input((L, 1))
+    model = keras.Model(inputs, layers.Dense(1)(ScriptAttention(name="att")(inputs)))
+    model.compile(optimizer="adam", loss="mse")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(train.x, train.y, epochs=1, verbose=0, callbacks=[
+            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+    said = [str(w.message) for w in caught if "defined in the script" in str(w.message)]
+    assert len(said) == 1 and "ScriptAttention is defined" in said[0]
+    assert 'if __name__ == "__main__":' in said[0]
+    run = Run.open(tmp_path / "run")
+    assert run.script_classes == ("ScriptAttention",)
+    result = runner.invoke(app, ["inspect", str(tmp_path / "run"), "--checkpoint", "1"])
+    assert result.exit_code == 2
+    assert "defined in the script that trained it" in result.output
+    assert "pass --import FILE.py with the file" not in result.output
+
+
+def test_grouped_query_attention_of_gemma_is_recorded_through_a_fit(tmp_path):
+    """Gemma's 5-D softmax once crashed the user's fit: it is folded into heads, recorded,
+    and every reader takes it."""
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=30, num_layers=1, num_query_heads=4, num_key_value_heads=1,
+        hidden_dim=8, intermediate_dim=16, head_dim=2)
+    tokens = keras.Input((L,), dtype="int32", name="token_ids")
+    padding = keras.Input((L,), dtype="int32", name="padding_mask")
+    hidden = backbone({"token_ids": tokens, "padding_mask": padding})
+    model = keras.Model([tokens, padding], layers.Dense(1)(hidden[:, -1]))
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 30, (64, L)).astype(np.int32)
+    ones = np.ones_like(x)
+    model.fit([x, ones], (x[:, 0] > 15).astype(np.float32), epochs=2, batch_size=16,
+              verbose=0, callbacks=[AttentionRecorder(tmp_path / "run", probe=[x[:3], ones[:3]],
+                                                      checkpoint_every=0)])
+    run = Run.open(tmp_path / "run")
+    assert run.layers[0]["shape"] == [3, 4, L, L] and run.attention_epochs == [0, 1, 2]
+    assert run.layer_names[0].endswith("decoder_block_0/attention")
+    for command in (["inspect", str(run.root)], ["report", str(run.root)],
+                    ["animate", str(run.root), "-o", str(tmp_path / "g.gif")]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, (command, result.output)

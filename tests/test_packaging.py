@@ -7,10 +7,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from importlib import metadata
 from pathlib import Path
+
+import tomllib
 
 from conftest import make_synthetic_run
 

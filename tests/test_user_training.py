@@ -257,7 +257,26 @@ def test_bad_model_and_data_are_one_line_before_anything_is_written(tmp_path):
             assert result.exit_code == 2, (args, result.output)
             assert len(result.output.strip().splitlines()) == 1, (args, result.output)
             assert message in result.output, (args, result.output)
-            assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+            assert not (tmp_path / "run").exists(), args  # not even an empty folder
         assert (tmp_path / "a_file").read_text() == "mine"
     finally:
         os.chdir(cwd)
+
+
+def test_a_model_file_imports_the_modules_beside_it(tmp_path):
+    """`--model code/mine.py:build` runs `from mylayers import ...` as Python would run
+    code/mine.py: its folder is on the path, whatever the working directory."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "mylayers.py").write_text(MODEL.format(examples=str(EXAMPLES), L=L))
+    (code / "mine.py").write_text("from mylayers import build\n")
+    make_data(tmp_path / "data.npz", n=64)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        result = runner.invoke(app, ["train", "--model", "code/mine.py:build", "--data",
+                                     "data.npz", "--out", "run", "--epochs", "1", "--quiet"])
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, result.output
+    assert Run.open(tmp_path / "run").epochs_done == 1
