@@ -355,6 +355,10 @@ class Interceptor:
         axis = axis % rank if rank else 0
         last = axis == rank - 1
         if key_axes > 1:  # multi-axis attention: its key positions flattened, row-major
+            if name in self.replace:
+                raise AttnvizError(f"{name} attends over {key_axes} axes at once: attnviz "
+                                   "reads its weights but cannot replace them (explain's "
+                                   "interventions); explain another layer with --layer")
             self.records.append((name, type(layer).__name__, source,
                                  _flatten_positions(weights, key_axes)))
             return weights

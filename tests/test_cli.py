@@ -48,7 +48,8 @@ def test_python_dash_m_runs_the_app():
 
 def test_shell_completion_is_offered():
     result = CliRunner().invoke(app, ["--show-completion", "bash"], env={"SHELL": "/bin/bash"})
-    assert result.exit_code == 0 and "_ATTNVIZ_COMPLETE" in result.output
+    assert result.exit_code == 0, (result.output, repr(result.exception))
+    assert "_ATTNVIZ_COMPLETE" in result.output
 
 
 def test_errors_have_no_colour_codes_under_no_color(tmp_path):

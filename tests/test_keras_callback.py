@@ -356,6 +356,14 @@ def test_each_audience_gets_its_own_words(tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()
 
 
+def fit_warning(model, x, y, recorder, about: str, epochs: int) -> tuple[list[str], object]:
+    """Fit with `recorder`; the warnings whose message holds `about`, and Keras' history."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=epochs, verbose=0, callbacks=[recorder])
+    return [str(w.message) for w in caught if about in str(w.message)], history
+
+
 # ---- the observer never harms the observed -------------------------------------------------
 
 
@@ -372,12 +380,9 @@ def test_a_full_disk_stops_the_recording_not_the_training(tmp_path, monkeypatch)
         return save(self, epoch, weights)
 
     monkeypatch.setattr(Run, "save_attention", full_from_epoch_2)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        history = model.fit(train.x, train.y, epochs=4, verbose=0, callbacks=[
-            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=0)])
+    stopped, history = fit_warning(model, train.x, train.y, AttentionRecorder(
+        tmp_path / "run", probe=probe.x, checkpoint_every=0), "stopped recording", epochs=4)
     assert len(history.history["loss"]) == 4  # every epoch trained
-    stopped = [str(w.message) for w in caught if "stopped recording" in str(w.message)]
     assert len(stopped) == 1 and "at epoch 2" in stopped[0]
     assert "No space left on device" in stopped[0]
     run = Run.open(tmp_path / "run")
@@ -397,11 +402,8 @@ def test_a_model_that_cannot_be_saved_loses_its_checkpoints_not_its_attention(tm
         return write(self, epoch, save)
 
     monkeypatch.setattr(Run, "write_checkpoint", unsavable)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(train.x, train.y, epochs=3, verbose=0, callbacks=[
-            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
-    skipped = [str(w.message) for w in caught if "checkpoints skipped" in str(w.message)]
+    skipped, _ = fit_warning(model, train.x, train.y, AttentionRecorder(
+        tmp_path / "run", probe=probe.x, checkpoint_every=1), "checkpoints skipped", epochs=3)
     assert len(skipped) == 1 and "get_config of MyLayer raised" in skipped[0]
     run = Run.open(tmp_path / "run")
     assert run.attention_epochs == [0, 1, 2, 3] and run.checkpoints == [1]
@@ -428,11 +430,8 @@ def test_a_layer_renamed_on_reload_gets_no_checkpoints_and_one_warning(tmp_path)
     inputs = keras.Input((L, 1))
     model = keras.Model(inputs, layers.Dense(1)(Renamed(name="att")(layers.Dense(4)(inputs))))
     model.compile(optimizer="adam", loss="mse")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(train.x, train.y, epochs=2, verbose=0, callbacks=[
-            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
-    skipped = [str(w.message) for w in caught if "checkpoints skipped" in str(w.message)]
+    skipped, _ = fit_warning(model, train.x, train.y, AttentionRecorder(
+        tmp_path / "run", probe=probe.x, checkpoint_every=1), "checkpoints skipped", epochs=2)
     assert len(skipped) == 1 and "under other names (att is gone" in skipped[0]
     run = Run.open(tmp_path / "run")
     assert run.layer_names == ["att"] and run.checkpoints == []
@@ -455,11 +454,8 @@ def test_a_class_of_the_training_script_is_named_with_the_way_out(tmp_path):
     inputs = keras.Input((L, 1))
     model = keras.Model(inputs, layers.Dense(1)(ScriptAttention(name="att")(inputs)))
     model.compile(optimizer="adam", loss="mse")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(train.x, train.y, epochs=1, verbose=0, callbacks=[
-            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
-    said = [str(w.message) for w in caught if "defined in the script" in str(w.message)]
+    said, _ = fit_warning(model, train.x, train.y, AttentionRecorder(
+        tmp_path / "run", probe=probe.x, checkpoint_every=1), "defined in the script", epochs=1)
     assert len(said) == 1 and "ScriptAttention is defined" in said[0]
     assert 'if __name__ == "__main__":' in said[0]
     run = Run.open(tmp_path / "run")
@@ -495,3 +491,31 @@ def test_grouped_query_attention_of_gemma_is_recorded_through_a_fit(tmp_path):
                     ["animate", str(run.root), "-o", str(tmp_path / "g.gif")]):
         result = runner.invoke(app, command)
         assert result.exit_code == 0, (command, result.output)
+
+
+class StepAttention(layers.Layer):
+    """Attention over a step's features, meant for TimeDistributed (run once per step)."""
+
+    def call(self, x):  # (B, K, D)
+        weights = keras.ops.softmax(keras.ops.sum(x, axis=-1), axis=-1)  # (B, K)
+        return keras.ops.sum(x * weights[..., None], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+def test_attention_run_per_time_step_is_left_out_with_a_warning(tmp_path):
+    """The recorder records what it can (the attention over the steps) and names what it
+    cannot (the attention inside TimeDistributed); the fit goes on."""
+    inputs = keras.Input((L, 3, 2))  # L steps of 3 items of 2 features
+    steps = layers.TimeDistributed(StepAttention(name="items"), name="per_step")(inputs)
+    over_steps = layers.Attention(name="over_steps")([steps, steps])
+    model = keras.Model(inputs, layers.Dense(1)(layers.GlobalAveragePooling1D()(over_steps)))
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(64, L, 3, 2)).astype(np.float32)
+    left_out, history = fit_warning(model, x, x.sum(axis=(1, 2, 3)), AttentionRecorder(
+        tmp_path / "run", probe=x[:4], checkpoint_every=0), "not recording", epochs=2)
+    assert len(history.history["loss"]) == 2
+    assert len(left_out) == 1 and "inside TimeDistributed per_step runs once per time step" in (
+        left_out[0])
+    assert Run.open(tmp_path / "run").layer_names == ["over_steps"]
