@@ -197,10 +197,16 @@ def test_built_in_checkpoints_load_in_a_fresh_process(trained_run, tmp_path):
     commands = [[str(trained_run.root), "--checkpoint", "2"],
                 [str(trained_run.root / "checkpoints" / "epoch_0002.keras"), "--list"],
                 [str(dense.root / "checkpoints" / "epoch_0001.keras"), "--list"]]
-    for args in commands:
-        result = subprocess.run([sys.executable, "-m", "attnviz", "inspect", *args],
-                                capture_output=True, text=True,
-                                env={**os.environ, "COLUMNS": "120"})
+    from concurrent.futures import ThreadPoolExecutor
+
+    def inspected(args):
+        return subprocess.run([sys.executable, "-m", "attnviz", "inspect", *args],
+                              capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "120"})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # a process each, two at a time
+        results = list(pool.map(inspected, commands))
+    for args, result in zip(commands, results, strict=True):
         assert result.returncode == 0, (args, result.stderr)
         assert "--import" not in result.stderr
         assert "TemporalAttention" in result.stdout, result.stdout
