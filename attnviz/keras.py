@@ -17,7 +17,8 @@ in `on_epoch_end`. The run follows the epoch Keras trains from: when `fit` start
 epoch k > 0 (BackupAndRestore after a crash, or `initial_epoch=k`), what the run holds after
 epoch k is dropped and recorded again, so every epoch is recorded exactly once. A recorded
 run is never replaced by accident: a `fit` that starts over at epoch 0 on a run that holds
-recorded epochs is refused (its script run again, say) unless `overwrite=True`. Under a
+recorded epochs and is finished is refused (its script run again, say) unless
+`overwrite=True`. Under a
 tf.distribute strategy only the chief writes.
 """
 
@@ -99,14 +100,16 @@ class AttentionRecorder(keras.callbacks.Callback):
         """The first epoch of this fit: Keras (or BackupAndRestore) has set where training
         starts, and the model still holds the weights it starts from."""
         run = self.run
-        if epoch == 0 and run.epochs_done > 0 and not self.overwrite:
+        if epoch == 0 and run.epochs_done > 0 and run.state["finished"] and not self.overwrite:
+            # a finished run and a fit from scratch: the script run again, not a restart
+            # (BackupAndRestore that lost its first backup starts an unfinished run over)
             self._recorder = None
             raise AttnvizError(
-                f"{self.directory} already holds {run.epochs_done} recorded epochs of this "
-                "model, and this fit starts over at epoch 0, so it would record over them: "
-                f"continue the run with fit(..., initial_epoch={run.epochs_done}) or "
-                "BackupAndRestore, record into another directory, or pass overwrite=True to "
-                "AttentionRecorder to replace it")
+                f"{self.directory} already holds a finished run of this model "
+                f"({run.epochs_done} epochs), and this fit starts over at epoch 0, so it would "
+                f"record over it: continue it with fit(..., initial_epoch={run.epochs_done}), "
+                "record into another directory, or pass overwrite=True to AttentionRecorder to "
+                "replace it")
         epochs = (self.params or {}).get("epochs")
         if epochs is not None and run.epochs_planned != epochs:
             run.extend(max(epochs, run.epochs_done))

@@ -225,7 +225,8 @@ def test_a_fit_starting_over_never_records_over_a_run(tmp_path):
     with pytest.raises(AttnvizError) as refused:
         script()
     message = str(refused.value)
-    assert "already holds 2 recorded epochs" in message and "overwrite=True" in message
+    assert "already holds a finished run of this model (2 epochs)" in message
+    assert "overwrite=True" in message
     assert "initial_epoch=2" in message and "--" not in message
     assert _files(tmp_path / "run") == before  # not one byte changed
     script(overwrite=True)
