@@ -30,7 +30,13 @@ return_attention_scores=True), so padded queries get rows of zeros as the layer 
 returns them, and flash attention is off while capturing.
 
 Weights are stored with the softmax axis last: (batch, keys) for many-to-one attention,
-(batch, heads, queries, keys) for the rest ((batch, queries, keys) gets a heads axis of 1).
+(batch, heads, queries, keys) for the rest ((batch, queries, keys) gets a heads axis of 1;
+grouped-query heads (batch, kv_heads, groups, queries, keys) fold into kv_heads * groups
+heads; attention over several axes flattens its query and key positions, row-major). A
+softmax inside TimeDistributed or an RNN cell runs once per time step and has no call of its
+own: it is noted in `Captured.per_step` and refused (per_step_error). A Softmax layer that
+Keras named itself ("softmax_3", a counter of the session) is named after the layer it sits
+in, so a reloaded model's calls keep their names.
 
 With `replace`, the softmax output of chosen calls is swapped for another distribution
 before the rest of the forward pass uses it (interventions, `attnviz explain`).
