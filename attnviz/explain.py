@@ -214,14 +214,14 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict,
     from attnviz.usermodel import load_data
 
     keys = layer["shape"][-1]
+    kept = None if options.data is not None or run.model_info.get("fit") else run.heldout
     if options.data is not None:
         data, name = load_data(options.data, heldout=True), options.data.name
     elif run.model_info.get("fit"):
         from attnviz.train import _user_data
 
         data, name = _user_data(run), Path(run.model_info["fit"]["data"]).name
-    elif run.heldout is not None:
-        kept = run.heldout
+    elif kept is not None:
         n = min(batch_length(kept.x), options.samples)
         given = run.heldout_given
         return Samples(prepare_inputs(model, slice_samples(kept.x, 0, n), "heldout.npz",
