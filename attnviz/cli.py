@@ -483,7 +483,8 @@ def score(
     rank_only = core.rank_only_gates(thresholds)
     if rank_only:  # after every check of the input: bad input stays one line
         console(stderr=True).print(
-            f"[yellow]warning:[/] {' and '.join(rank_only)} only rank the weights: attention "
+            f"[yellow]warning:[/] {' and '.join(rank_only)} only "
+            f"rank{'s' if len(rank_only) == 1 else ''} the weights: attention "
             "that is uniform but for a hair above the mask reads 1.0 and passes; gate how much "
             "lands there too, e.g. --min mass=0.5 or --max entropy=0.8", markup=True,
             soft_wrap=True)

@@ -303,6 +303,10 @@ def load_input(path: Path, key: str | None = None) -> np.ndarray | dict[str, np.
     An .npz without `key` gives its only array, or every array by name (one per model input).
     """
     path = Path(path)
+    if path.is_dir():
+        files = sorted(p.name for p in path.glob("*") if p.suffix.lower() in INPUT_SUFFIXES)
+        example = f" such as {path / ('x.npy' if 'x.npy' in files else files[0])}" if files else ""
+        raise AttnvizError(f"--input {path} is a folder: pass one of its files{example}")
     if not path.is_file():
         raise AttnvizError(f"--input {path}: no such file")
     suffix = path.suffix.lower()

@@ -98,7 +98,10 @@ class AttentionRecorder(keras.callbacks.Callback):
 
     def _start(self, epoch: int) -> None:
         """The first epoch of this fit: Keras (or BackupAndRestore) has set where training
-        starts, and the model still holds the weights it starts from."""
+        starts, and the model still holds the weights it starts from: a continuation must
+        start from the weights the run recorded after that epoch."""
+        from attnviz.record import same_weights, weights_fingerprint
+
         run = self.run
         if epoch == 0 and run.epochs_done > 0 and run.state["finished"] and not self.overwrite:
             # a finished run and a fit from scratch: the script run again, not a restart
@@ -107,9 +110,20 @@ class AttentionRecorder(keras.callbacks.Callback):
             raise AttnvizError(
                 f"{self.directory} already holds a finished run of this model "
                 f"({run.epochs_done} epochs), and this fit starts over at epoch 0, so it would "
-                f"record over it: continue it with fit(..., initial_epoch={run.epochs_done}), "
-                "record into another directory, or pass overwrite=True to AttentionRecorder to "
-                "replace it")
+                "record over it: continue it from its checkpoint (the model loaded from it, "
+                f"then fit(..., initial_epoch={run.epochs_done})), record into another "
+                "directory, or pass overwrite=True to AttentionRecorder to replace it")
+        recorded = run.history[epoch - 1].get("weights") if 0 < epoch <= run.epochs_done else None
+        if recorded and not self.overwrite and not same_weights(
+                weights_fingerprint(self.model), recorded):
+            self._recorder = None
+            checkpoint = (f"load {run.checkpoint_path(epoch)} into the model first, "
+                          if epoch in run.checkpoints else "")
+            raise AttnvizError(
+                f"{self.directory} recorded this model after epoch {epoch}, and this fit starts "
+                f"at epoch {epoch} with other weights (a model initialised afresh?), so it "
+                f"would not continue that run: {checkpoint}record into another directory, or "
+                "pass overwrite=True to AttentionRecorder to replace the run")
         epochs = (self.params or {}).get("epochs")
         if epochs is not None and run.epochs_planned != epochs:
             run.extend(max(epochs, run.epochs_done))

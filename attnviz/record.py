@@ -143,6 +143,8 @@ class Recorder(keras.callbacks.Callback):
             "seconds": round(fit_seconds, 4),
             "mass": masses,
         }
+        if self.tolerant:  # a callback's fit may be continued by another: what it continues
+            entry["weights"] = weights_fingerprint(self.model)
         metrics = {key: _number(value) for key, value in logs.items()
                    if key not in ("loss", "val_loss") and _number(value) is not None}
         if metrics:
@@ -168,6 +170,25 @@ class Recorder(keras.callbacks.Callback):
             warnings.warn(f"attnviz: checkpoints skipped: {reason}; attention is still "
                           "recorded", stacklevel=3)
             self.run.skip_checkpoints(reason)
+
+
+def weights_fingerprint(model) -> list[float]:
+    """[count, sum, sum of squares] of the trainable weights of `model`: the same for the
+    same state (a backup restored, a checkpoint loaded), different for a model initialised
+    afresh. (Not every weight: a dropout's seed state moves with every step.)"""
+    count, total, squares = 0, 0.0, 0.0
+    for weight in model.trainable_weights:
+        values = np.asarray(keras.ops.convert_to_numpy(weight.value)).ravel()
+        count += values.size
+        total += float(values.sum(dtype=np.float64))
+        squares += float(np.dot(values.astype(np.float64), values))
+    return [count, total, squares]
+
+
+def same_weights(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Fingerprints of one state of the weights (a sum's last digits aside)."""
+    return a[0] == b[0] and all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
+                                for x, y in zip(a[1:], b[1:], strict=True))
 
 
 def _number(value) -> float | None:

@@ -8,7 +8,9 @@ DATA.npz holds, as numpy arrays (a model with several inputs: one array per inpu
     probe             the samples whose attention is recorded (default: the first 10 of
                       x_val, else of x)
     y_probe           the probe's targets (optional; the default probe takes them from y)
-    mask_<NAME>       a 0/1 ground truth (n_probe, keys) per mask, for `attnviz score`
+    mask_<NAME>       a 0/1 ground truth (n_probe, keys) per mask, for `attnviz score`; with
+                      the default probe, masks of one row per sample of x_val (else x), as
+                      `attnviz data` writes them, are taken for their first 10 rows
 """
 
 from __future__ import annotations
@@ -103,11 +105,18 @@ def load_data(path: Path, heldout: bool = False) -> UserData:
     if x_val is not None:
         _same_count(path, "x_val", x_val, "y_val", y_val)
     probe, y_probe = _gather(arrays, "probe"), arrays.get("y_probe")
-    if probe is None:
-        source, targets = (x_val, y_val) if x_val is not None else (x, y)
-        probe, y_probe = _head(source, PROBE_SIZE), targets[:PROBE_SIZE]
     masks = {key[len("mask_"):]: value for key, value in arrays.items()
              if key.startswith("mask_")}
+    if probe is None:
+        source, targets = (x_val, y_val) if x_val is not None else (x, y)
+        if source is not None and targets is not None:
+            probe, y_probe = _head(source, PROBE_SIZE), targets[:PROBE_SIZE]
+            if not heldout:  # explain reads masks over all the held-out samples
+                # masks over every sample of the probe's source (`attnviz data` writes them
+                # so) are the probe's masks: its first samples', as the probe is
+                masks = {name: mask[:PROBE_SIZE] if mask.ndim >= 1 and mask.shape[0] == _count(
+                    source) and _count(source) != PROBE_SIZE else mask
+                    for name, mask in masks.items()}
     return UserData(x, y, x_val, y_val, probe, y_probe, masks,
                     hashlib.sha256(path.read_bytes()).hexdigest())
 

@@ -342,7 +342,7 @@ def test_the_documented_ci_gates_fail_on_nearly_uniform_attention(tmp_path):
 def test_rank_only_gates_alone_are_warned_about(run):
     result = invoke(run.root, "--min", "topk-f1=0.5")
     assert result.exit_code == 0
-    assert "warning: topk-f1 only rank the weights" in result.stderr
+    assert "warning: topk-f1 only ranks the weights" in result.stderr
     assert "--min mass=0.5" in result.stderr
     quiet = invoke(run.root, "--min", "topk-f1=0.5", "--min", "mass=0.1")
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr

@@ -191,3 +191,13 @@ def test_weights_with_nan_are_refused_not_drawn():
     weights = np.array([[np.nan, 1.0], [0.5, 0.5]], dtype=np.float32)
     with pytest.raises(AttnvizError, match="layer: the weights contain NaN or Inf"):
         core.view_of("layer", weights, core.InspectOptions())
+
+
+def test_an_input_folder_names_a_file_to_pass(tmp_path):
+    """`attnviz data -o fresh` writes a folder: --input fresh names the file to give."""
+    (tmp_path / "fresh").mkdir()
+    np.save(tmp_path / "fresh" / "x.npy", np.zeros((2, 3)))
+    np.save(tmp_path / "fresh" / "delimiter.npy", np.zeros((2, 3), bool))
+    with pytest.raises(AttnvizError, match=r"--input .*fresh is a folder: pass one of its "
+                                           r"files such as .*fresh/x\.npy"):
+        core.load_input(tmp_path / "fresh")

@@ -188,7 +188,9 @@ def test_fitting_again_follows_the_epoch_keras_trains_from(tmp_path):
         AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
     first = Run.open(tmp_path / "run")
     kept = first.attention(1).copy()
-    # continue from epoch 1, as BackupAndRestore (or initial_epoch) would: epochs 2.. again
+    # continue from epoch 1, as BackupAndRestore would: the weights after epoch 1 restored,
+    # epochs 2.. again
+    model = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "epoch_0001.keras")
     model.fit(train.x, train.y, initial_epoch=1, epochs=4, verbose=0, callbacks=[
         AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
     run = Run.open(tmp_path / "run")
@@ -520,3 +522,26 @@ def test_attention_run_per_time_step_is_left_out_with_a_warning(tmp_path):
     assert len(left_out) == 1 and "inside TimeDistributed per_step runs once per time step" in (
         left_out[0])
     assert Run.open(tmp_path / "run").layer_names == ["over_steps"]
+
+
+def test_a_fresh_model_cannot_continue_a_run_it_did_not_record(tmp_path):
+    """`fit(..., initial_epoch=2)` continues a run only from the weights it recorded after
+    epoch 2 (loaded from its checkpoint, or restored by BackupAndRestore): a model initialised
+    afresh is refused, naming the checkpoint to load."""
+    train, _, probe = founding_data(128)
+
+    def fit(model, **kwargs):
+        model.fit(train.x, train.y, verbose=0, callbacks=[
+            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)], **kwargs)
+
+    fit(example("founding_attention").build_model(seq_len=L, units=4), epochs=2)
+    before = _files(tmp_path / "run")
+    with pytest.raises(AttnvizError) as refused:
+        fit(example("founding_attention").build_model(seq_len=L, units=4), initial_epoch=2,
+            epochs=3)
+    assert "with other weights" in str(refused.value)
+    assert "epoch_0002.keras into the model first" in str(refused.value)
+    assert _files(tmp_path / "run") == before
+    loaded = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "epoch_0002.keras")
+    fit(loaded, initial_epoch=2, epochs=3)  # the run's own weights: continued
+    assert Run.open(tmp_path / "run").epochs_done == 3

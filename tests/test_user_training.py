@@ -280,3 +280,23 @@ def test_a_model_file_imports_the_modules_beside_it(tmp_path):
         os.chdir(cwd)
     assert result.exit_code == 0, result.output
     assert Run.open(tmp_path / "run").epochs_done == 1
+
+
+def test_attnviz_data_feeds_train_model_as_it_is(tmp_path):
+    """`attnviz data -o d.npz` writes masks over every sample; `train --model --data d.npz`
+    takes them as the default probe's (its first 10 samples), as your-model.md says."""
+    (tmp_path / "mine.py").write_text(MODEL.format(examples=str(EXAMPLES), L=L))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        made = runner.invoke(app, ["data", "-o", "d.npz", "--samples", "64", "--seq-len",
+                                   str(L)])
+        assert made.exit_code == 0, made.output
+        result = runner.invoke(app, ["train", "--model", "mine.py:build", "--data", "d.npz",
+                                     "--out", "run", "--epochs", "1", "--quiet"])
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 0, result.output
+    run = Run.open(tmp_path / "run")
+    with np.load(tmp_path / "d.npz") as data:
+        assert np.array_equal(run.probe.masks["delimiter"], data["mask_delimiter"][:10])
