@@ -303,10 +303,9 @@ class Interceptor:
                 or (parent is not self.stack[0] and _automatic_name(layer)))
             owner = parent if named_by_parent else (layer, path)
             outputs = self._event(owner, "softmax layer", outputs, -1, _key_axes(layer))
-        own_softmax = any(record[0].split("#")[0] == path
-                          for record in self.records[recorded:])
-        if (path in self.watch and not own_softmax
-                and not isinstance(outputs, (list, tuple, dict))):
+        if (path in self.watch and not isinstance(outputs, (list, tuple, dict))
+                and not any(record[0].split("#")[0] == path
+                            for record in self.records[recorded:])):
             # a layer that outputs attention and computes none: its output is its attention
             # (one that computes a softmax is named by that softmax, call by call)
             self.records.append((self._name(path), type(layer).__name__, "layer output",
@@ -320,11 +319,15 @@ class Interceptor:
         finally:
             self.softmax_depth -= 1
         owner = self.stack[-1] if self.stack else None
-        if self._inside_per_step():
-            return outputs
-        if owner is None or (_keras_builtin(owner[0]) and not isinstance(
+        if owner is not None and isinstance(owner[0], keras.layers.TimeDistributed):
+            wrapped = owner[0].layer  # called through its `call`: the softmax is its own
+            if _keras_builtin(wrapped) and not isinstance(wrapped, KERAS_ATTENTION):
+                return outputs  # TimeDistributed(Dense(activation="softmax")): a tagger's head
+        elif owner is None or (_keras_builtin(owner[0]) and not isinstance(
                 owner[0], (*KERAS_ATTENTION, keras.Model, keras.layers.Lambda))):
             return outputs  # outside any layer, or a built-in layer's activation
+        if self._inside_per_step():
+            return outputs
         if isinstance(owner[0], keras.layers.Lambda) and self._is_model_output(
                 owner[0], self.stack[-2] if len(self.stack) > 1 else None):
             return outputs  # a Lambda softmax that is the model's output: a classifier's head
@@ -373,6 +376,13 @@ class Interceptor:
             replaced = tf.cast(self.replace[name](moved), weights.dtype)
             weights = replaced if last else tf.experimental.numpy.moveaxis(replaced, -1, axis)
         stored = weights if last else tf.experimental.numpy.moveaxis(weights, axis, -1)
+        if len(stored.shape) == 5 and not isinstance(layer, keras.layers.MultiHeadAttention):
+            # grouped-query heads (batch, kv_heads, groups, queries, keys): head kv * groups
+            # + g, the layer's own query-head order. (MultiHeadAttention's rank 5 is attention
+            # over an axis with another axis before it: no heads to fold; not stored.)
+            shape = tf.shape(stored)
+            stored = tf.reshape(stored, tf.stack([shape[0], shape[1] * shape[2], shape[3],
+                                                  shape[4]]))
         self.records.append((name, type(layer).__name__, source, stored))
         return weights
 
@@ -392,29 +402,26 @@ class Captured:
 
 
 def _flatten_positions(weights, key_axes: int):
-    """(B, H, q1..qk, k1..kk) -> (B, H, q1*..*qk, k1*..*kk): the queries and the keys of
-    attention over several axes (MultiHeadAttention's attention_axes), each in row-major
-    order; any other rank is kept as it is."""
+    """Attention normalised over its last `key_axes` axes together, with its key positions
+    flattened (row-major) into one axis, and the axes between the heads and the keys (the
+    query positions) into another: (B, H, q1..qk, k1..kk) -> (B, H, q1*..*qk, k1*..*kk), as
+    MultiHeadAttention's attention_axes give it; a spatial softmax (B, h, w) over (h, w) ->
+    (B, h*w)."""
     rank = len(weights.shape)
-    if rank != 2 + 2 * key_axes:
-        return weights
     shape = tf.shape(weights)
-    queries = tf.reduce_prod(shape[2:2 + key_axes])
-    keys = tf.reduce_prod(shape[2 + key_axes:])
+    keys = tf.reduce_prod(shape[rank - key_axes:])
+    rest = rank - key_axes  # batch, then heads and query axes
+    if rest <= 2:
+        return tf.reshape(weights, tf.concat([shape[:rest], [keys]], axis=0))
+    queries = tf.reduce_prod(shape[2:rest])
     return tf.reshape(weights, tf.stack([shape[0], shape[1], queries, keys]))
 
 
 def _standard(weights: np.ndarray) -> np.ndarray:
-    """Weights as a run stores them: (B, Lq, Lk) gets a heads axis; grouped-query attention
-    (B, kv_heads, groups, Lq, Lk) folds its heads as (B, kv_heads * groups, Lq, Lk), head
-    kv * groups + g, the order of the layer's own query heads; the rest is kept."""
+    """Weights as a run stores them: (B, Lq, Lk) gets a heads axis; the rest is kept
+    (grouped heads are folded when captured, Interceptor._event)."""
     weights = np.asarray(weights, dtype=np.float32)
-    if weights.ndim == 3:
-        return weights[:, None]
-    if weights.ndim == 5:
-        n, kv, groups, queries, keys = weights.shape
-        return weights.reshape(n, kv * groups, queries, keys)
-    return weights
+    return weights[:, None] if weights.ndim == 3 else weights
 
 
 def forward(model, inputs, *, replace: dict[str, Replacement] | None = None,

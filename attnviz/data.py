@@ -68,7 +68,7 @@ def write_samples(batch: TaskBatch, output: Path, probe: bool = False) -> Writte
         files = {output / f"{name.removeprefix('mask_')}.npy": _npy(array)
                  for name, array in arrays.items()}
     for path, data in files.items():
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, make_folder=True)
     return Written(list(files), {name: tuple(array.shape) for name, array in arrays.items()},
                    "probe" if probe else "held-out")
 

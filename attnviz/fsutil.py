@@ -18,10 +18,13 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path` (ending in `suffix`); on success fsync and rename it."""
+def atomic_path(path: Path, suffix: str = "", make_folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (ending in `suffix`); on success fsync and rename
+    it. `make_folder`: a command's output whose folder check_output_file allowed to be made
+    (never a run's own file: a run deleted under a training is not made again)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)  # an output folder checked, not yet made
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would have given
     os.close(fd)
@@ -37,9 +40,9 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> str:
+def atomic_write_bytes(path: Path, data: bytes, make_folder: bool = False) -> str:
     """Write `data` to `path` atomically and return its sha256 hex digest."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, make_folder=make_folder) as tmp:
         tmp.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
 

@@ -397,7 +397,7 @@ def save_weights(views: list[View], path: Path) -> Path:
         raise AttnvizError(f"--save {path}: {len(views)} attention calls were read: name an .npz "
                            "file to keep one array per call, or pick one with --layer")
     check_output_file(path, "--save")
-    with atomic_path(path, suffix=path.suffix) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(path, suffix=path.suffix, make_folder=True) as tmp, open(tmp, "wb") as handle:
         if path.suffix == ".npy":
             np.save(handle, views[0].weights, allow_pickle=False)
         else:
@@ -415,7 +415,7 @@ def save_png(inspection: Inspection, view: View, path: Path, title: str) -> Path
     check_output_file(path, "--png", "a .png file")
     shown = min(inspection.samples, view.rows.shape[0])
     figure = attention_figure(view.rows[:shown], shown_masks(inspection.masks, shown), title)
-    with atomic_path(path, suffix=".png") as tmp:
+    with atomic_path(path, suffix=".png", make_folder=True) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     return path
 

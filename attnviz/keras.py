@@ -84,6 +84,7 @@ class AttentionRecorder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._started = False
+        self._recorder = self.run = None  # nothing of an earlier fit carries over
         if not _is_writer(self.model):
             return
         try:
@@ -96,41 +97,6 @@ class AttentionRecorder(keras.callbacks.Callback):
             return
         self.run = self._recorder.run
 
-    def _start(self, epoch: int) -> None:
-        """The first epoch of this fit: Keras (or BackupAndRestore) has set where training
-        starts, and the model still holds the weights it starts from: a continuation must
-        start from the weights the run recorded after that epoch."""
-        from attnviz.record import same_weights, weights_fingerprint
-
-        run = self.run
-        if epoch == 0 and run.epochs_done > 0 and run.state["finished"] and not self.overwrite:
-            # a finished run and a fit from scratch: the script run again, not a restart
-            # (BackupAndRestore that lost its first backup starts an unfinished run over)
-            self._recorder = None
-            raise AttnvizError(
-                f"{self.directory} already holds a finished run of this model "
-                f"({run.epochs_done} epochs), and this fit starts over at epoch 0, so it would "
-                "record over it: continue it from its checkpoint (the model loaded from it, "
-                f"then fit(..., initial_epoch={run.epochs_done})), record into another "
-                "directory, or pass overwrite=True to AttentionRecorder to replace it")
-        recorded = run.history[epoch - 1].get("weights") if 0 < epoch <= run.epochs_done else None
-        if recorded and not self.overwrite and not same_weights(
-                weights_fingerprint(self.model), recorded):
-            self._recorder = None
-            checkpoint = (f"load {run.checkpoint_path(epoch)} into the model first, "
-                          if epoch in run.checkpoints else "")
-            raise AttnvizError(
-                f"{self.directory} recorded this model after epoch {epoch}, and this fit starts "
-                f"at epoch {epoch} with other weights (a model initialised afresh?), so it "
-                f"would not continue that run: {checkpoint}record into another directory, or "
-                "pass overwrite=True to AttentionRecorder to replace the run")
-        epochs = (self.params or {}).get("epochs")
-        if epochs is not None and run.epochs_planned != epochs:
-            run.extend(max(epochs, run.epochs_done))
-        if 0 not in run.attention_epochs:
-            self._recorder.record(0, force=True)
-            run.commit()
-
     def on_epoch_begin(self, epoch, logs=None):
         if self._recorder is None or self._recorder.stopped is not None:
             return
@@ -139,10 +105,77 @@ class AttentionRecorder(keras.callbacks.Callback):
                 self._started = True
                 self._start(epoch)  # refuses to record over a run: before any training step
             self._follow(epoch)
-        except OSError as err:  # a full disk: the fit goes on, unrecorded
+        except _Refused:
+            self._recorder = None
+            raise
+        except Exception as err:  # noqa: BLE001 (a full disk, the user's model: never the fit)
             self._recorder.give_up(epoch, err)
             return
         self._recorder.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._recorder is not None:
+            self._recorder.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        """Say in the run that a fit ended here (EarlyStopping and Ctrl-C included): a fit
+        that starts over at epoch 0 afterwards is a new training, not a restart."""
+        if self._recorder is None or self._recorder.stopped is not None:
+            return
+        try:
+            self.run.state["fit_ended"] = True
+            self.run.commit()
+        except OSError as err:
+            self._recorder.give_up(self.run.epochs_done, err)
+
+    # ---- where this fit starts ---------------------------------------------------------------
+
+    def _start(self, epoch: int) -> None:
+        """The first epoch of this fit: Keras (or BackupAndRestore) has set where training
+        starts, and the model holds the weights it starts from."""
+        from attnviz.record import same_weights, weights_fingerprint
+
+        run = self.run
+        if epoch == 0 and run.epochs_done > 0:
+            ended = run.state["finished"] or run.state.get("fit_ended", False)
+            if ended and not self.overwrite:
+                # a fit from scratch after one that ended: the script run again, not a
+                # restart (BackupAndRestore without a backup yet starts a crashed run over)
+                raise _Refused(
+                    f"{self.directory} already holds a run of this model whose fit ended "
+                    f"({run.epochs_done} epochs), and this fit starts over at epoch 0, so it "
+                    f"would record over it: {self._how_to_continue(run)}, record into "
+                    "another directory, or pass overwrite=True to AttentionRecorder to "
+                    "replace it")
+            run.rollback_to(0)  # recorded again from the weights this fit starts from
+            run.remove_stale_files()
+            self._recorder.record(0, force=True)
+        restored = getattr(self.model, "_initial_epoch", None) is not None  # Keras 3.x: set
+        # by BackupAndRestore, whose backup may be from the middle of an epoch
+        recorded = run.history[epoch - 1].get("weights") if 0 < epoch <= run.epochs_done else None
+        if recorded and not restored and not self.overwrite and not same_weights(
+                weights_fingerprint(self.model), recorded):
+            raise _Refused(
+                f"{self.directory} recorded this model after epoch {epoch}, and this fit starts "
+                f"at epoch {epoch} with other weights (a model initialised afresh?), so it would "
+                f"not continue that run: {self._how_to_continue(run, epoch)}, record into "
+                "another directory, or pass overwrite=True to AttentionRecorder to replace it")
+        run.state.pop("fit_ended", None)
+        epochs = (self.params or {}).get("epochs")
+        if epochs is not None and run.epochs_planned != epochs:
+            run.extend(max(epochs, run.epochs_done))
+        if 0 not in run.attention_epochs:
+            self._recorder.record(0, force=True)
+        run.commit()
+
+    def _how_to_continue(self, run, epoch: int | None = None) -> str:
+        epoch = run.epochs_done if epoch is None else epoch
+        if epoch in run.checkpoints:
+            return (f"continue it from its checkpoint (keras.saving.load_model of "
+                    f"{run.root / 'checkpoints' / f'epoch_{epoch:04d}.keras'}, then "
+                    f"fit(..., initial_epoch={epoch}))")
+        return (f"continue it with the model it recorded (it keeps no checkpoint of epoch "
+                f"{epoch}), fit(..., initial_epoch={epoch})")
 
     def _follow(self, epoch: int) -> None:
         """Make the run end at `epoch`, where Keras trains from."""
@@ -157,10 +190,6 @@ class AttentionRecorder(keras.callbacks.Callback):
             run.commit({"epoch": done, "loss": None, "val_loss": None, "seconds": None,
                         "restored": True})
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self._recorder is not None:
-            self._recorder.on_epoch_end(epoch, logs)
-
     # ---- setting up ------------------------------------------------------------------------
 
     def _make_recorder(self):
@@ -170,10 +199,14 @@ class AttentionRecorder(keras.callbacks.Callback):
             self.directory, self.model, self.probe_x, y=self.probe_y, masks=self.masks,
             layers=self.layers, every=self.every, checkpoint_every=self.checkpoint_every,
             record_heads=self.record_heads, epochs=(self.params or {}).get("epochs"),
-            source="callback", force=self.overwrite, validation=self.validation)
+            source="callback", replace=self.overwrite, validation=self.validation)
         recorder = Recorder(run, tolerant=True)
         recorder.set_model(self.model)
         return recorder
+
+
+class _Refused(AttnvizError):
+    """A fit that would record over a run: refused before its first step, deliberately."""
 
 
 def _is_writer(model) -> bool:

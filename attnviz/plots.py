@@ -18,7 +18,7 @@ COLUMNS = 3  # panels per row of the score figure
 def plot_scores(path: Path, report: ScoreReport, checks: list[Check]) -> None:
     """Write `score_figure` as a PNG."""
     figure = score_figure(report, checks)
-    with atomic_path(path, suffix=".png") as tmp:
+    with atomic_path(path, suffix=".png", make_folder=True) as tmp:
         figure.savefig(tmp, format="png", dpi=90)
 
 

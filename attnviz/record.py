@@ -172,21 +172,29 @@ class Recorder(keras.callbacks.Callback):
             self.run.skip_checkpoints(reason)
 
 
-def weights_fingerprint(model) -> list[float]:
-    """[count, sum, sum of squares] of the trainable weights of `model`: the same for the
-    same state (a backup restored, a checkpoint loaded), different for a model initialised
-    afresh. (Not every weight: a dropout's seed state moves with every step.)"""
-    count, total, squares = 0, 0.0, 0.0
-    for weight in model.trainable_weights:
-        values = np.asarray(keras.ops.convert_to_numpy(weight.value)).ravel()
-        count += values.size
-        total += float(values.sum(dtype=np.float64))
-        squares += float(np.dot(values.astype(np.float64), values))
-    return [count, total, squares]
+def weights_fingerprint(model) -> list[float] | None:
+    """[count, sum, sum of squares] of the model's float weights (trainable or not, so that
+    freezing a layer changes nothing; not a dropout's seed state, which moves every step),
+    reduced where they live: the same for the same state (a backup restored, a checkpoint
+    loaded), different for a model initialised afresh. None when not finite (diverged)."""
+    sums, squares, count = [], [], 0
+    for weight in model.weights:
+        if "seed_generator" in weight.path or not keras.backend.is_float_dtype(weight.dtype):
+            continue
+        value = keras.ops.cast(weight.value, "float64")
+        sums.append(keras.ops.sum(value))
+        squares.append(keras.ops.sum(value * value))
+        count += int(np.prod(weight.shape))
+    total = float(sum(float(keras.ops.convert_to_numpy(s)) for s in sums))
+    square = float(sum(float(keras.ops.convert_to_numpy(s)) for s in squares))
+    return [count, total, square] if math.isfinite(total) and math.isfinite(square) else None
 
 
-def same_weights(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Fingerprints of one state of the weights (a sum's last digits aside)."""
+def same_weights(a: Sequence[float] | None, b: Sequence[float]) -> bool:
+    """Fingerprints of one state of the weights (a sum's last digits aside); a state that
+    cannot be told (not finite) is taken as the same."""
+    if a is None or len(a) != 3 or len(b) != 3:
+        return True
     return a[0] == b[0] and all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
                                 for x, y in zip(a[1:], b[1:], strict=True))
 
@@ -215,11 +223,14 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                    layers: Sequence[str] | None = None, every: int = 1,
                    checkpoint_every: int = 5, record_heads: str = "all",
                    epochs: int | None = None, source: str = "callback",
-                   force: bool = False, fit: dict | None = None, validation=None) -> Run:
+                   force: bool = False, replace: bool = False, fit: dict | None = None,
+                   validation=None) -> Run:
     """The run that records `model` on `probe_x` in `directory`: everything is checked
     against the model before anything is written; then the run is created, or opened when it
-    already records this model on this probe. `validation`: (x, y) held-out samples whose
-    first ones the run keeps for explain (heldout_batch)."""
+    already records this model on this probe. `force` (`train --force`) replaces any run;
+    `replace` (the callback's overwrite=True) a run of another model or probe, a run of this
+    one being the callback's to start over. `validation`: (x, y) held-out samples whose
+    first ones a new run keeps for explain (heldout_batch)."""
     if every < 1 or checkpoint_every < 0:
         raise AttnvizError(f"every must be at least 1 and checkpoint_every at least 0, got "
                            f"{every} and {checkpoint_every}")
@@ -258,27 +269,34 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                  and len(call.shape) == 4 else list(call.shape),
                  "dtype": "float32" if len(call.shape) == 2 else "float16"} for call in calls]
     probe = TaskBatch(x=probe_x, y=None if y is None else np.asarray(y), masks=checked)
-    heldout, given = heldout_batch(validation, model)
+    in_script = script_classes(model)
     spec = RunSpec(layers=recorded,
                    recording={"epochs": epochs, "record_every": every,
                               "checkpoint_every": checkpoint_every,
                               "record_heads": record_heads},
                    model={**model_summary(model), "source": source,
-                          "code": code_files(model), "script_classes": script_classes(model),
+                          "code": code_files(model), "script_classes": in_script,
                           **({"fit": fit} if fit else {})})
     directory = Path(directory)
+    run = None
     if not force and (directory / STATE).is_file() and (directory / CONFIG).is_file():
         run = Run.open(directory)
         same = [(layer["name"], layer["shape"]) for layer in run.layers] == [
             (layer["name"], layer["shape"]) for layer in recorded]
-        if not same or run.state["files"]["probe.npz"] != probe_digest(probe):
+        if same and run.state["files"]["probe.npz"] == probe_digest(probe):
+            run.remove_stale_files()
+        elif replace:
+            run = None
+        else:
             raise AttnvizError(f"{directory} holds a run of another model or probe: record "
-                               "into another directory, or delete it to start again")
-        run.remove_stale_files()
-    else:
-        run = Run.create(directory, spec, probe, force=force, heldout=heldout,
+                               "into another directory, or delete it to start again",
+                               python=f"{directory} holds a run of another model or probe: "
+                                      "record into another directory, or pass overwrite=True "
+                                      "to replace it")
+    if run is None:
+        heldout, given = heldout_batch(validation, model)
+        run = Run.create(directory, spec, probe, force=force or replace, heldout=heldout,
                          heldout_given=given)
-    in_script = script_classes(model)
     if in_script and checkpoint_every and not run.state.get("checkpoints_skipped"):
         warnings.warn(
             f"attnviz: {', '.join(in_script)} {'is' if len(in_script) == 1 else 'are'} defined "
@@ -307,16 +325,16 @@ def heldout_batch(validation, model) -> tuple[TaskBatch | None, int | None]:
     if not isinstance(validation, (tuple, list)) or len(validation) != 2:
         raise AttnvizError("validation takes (x_val, y_val), as fit's validation_data does")
     x, y = validation
-    x = keras.tree.map_structure(np.asarray, x)
-    y = np.asarray(y)
     given = batch_length(x)
     if given != len(y):
         raise AttnvizError(f"validation holds {given} inputs and {len(y)} targets")
+    first = keras.tree.map_structure(np.asarray, slice_samples(x, 0, 1))
+    y = np.asarray(y[:HELDOUT_SAMPLES])
     if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
         raise AttnvizError(f"validation targets have dtype {y.dtype}: give numbers")
-    per_sample = (sum(a[:1].nbytes for a in keras.tree.flatten(x)) + y[:1].nbytes) or 1
+    per_sample = (sum(a.nbytes for a in keras.tree.flatten(first)) + y[:1].nbytes) or 1
     n = max(1, min(given, HELDOUT_SAMPLES, HELDOUT_BYTES // per_sample))
-    kept = slice_samples(x, 0, n)
+    kept = keras.tree.map_structure(np.asarray, slice_samples(x, 0, n))
     with model_failures("validation does not fit the model"):
         model(slice_samples(kept, 0, min(n, 2)), training=False)
     return TaskBatch(x=kept, y=y[:n], masks={}), given
@@ -345,8 +363,9 @@ def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None
                 model.save(path)
                 reloaded = keras.saving.load_model(path, custom_objects=custom, compile=False,
                                                    safe_mode=True)
-        except OSError:
-            raise  # the disk, not the model: say so, as any other write would
+        except OSError as err:  # the temporary folder's disk, not the run's
+            return (f"a test copy of the model could not be written ({err.strerror or err}): "
+                    "attention is recorded, but explain and resuming need a checkpoint")
         except Exception as err:  # noqa: BLE001 (the user's model's own code may raise anything)
             return (f"Keras cannot save and reload {type(model).__name__} "
                     f"({type(err).__name__}: {first_line(err)}): attention is recorded, "

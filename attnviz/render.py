@@ -373,7 +373,7 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps
                                          offset=(box[1].start, box[0].start),
                                          duration=duration, disposal=1, transparency=UNCHANGED)
     chunks.append(b";")
-    with atomic_path(path, suffix=".gif") as tmp:
+    with atomic_path(path, suffix=".gif", make_folder=True) as tmp:
         tmp.write_bytes(b"".join(chunks))
 
 
@@ -383,7 +383,7 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], palette: np.ndarray, fps
     import imageio.v2 as imageio
 
     hold = max(1, int(round(HOLD_LAST_MS / 1000 * fps)))
-    with atomic_path(path, suffix=".mp4") as tmp:
+    with atomic_path(path, suffix=".mp4", make_folder=True) as tmp:
         writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
                                     macro_block_size=2)
         try:
@@ -418,7 +418,7 @@ def write_pngs(directory: Path, frames: Sequence[np.ndarray], epochs: Sequence[i
     paths = []
     for frame, epoch in zip(frames, epochs, strict=True):
         path = directory / f"epoch_{epoch:04d}.png"
-        with atomic_path(path, suffix=".png") as tmp:
+        with atomic_path(path, suffix=".png", make_folder=True) as tmp:
             _palette_image(frame, palette).save(tmp, format="PNG")
         paths.append(path)
     return paths

@@ -143,7 +143,7 @@ def write_report(run_dir: Path, options: ReportOptions) -> Report:
         )
     data = report_data(run, epochs, layers, samples, masks, lut)
     page = render_html(data)
-    with atomic_path(output, suffix=".html") as tmp:
+    with atomic_path(output, suffix=".html", make_folder=True) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return Report(
         path=output, size_bytes=output.stat().st_size, budget_bytes=budget, epochs=epochs,

@@ -274,4 +274,4 @@ def _junit_suite(suites, report: ScoreReport, checks: list[Check]) -> None:
 
 
 def write_junit(path: Path, results: list[tuple[ScoreReport, list[Check]]]) -> None:
-    atomic_write_bytes(check_output_file(path, "--junit"), junit_xml(results))
+    atomic_write_bytes(check_output_file(path, "--junit"), junit_xml(results), make_folder=True)

@@ -442,3 +442,29 @@ def test_a_partial_install_is_rolled_back(monkeypatch):
     assert keras.layers.Layer.__call__ is capture._ORIGINAL_CALL
     assert tf.nn.softmax is capture._ORIGINAL_SOFTMAX
     assert capture._installed == 0
+
+
+def test_a_taggers_softmax_head_inside_time_distributed_is_no_attention():
+    inputs = keras.Input((5, 4))
+    hidden = layers.Attention(name="attend")([inputs, inputs])
+    tags = layers.TimeDistributed(layers.Dense(3, activation="softmax"), name="tags")(hidden)
+    result = capture.capture(keras.Model(inputs, tags), np.ones((2, 5, 4), np.float32))
+    assert [c.name for c in result.calls] == ["attend"] and result.per_step == {}
+
+
+def test_a_spatial_softmax_over_two_axes_is_one_row_of_positions():
+    class Spatial(layers.Layer):
+        def build(self, input_shape):
+            self.soft = layers.Softmax(axis=(1, 2), name="soft")
+
+        def call(self, x):  # (B, h, w)
+            return self.soft(x)
+
+    inputs = keras.Input((3, 4))
+    model = keras.Model(inputs, layers.Dense(1)(layers.Flatten()(Spatial(name="spatial")(
+        inputs))))
+    x = RNG.normal(size=(2, 3, 4)).astype(np.float32)
+    result = capture.capture(model, x)
+    assert [(c.name, c.shape) for c in result.calls] == [("spatial/soft", (2, 12))]
+    expected = np.exp(x.reshape(2, 12)) / np.exp(x.reshape(2, 12)).sum(axis=1, keepdims=True)
+    assert np.abs(result.weights["spatial/soft"] - expected).max() < TOLERANCE

@@ -227,7 +227,7 @@ def test_a_fit_starting_over_never_records_over_a_run(tmp_path):
     with pytest.raises(AttnvizError) as refused:
         script()
     message = str(refused.value)
-    assert "already holds a finished run of this model (2 epochs)" in message
+    assert "already holds a run of this model whose fit ended (2 epochs)" in message
     assert "overwrite=True" in message
     assert "initial_epoch=2" in message and "--" not in message
     assert _files(tmp_path / "run") == before  # not one byte changed
@@ -540,8 +540,58 @@ def test_a_fresh_model_cannot_continue_a_run_it_did_not_record(tmp_path):
         fit(example("founding_attention").build_model(seq_len=L, units=4), initial_epoch=2,
             epochs=3)
     assert "with other weights" in str(refused.value)
-    assert "epoch_0002.keras into the model first" in str(refused.value)
+    assert "keras.saving.load_model of" in str(refused.value)
+    assert "epoch_0002.keras, then fit(..., initial_epoch=2)" in str(refused.value)
     assert _files(tmp_path / "run") == before
     loaded = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "epoch_0002.keras")
     fit(loaded, initial_epoch=2, epochs=3)  # the run's own weights: continued
     assert Run.open(tmp_path / "run").epochs_done == 3
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Ends a fit after `epochs` epochs, as EarlyStopping does."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epochs:
+            self.model.stop_training = True
+
+
+def test_a_fit_that_stopped_early_is_not_recorded_over_either(tmp_path):
+    train, _, probe = founding_data(128)
+
+    def script(*more, **kwargs):
+        keras.utils.set_random_seed(0)
+        model = example("founding_attention").build_model(seq_len=L, units=4)
+        model.fit(train.x, train.y, epochs=5, verbose=0, callbacks=[
+            AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1, **kwargs),
+            *more])
+        return model
+
+    script(StopAfter(2))
+    run = Run.open(tmp_path / "run")
+    assert run.epochs_done == 2 and not run.state["finished"] and run.state["fit_ended"]
+    with pytest.raises(AttnvizError, match="whose fit ended .2 epochs.*epoch_0002.keras"):
+        script()
+
+
+def test_overwrite_replaces_a_run_once_and_a_second_fit_continues_it(tmp_path):
+    """One recorder with overwrite=True over two fits of one model: the run is replaced when
+    the first starts from scratch, and the second (initial_epoch=2) continues it."""
+    train, _, probe = founding_data(128)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+    model.fit(train.x, train.y, epochs=1, verbose=0, callbacks=[
+        AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+    recorder = AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1,
+                                 overwrite=True)
+    fresh = example("founding_attention").build_model(seq_len=L, units=4)
+    fresh.fit(train.x, train.y, epochs=2, verbose=0, callbacks=[recorder])
+    replaced = Run.open(tmp_path / "run")
+    assert replaced.epochs_done == 2 and replaced.checkpoints == [1, 2]
+    kept = replaced.attention(0).copy()
+    fresh.fit(train.x, train.y, initial_epoch=2, epochs=3, verbose=0, callbacks=[recorder])
+    run = Run.open(tmp_path / "run")
+    assert run.epochs_done == 3 and np.array_equal(run.attention(0), kept)  # not replaced again
