@@ -182,10 +182,11 @@ def to_rows(weights: np.ndarray, head: str | None = None,
         weights = weights[:, None]  # (n, 1, Lq, Lk)
     if weights.ndim == 5:  # grouped heads, as capture stores them: head kv * groups + g
         weights = weights.reshape(weights.shape[0], -1, *weights.shape[3:])
-    if weights.ndim == 6 and np.allclose(weights.sum(axis=(-2, -1))[weights.sum(
-            axis=(-2, -1)) > 0], 1.0, atol=1e-3):  # over two axes: positions row-major
-        n, h, q1, q2, k1, k2 = weights.shape
-        weights = weights.reshape(n, h, q1 * q2, k1 * k2)
+    if weights.ndim == 6:  # attention over two axes (rows over both sum to 1): row-major
+        sums = weights.sum(axis=(-2, -1))
+        if np.allclose(sums[sums > 0], 1.0, atol=1e-3):
+            n, h, q1, q2, k1, k2 = weights.shape
+            weights = weights.reshape(n, h, q1 * q2, k1 * k2)
     if weights.ndim != 4:
         raise AttnvizError(
             f"attention of shape {weights.shape} cannot be drawn as rows: attnviz reads (n, L), "

@@ -350,6 +350,9 @@ def _check_mask(name: str, mask: np.ndarray, n: int, calls) -> np.ndarray:
     return mask.astype(bool)
 
 
+_NO_CHECKPOINT = ": attention is recorded, but explain and resuming need a checkpoint"
+
+
 def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None:
     """Why the model cannot be saved to .keras and loaded back with the attention calls
     `names` (read on the first probe samples) under the same names, or None when it can."""
@@ -364,20 +367,18 @@ def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None
                 reloaded = keras.saving.load_model(path, custom_objects=custom, compile=False,
                                                    safe_mode=True)
         except OSError as err:  # the temporary folder's disk, not the run's
-            return (f"a test copy of the model could not be written ({err.strerror or err}): "
-                    "attention is recorded, but explain and resuming need a checkpoint")
+            return (f"a test copy of the model could not be written ({err.strerror or err})"
+                    + _NO_CHECKPOINT)
         except Exception as err:  # noqa: BLE001 (the user's model's own code may raise anything)
             return (f"Keras cannot save and reload {type(model).__name__} "
-                    f"({type(err).__name__}: {first_line(err)}): attention is recorded, "
-                    "but explain and resuming need a checkpoint")
+                    f"({type(err).__name__}: {first_line(err)})" + _NO_CHECKPOINT)
     if probe_x is None or not names:
         return None
     try:
         after = [call.name for call in capture(reloaded, slice_samples(probe_x, 0, 2)).calls]
     except Exception as err:  # noqa: BLE001 (the reloaded model runs the user's code)
         return (f"{type(model).__name__} reloaded from .keras does not run on the probe "
-                f"({type(err).__name__}: {first_line(err)}): attention is recorded, but explain "
-                "and resuming need a checkpoint")
+                f"({type(err).__name__}: {first_line(err)})" + _NO_CHECKPOINT)
     kept = {unnumbered(name) for name in after}
     lost = [name for name in names if unnumbered(name) not in kept]
     if lost:
