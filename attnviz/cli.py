@@ -16,11 +16,11 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz import __version__
-from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
-from attnviz.fsutil import check_output_file
-from attnviz.terminal import closed_pipe, console, fail
-from attnviz.usage import UsageErrorsInOneLine
+from attnviz.store.config import TrainConfig
+from attnviz.store.files import check_output_file
+from attnviz.views.terminal import closed_pipe, console, fail
+from attnviz.views.usage import UsageErrorsInOneLine
 
 _DEFAULTS = TrainConfig()
 RESUME_MORE = 10  # the epochs `train --resume` on a finished run suggests adding
@@ -167,8 +167,7 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Train a model on a task (or your own, --model) and record its attention every epoch."""
-    from attnviz import train as core
-
+    from attnviz.keras import training as core
     if cpu_devices < 1:
         raise AttnvizError(f"--cpu-devices must be at least 1, got {cpu_devices}")
     if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
@@ -204,8 +203,7 @@ def train(
 def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
                   json_output) -> None:
     """The train command once its options are valid and it holds the run's lock."""
-    from attnviz import train as core
-
+    from attnviz.keras import training as core
     if user is not None or (resume and core.is_user_run(out)):
         quiet_tensorflow_import()  # a user's model is built while planning
     plan = core.plan(config, out, resume=resume, force=force, epochs=epochs, user=user)
@@ -259,7 +257,7 @@ def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorb
     try:
         with core.graceful_interrupt(announce_stop, announce_abort) as stop_requested:
             if show:
-                from attnviz.progress import TrainDisplay
+                from attnviz.views.progress import TrainDisplay
 
                 with TrainDisplay(err, run.epochs_planned, plan.start_epoch,
                                   plan.steps_per_epoch) as display:
@@ -324,8 +322,8 @@ def animate(
                                               "JSON object (schema: docs/animate.md).")] = False,
 ) -> None:
     """Make a GIF (or MP4) of probe attention over training: one frame per recorded epoch."""
-    from attnviz.render import AnimateOptions
-    from attnviz.render import animate as core
+    from attnviz.views.animation import AnimateOptions
+    from attnviz.views.animation import animate as core
 
     result = core(run, AnimateOptions(
         output=output, fps=fps, mask=mask, cmap=cmap, every=every, samples=samples, scale=scale,
@@ -391,8 +389,7 @@ def inspect(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show attention: numbers, a terminal heatmap and files, for a run or a .keras model."""
-    from attnviz import inspect as core
-
+    from attnviz.analysis import inspection as core
     options = core.InspectOptions(epoch=epoch, checkpoint=checkpoint, input=input_path,
                                   key=key, layers=tuple(layer or ()), unsafe=unsafe,
                                   imports=tuple(imports or ()), head=head, query=query,
@@ -404,7 +401,7 @@ def inspect(
         if not core.is_model_file(target):
             raise AttnvizError(f"--list reads a .keras model file; {target} is not one")
         quiet_tensorflow_import()
-        from attnviz.inspect_model import list_calls as find_calls
+        from attnviz.keras.inspect_model import list_calls as find_calls
 
         calls, source = find_calls(target, options)
         if json_output:
@@ -415,7 +412,7 @@ def inspect(
         return
     if core.needs_keras(target, options):
         quiet_tensorflow_import()
-        from attnviz.inspect_model import inspect_target
+        from attnviz.keras.inspect_model import inspect_target
     else:
         inspect_target = core.inspect_target
     inspection = inspect_target(target, options)
@@ -466,9 +463,8 @@ def score(
     = None,
 ) -> None:
     """Score attention against ground-truth masks; exit 1 if a --min/--max is missed."""
-    from attnviz import score as core
-    from attnviz import score_output as show
-
+    from attnviz.analysis import score as core
+    from attnviz.views import score as show
     thresholds = core.parse_thresholds(minimum or [], maximum or [])
     for path, flag in ((junit, "--junit"), (plot, "--plot")):
         if path is not None:
@@ -493,7 +489,7 @@ def score(
         show.write_junit(junit, results)
         written.append(junit)
     if plot is not None:
-        from attnviz.plots import plot_scores
+        from attnviz.views.plots import plot_scores
 
         plot_scores(plot, reports[0], results[0][1])
         written.append(plot)
@@ -560,9 +556,9 @@ def explain(
     The report is also stored in RUN/explain.json, for `attnviz report`.
     """
     quiet_tensorflow_import()
-    from attnviz.explain import ExplainOptions, explain_run, parse_baseline, store_report
-    from attnviz.explain_output import renderables
-    from attnviz.verdict import compose, learning
+    from attnviz.analysis.verdict import compose, learning
+    from attnviz.keras.explain import ExplainOptions, explain_run, parse_baseline, store_report
+    from attnviz.views.explain import renderables
 
     options = ExplainOptions(
         epoch=epoch, samples=samples, steps=steps, top_k=top_k, layer=layer, data=data,
@@ -605,7 +601,7 @@ def report(
                                               "JSON object (schema: docs/report.md).")] = False,
 ) -> None:
     """Write one self-contained HTML file to explore a run: heatmap, curves, heads, verdict."""
-    from attnviz.report import ReportOptions, write_report
+    from attnviz.views.report import ReportOptions, write_report
 
     result = write_report(run, ReportOptions(output=output, every=every, layers=tuple(layer or ()),
                                              samples=samples, cmap=cmap, max_mb=max_mb))
@@ -642,8 +638,7 @@ def data(
                                               "JSON object.")] = False,
 ) -> None:
     """Write task samples and their masks to files, for inspect --input and score --mask."""
-    from attnviz import data as core
-
+    from attnviz.analysis import data as core
     batch = core.make_samples(task, samples, seq_len, seed, probe)
     written = core.write_samples(batch, output, probe)
     if json_output:

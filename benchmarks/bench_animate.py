@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.render import FrameData, colormap_lut, palette_for, render_frames, write_gif
-from attnviz.score import mass
+from attnviz.analysis.score import mass
+from attnviz.views.animation import FrameData, colormap_lut, palette_for, render_frames, write_gif
 
 FRAMES, SAMPLES, SEQ_LEN, DELIMITER = 200, 10, 20, 4
 BASELINE_FRAMES = 40

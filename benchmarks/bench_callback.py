@@ -37,7 +37,7 @@ def _founding_fit(callbacks) -> list[float]:
     sys.path.insert(0, str(EXAMPLES))
     import founding_attention
 
-    from attnviz.tasks import get_task
+    from attnviz.analysis.tasks import get_task
 
     task = get_task("add-before-delimiter")
     rng = np.random.default_rng(0)
@@ -92,9 +92,9 @@ def _memory(root: Path) -> tuple[float, float]:
 
 
 def run() -> list[dict]:
+    from attnviz.analysis.tasks import get_task
     from attnviz.keras import AttentionRecorder
-    from attnviz.run import Run
-    from attnviz.tasks import get_task
+    from attnviz.store.run import Run
 
     probe = get_task("add-before-delimiter").probe(10, 20, np.random.default_rng(1))
     with tempfile.TemporaryDirectory() as tmp:

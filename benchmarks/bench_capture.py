@@ -2,9 +2,9 @@
 a 5-D softmax), against one plain eager forward pass.
 
   plain     model(inputs, training=False): one eager forward pass of the batch
-  capture   attnviz.capture.capture(model, inputs): the same pass under interception, the
+  capture   attnviz.keras.capture.capture(model, inputs): the same pass under interception, the
             weights of every layer copied out as float32 numpy arrays
-  probe     attnviz.capture.Probe: the capture traced into one tf.function (the recorder's)
+  probe     attnviz.keras.capture.Probe: the capture traced into one tf.function (the recorder's)
 Both on the same batch, interleaved, medians of REPEATS. Target (issue 11): capture costs at
 most 1.3x the plain forward pass.
 """
@@ -52,7 +52,7 @@ def _gemma():
 def _measure(name, model, inputs, output_key) -> list[dict]:
     import tensorflow as tf
 
-    from attnviz.capture import Probe, capture
+    from attnviz.keras.capture import Probe, capture
 
     probe = Probe(model)
     tensors = {key: tf.constant(value) for key, value in inputs.items()}

@@ -1,7 +1,7 @@
 """Every intervention of `attnviz explain` on the founding case, timed.
 
 The founding case (LSTM(100) + Luong, 15 epochs, seed 7, trained here through the
-`attnviz.train` API) and its default 1000 held-out samples:
+`attnviz.keras.training` API) and its default 1000 held-out samples:
 
   interventions   from a loaded checkpoint: the learned pass that reads the attention, then
                   learned, uniform, permuted (5 draws), mask:delimiter, mask:prefix, argmax
@@ -28,9 +28,9 @@ TARGET_SECONDS = 5.0
 
 
 def _founding(root: Path):
-    from attnviz import train
-    from attnviz.config import TrainConfig
-    from attnviz.run import Run
+    from attnviz.keras import training as train
+    from attnviz.store.config import TrainConfig
+    from attnviz.store.run import Run
 
     existing = os.environ.get("ATTNVIZ_FOUNDING_RUN")
     if existing:
@@ -40,8 +40,8 @@ def _founding(root: Path):
 
 def _interventions(run) -> tuple[float, float, list[dict]]:
     """Seconds for all interventions, seconds of the adversarial search, and the entries."""
-    from attnviz import explain, interventions
-    from attnviz.train import HELDOUT_STREAM, task_data
+    from attnviz.keras import explain, interventions
+    from attnviz.keras.training import HELDOUT_STREAM, task_data
 
     options = explain.ExplainOptions()
     _, model = explain.load_checkpoint(run, None)
@@ -64,7 +64,7 @@ def _interventions(run) -> tuple[float, float, list[dict]]:
 
 
 def run() -> list[dict]:
-    from attnviz.explain import explain_run
+    from attnviz.keras.explain import explain_run
 
     with tempfile.TemporaryDirectory() as tmp:
         founding = _founding(Path(tmp) / "founding")

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from attnviz.report import ReportOptions, write_report
+from attnviz.views.report import ReportOptions, write_report
 from tests.conftest import make_synthetic_run
 
 TARGET_BYTES = 2_000_000

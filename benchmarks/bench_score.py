@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.config import TrainConfig
-from attnviz.run import Run
-from attnviz.score import METRIC_NAMES, score_run
-from attnviz.tasks import get_task
-from attnviz.train import run_spec
+from attnviz.analysis.score import METRIC_NAMES, score_run
+from attnviz.analysis.tasks import get_task
+from attnviz.keras.training import run_spec
+from attnviz.store.config import TrainConfig
+from attnviz.store.run import Run
 
 EPOCHS, SAMPLES, SEQ_LEN = 500, 64, 512
 TARGET_SECONDS, TARGET_MEMORY_RATIO = 1.0, 2.0

@@ -34,8 +34,7 @@ def _epoch_times(stamps: list[float]) -> float:
 
 def _attnviz(config, root: Path) -> tuple[float, float]:
     """Median epoch time, and the share of it spent recording (measured inside the run)."""
-    from attnviz import train
-
+    from attnviz.keras import training as train
     stamps = [time.perf_counter()]
     run = train.fit(train.plan(config, root),
                     on_epoch=lambda entry: stamps.append(time.perf_counter())).run
@@ -47,8 +46,8 @@ def _attnviz(config, root: Path) -> tuple[float, float]:
 def _fit(config, callback_factory) -> float:
     import keras
 
-    from attnviz.models import build_model, compile_model
-    from attnviz.train import TRAIN_STREAM, VAL_STREAM, task_data
+    from attnviz.keras.models import build_model, compile_model
+    from attnviz.keras.training import TRAIN_STREAM, VAL_STREAM, task_data
 
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config), config)
@@ -93,8 +92,8 @@ def _memory(root: Path) -> tuple[float, float]:
     """RSS growth per epoch (MB) over a self-attention run, and bytes recorded per epoch."""
     import psutil
 
-    from attnviz import train
-    from attnviz.config import TrainConfig
+    from attnviz.keras import training as train
+    from attnviz.store.config import TrainConfig
 
     config = TrainConfig(attention="self", encoder="dense", seq_len=64, heads=4, units=32,
                          samples=256, val_samples=64, probe_size=64, epochs=MEMORY_EPOCHS,
@@ -115,8 +114,8 @@ def _memory(root: Path) -> tuple[float, float]:
 
 
 def run() -> list[dict]:
-    from attnviz.config import TrainConfig
-    from attnviz.train import PROBE_STREAM, task_data
+    from attnviz.keras.training import PROBE_STREAM, task_data
+    from attnviz.store.config import TrainConfig
 
     config = TrainConfig(epochs=EPOCHS)
     founding = config.replace(jit_compile=False, steps_per_execution=1)

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnviz.config import TrainConfig
-from attnviz.run import Run
-from attnviz.tasks import get_task
-from attnviz.train import run_spec
+from attnviz.analysis.tasks import get_task
+from attnviz.keras.training import run_spec
+from attnviz.store.config import TrainConfig
+from attnviz.store.run import Run
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"  # users' models
 
@@ -112,8 +112,7 @@ def tiny_config(**changes) -> TrainConfig:
 
 
 def train_tiny(root, **changes) -> Run:
-    from attnviz import train
-
+    from attnviz.keras import training as train
     plan = train.plan(tiny_config(**changes), root)
     return train.fit(plan).run
 
@@ -150,8 +149,8 @@ def explained_run(trained_run, tmp_path_factory) -> Run:
 def mixed_keys_run(root):
     """A run of two temporal layers over different key positions (a decoder's 6, an
     encoder's 20), with masks over each: delimiter and prefix over 20 keys, first over 6."""
-    from attnviz.run import RunSpec
-    from attnviz.tasks import TaskBatch
+    from attnviz.analysis.tasks import TaskBatch
+    from attnviz.store.run import RunSpec
 
     base = get_task("add-before-delimiter").probe(4, 20, np.random.default_rng(0))
     first = np.zeros((4, 6), bool)

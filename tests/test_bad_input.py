@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.run import STATE, Run, _checksum
+from attnviz.store.run import STATE, Run, _checksum
 
 from conftest import make_synthetic_run
 

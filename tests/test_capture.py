@@ -15,10 +15,10 @@ import pytest
 import tensorflow as tf
 from keras import layers, ops
 
-from attnviz import capture
 from attnviz.errors import AttnvizError
-from attnviz.modelio import load_model
-from attnviz.models import attention_model, build_model
+from attnviz.keras import capture
+from attnviz.keras.loading import load_model
+from attnviz.keras.models import attention_model, build_model
 
 from conftest import EXAMPLES, tiny_config
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from attnviz import capture
-from attnviz.modelio import load_model
+from attnviz.keras import capture
+from attnviz.keras.loading import load_model
 
 pytestmark = pytest.mark.slow
 keras_hub = pytest.importorskip("keras_hub")

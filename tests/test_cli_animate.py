@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.render import (
+from attnviz.views.animation import (
     HEADER_LINE_PX,
     HEADER_PAD_PX,
     HOLD_LAST_MS,

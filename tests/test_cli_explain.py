@@ -8,9 +8,9 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
+from attnviz.analysis.verdict import compose, learning
 from attnviz.cli import app
-from attnviz.run import Run
-from attnviz.verdict import compose, learning
+from attnviz.store.run import Run
 
 from conftest import EXPLAIN_FAST as FAST
 
@@ -58,7 +58,7 @@ def test_the_report_is_stored_in_the_run(explained, explained_run):
 
 @pytest.mark.slow
 def test_a_run_being_trained_gets_the_report_printed_not_stored(explained_run, tmp_path):
-    from attnviz.train import exclusive
+    from attnviz.keras.training import exclusive
 
     root = tmp_path / "run"
     shutil.copytree(explained_run.root, root)

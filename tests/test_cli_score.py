@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from attnviz.analysis.score import METRIC_NAMES
+from attnviz.analysis.tasks import get_task
 from attnviz.cli import app
-from attnviz.run import Run, RunSpec
-from attnviz.score import METRIC_NAMES
-from attnviz.tasks import get_task
+from attnviz.store.run import Run, RunSpec
 
 from conftest import make_synthetic_run
 
@@ -284,8 +284,8 @@ def test_score_never_imports_tensorflow(run, tmp_path):
 def nearly_uniform_run(root, epochs=3, seq_len=20, probe_size=10, hair=1e-3):
     """A run whose attention is uniform but for `hair` more on each delimiter position: a
     model that attends to nothing, whose ranking still puts the mask first."""
-    from attnviz.config import TrainConfig
-    from attnviz.train import run_spec
+    from attnviz.keras.training import run_spec
+    from attnviz.store.config import TrainConfig
 
     config = TrainConfig(seq_len=seq_len, probe_size=probe_size, epochs=epochs, samples=256,
                          val_samples=64)

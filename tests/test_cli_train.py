@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.run import Run
+from attnviz.store.run import Run
 
 runner = CliRunner()
 TINY = ["--samples", "256", "--val-samples", "64", "--units", "8", "--quiet"]
@@ -47,7 +47,7 @@ def test_resume_without_a_run(tmp_path):
 
 
 def test_resume_refuses_zero_epochs_without_writing(tmp_path):
-    from attnviz import train
+    from attnviz.keras import training as train
 
     from conftest import tiny_config
 
@@ -66,7 +66,7 @@ def test_a_full_disk_is_one_line_exit_2(tmp_path, monkeypatch):
     def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("attnviz.run.atomic_write_json", full)
+    monkeypatch.setattr("attnviz.store.run.atomic_write_json", full)
     result = invoke("train", "--out", tmp_path / "run", *TINY)
     assert result.exit_code == 2, result.output
     config_json = tmp_path / "run" / "config.json"
@@ -141,7 +141,7 @@ def test_option_errors_are_one_line_naming_the_option_and_the_fix(tmp_path, args
 
 
 def test_a_run_being_trained_is_refused_at_once(trained_run):
-    from attnviz.train import exclusive
+    from attnviz.keras.training import exclusive
 
     with exclusive(trained_run.root):  # another `attnviz train` holds the run
         result = invoke("train", "--out", trained_run.root, "--resume", "--epochs", "9")

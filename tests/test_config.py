@@ -1,7 +1,7 @@
 import pytest
 
-from attnviz.config import TrainConfig
 from attnviz.errors import AttnvizError
+from attnviz.store.config import TrainConfig
 
 
 def test_defaults_reproduce_the_founding_case():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnviz import train
 from attnviz.cli import app
-from attnviz.config import TrainConfig
+from attnviz.keras import training as train
+from attnviz.store.config import TrainConfig
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from attnviz.run import Run
+from attnviz.store.run import Run
 
 pytestmark = pytest.mark.slow
 
@@ -59,8 +59,8 @@ def test_mirrored_training_over_two_cpus_writes_tensorboard(tmp_path):
 
 
 def test_heatmap_image_puts_mask_in_the_top_colour():
-    from attnviz.render import colormap_lut
-    from attnviz.tensorboard import PIXELS, heatmap_image
+    from attnviz.keras.tensorboard import PIXELS, heatmap_image
+    from attnviz.views.animation import colormap_lut
 
     rows = np.full((2, 5), 0.2)
     mask = np.zeros((2, 5), bool)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from attnviz.run import Run
+from attnviz.store.run import Run
 
 from conftest import EXAMPLES
 

@@ -1,4 +1,4 @@
-"""attnviz.explain: attribution, faithfulness, tau_b and the report, on tiny real models."""
+"""attnviz.keras.explain: attribution, faithfulness, tau_b and the report, on tiny real models."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from attnviz import attribution, explain
-from attnviz.tasks import DELIMITER, TASKS
+from attnviz.analysis.tasks import DELIMITER, TASKS
+from attnviz.keras import attribution, explain
 
 from conftest import train_tiny
 
@@ -176,7 +176,7 @@ def test_train_with_attribution_records_it_every_epoch(dense_run):
 
 @pytest.mark.slow
 def test_verdict_on_a_position_wise_run_follows_its_numbers(dense_run):
-    from attnviz.verdict import compose
+    from attnviz.analysis.verdict import compose
 
     report = explain.explain_run(dense_run, explain.ExplainOptions(samples=200, steps=16))
     assert not report["recurrent"]

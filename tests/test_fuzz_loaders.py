@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from attnviz.analysis.inspection import InspectOptions, inspect_run, load_input
+from attnviz.analysis.score import score_files, score_run
 from attnviz.errors import AttnvizError
-from attnviz.inspect import InspectOptions, inspect_run, load_input
-from attnviz.run import STATE, Run, _checksum
-from attnviz.score import score_files, score_run
+from attnviz.store.run import STATE, Run, _checksum
 
 from conftest import make_synthetic_run
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from attnviz import inspect as core
+from attnviz.analysis import inspection as core
 from attnviz.errors import AttnvizError
-from attnviz.heatmap import SHADES, Heatmap
+from attnviz.views.heatmap import SHADES, Heatmap
 
 from conftest import make_synthetic_run
 

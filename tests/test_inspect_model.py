@@ -10,12 +10,12 @@ import pytest
 from keras import layers
 from typer.testing import CliRunner
 
+from attnviz.analysis.inspection import InspectOptions
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
-from attnviz.inspect import InspectOptions
-from attnviz.inspect_model import inspect_model
-from attnviz.modelio import load_model, prepare_inputs
-from attnviz.models import build_model
+from attnviz.keras.inspect_model import inspect_model
+from attnviz.keras.loading import load_model, prepare_inputs
+from attnviz.keras.models import build_model
 
 from conftest import EXAMPLES, tiny_config
 

@@ -1,4 +1,4 @@
-"""attnviz.interventions: attention replaced through capture, on hand-made rows and tiny real
+"""attnviz.keras.interventions: attention replaced through capture, on hand-made rows and tiny real
 runs: the founding model, self-attention, a user's callback run, `train --model`, tokens."""
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnviz import interventions
+from attnviz.analysis.tasks import get_task
+from attnviz.analysis.verdict import compose
 from attnviz.cli import app
-from attnviz.explain import ExplainOptions, explain_run, load_checkpoint
-from attnviz.keras import AttentionRecorder
-from attnviz.tasks import get_task
-from attnviz.train import HELDOUT_STREAM, task_data
-from attnviz.verdict import compose
+from attnviz.keras import AttentionRecorder, interventions
+from attnviz.keras.explain import ExplainOptions, explain_run, load_checkpoint
+from attnviz.keras.training import HELDOUT_STREAM, task_data
 
 from conftest import EXAMPLES, example, train_tiny
 

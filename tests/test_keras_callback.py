@@ -11,11 +11,11 @@ import pytest
 from keras import layers
 from typer.testing import CliRunner
 
+from attnviz.analysis.tasks import get_task
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
 from attnviz.keras import AttentionRecorder
-from attnviz.run import Run
-from attnviz.tasks import get_task
+from attnviz.store.run import Run
 
 from conftest import EXAMPLES, example
 
@@ -254,8 +254,7 @@ def test_layers_as_a_string_is_one_pattern(tmp_path):
 def test_a_kept_validation_set_is_what_explain_measures_on(tmp_path):
     """AttentionRecorder(validation=...) keeps held-out samples (within its budget): explain
     needs nothing else, and says where its samples come from."""
-    from attnviz import record
-
+    from attnviz.keras import recording as record
     train, val, probe = founding_data(128)
     model = example("founding_attention").build_model(seq_len=L, units=4)
     model.fit(train.x, train.y, epochs=1, verbose=0, validation_data=(val.x, val.y),
@@ -308,8 +307,7 @@ CLI_WORDS = ("--",)  # the command line's options
 def test_each_audience_gets_its_own_words(tmp_path, monkeypatch):
     """One problem, two wordings: the command line names options, the Python API its
     parameters; neither names the other's."""
-    from attnviz import capture
-
+    from attnviz.keras import capture
     train, _, probe = founding_data(64)
     model = example("founding_attention").build_model(seq_len=L, units=4)
     plain = keras.Sequential([keras.Input((L, 1)), layers.LSTM(4), layers.Dense(1)])

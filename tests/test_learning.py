@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from attnviz.explain import ExplainOptions, explain_run
-from attnviz.verdict import compose, learning
+from attnviz.analysis.verdict import compose, learning
+from attnviz.keras.explain import ExplainOptions, explain_run
 
 from conftest import train_tiny
 

@@ -52,7 +52,7 @@ def test_the_built_wheel_runs_from_anywhere(tmp_path):
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "attnviz = attnviz.cli:main" in archive.read(entry_points).decode()
-    assert {"attnviz/report_assets/report.js", "attnviz/cli.py"} <= set(names)
+    assert {"attnviz/views/report_assets/report.js", "attnviz/cli.py"} <= set(names)
     target = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
                                 "--target", str(target), str(wheel)], capture_output=True,

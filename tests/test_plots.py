@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from attnviz.plots import score_figure
-from attnviz.score import METRIC_NAMES, Check, ScoreReport, Threshold
+from attnviz.analysis.score import METRIC_NAMES, Check, ScoreReport, Threshold
+from attnviz.views.plots import score_figure
 
 
 def _report(masks=("delimiter", "prefix"), epochs=(1, 2, 3)) -> ScoreReport:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnviz.run import Run
+from attnviz.store.run import Run
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ def assert_complete(out: Path, epochs: int) -> Run:
     """Every epoch once, every file listed and intact, every checkpoint loads and matches."""
     import keras
 
-    from attnviz.models import attention_model
+    from attnviz.keras.models import attention_model
 
     run = Run.open(out)
     run.verify_all()

@@ -1,4 +1,4 @@
-"""attnviz.render: colour lookup, frame composition and GIF writing, on plain numpy arrays."""
+"""attnviz.views.animation: colour lookup, frames and GIF writing, on plain numpy arrays."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from attnviz.errors import AttnvizError
-from attnviz.render import (
+from attnviz.views.animation import (
     BACKGROUND,
     CMAP_LEVELS,
     HEADER_LINE_PX,
@@ -193,7 +193,7 @@ def test_mp4_is_written_by_ffmpeg_with_even_sides_and_the_last_frame_held(tmp_pa
     """Real ffmpeg: the imageio-ffmpeg wheel (the [mp4] extra, in [dev]) ships its binary."""
     import imageio.v2
 
-    from attnviz.render import write_mp4
+    from attnviz.views.animation import write_mp4
 
     rng = np.random.default_rng(3)
     pictures = render_frames([frame(epoch, rng) for epoch in range(3)], mask, scale=3)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from attnviz.analysis.score import METRIC_NAMES, score_run
+from attnviz.analysis.tasks import get_task
 from attnviz.cli import app
-from attnviz.report import BYTES_PER_WEIGHT, Layer, embed_json, estimate_bytes
-from attnviz.run import Run, RunSpec
-from attnviz.score import METRIC_NAMES, score_run
-from attnviz.tasks import get_task
+from attnviz.store.run import Run, RunSpec
+from attnviz.views.report import BYTES_PER_WEIGHT, Layer, embed_json, estimate_bytes
 
 from conftest import explain_report, make_synthetic_run, mixed_keys_run
 

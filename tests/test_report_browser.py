@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnviz import report
-from attnviz.report import ReportOptions, write_report
-from attnviz.run import Run
-from attnviz.tasks import TaskBatch
-from attnviz.train import run_spec
+from attnviz.analysis.tasks import TaskBatch
+from attnviz.keras.training import run_spec
+from attnviz.store.run import Run
+from attnviz.views import report
+from attnviz.views.report import ReportOptions, write_report
 
 from conftest import explain_report, make_synthetic_run, mixed_keys_run
 

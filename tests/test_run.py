@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from attnviz.errors import AttnvizError, RunFormatError
-from attnviz.run import FORMAT_VERSION, Run, _checksum
-from attnviz.train import run_spec
+from attnviz.keras.training import run_spec
+from attnviz.store.run import FORMAT_VERSION, Run, _checksum
 
 from conftest import make_synthetic_run
 
@@ -38,7 +38,7 @@ def test_unknown_mask_lists_the_masks(synthetic_run):
 
 
 def test_create_refuses_existing_run_and_non_runs(tmp_path, synthetic_run):
-    from attnviz.config import TrainConfig
+    from attnviz.store.config import TrainConfig
 
     probe = synthetic_run.probe
     args = (run_spec(TrainConfig()), probe)

@@ -1,4 +1,4 @@
-"""attnviz.score: metrics against hand-computed values, a loop reference and their properties."""
+"""attnviz.analysis.score: metrics against hand-computed values, a loop reference, properties."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from attnviz.errors import AttnvizError
-from attnviz.score import (
+from attnviz.analysis.score import (
     METRIC_NAMES,
     METRICS,
     attention_rows,
@@ -28,6 +27,7 @@ from attnviz.score import (
     score_run,
     score_stream,
 )
+from attnviz.errors import AttnvizError
 
 from conftest import make_synthetic_run
 

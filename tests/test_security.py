@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 import attnviz
+from attnviz.analysis.inspection import load_input
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
-from attnviz.inspect import load_input
 
 from conftest import make_synthetic_run
 
@@ -27,7 +27,7 @@ PACKAGE = Path(attnviz.__file__).parent
 
 def calls_named(name: str):
     """(file, call) for every call of a function or method called `name` in the package."""
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and name in (
                 getattr(node.func, "attr", None), getattr(node.func, "id", None)
@@ -85,7 +85,7 @@ def test_a_model_with_a_lambda_layer_is_refused_without_unsafe(tmp_path, monkeyp
 @pytest.mark.slow
 def test_a_run_checkpoint_with_a_lambda_layer_is_refused(tmp_path, monkeypatch, trained_run):
     """Even with its checksum recorded, the checkpoint's code never runs: safe mode always."""
-    from attnviz.run import STATE, _checksum
+    from attnviz.store.run import STATE, _checksum
 
     root = tmp_path / "run"
     shutil.copytree(trained_run.root, root)

@@ -119,8 +119,7 @@ def first_line(result) -> str:
 @pytest.fixture
 def no_training(monkeypatch):
     """`train` plans (and writes) the run as usual, then trains nothing."""
-    from attnviz import train
-
+    from attnviz.keras import training as train
     monkeypatch.setattr(train, "fit", lambda plan, **_: train.TrainResult(
         plan.run, plan.run.epochs_done, interrupted=False))
 

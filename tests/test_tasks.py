@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attnviz.analysis.tasks import DELIMITER, TASKS, get_task
 from attnviz.errors import AttnvizError
-from attnviz.tasks import DELIMITER, TASKS, get_task
 
 
 def rng(seed=0):

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from attnviz import train
-from attnviz.run import Run
+from attnviz.keras import training as train
+from attnviz.store.run import Run
 
 from conftest import tiny_config, train_tiny
 
@@ -34,7 +34,7 @@ def test_trained_run_contents(trained_run):
 
 
 def test_recorded_mass_matches_recorded_attention(trained_run):
-    from attnviz.score import mass
+    from attnviz.analysis.score import mass
 
     last = trained_run.history[-1]
     rows = trained_run.attention(3)
@@ -45,7 +45,7 @@ def test_recorded_mass_matches_recorded_attention(trained_run):
 def test_checkpoint_restores_model_and_optimizer(trained_run):
     import keras
 
-    from attnviz.models import attention_model
+    from attnviz.keras.models import attention_model
 
     model = keras.models.load_model(trained_run.checkpoint_path(3), safe_mode=True)
     steps = -(-trained_run.config.samples // trained_run.config.batch_size)

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from attnviz.analysis.tasks import get_task
 from attnviz.cli import app
-from attnviz.run import Run
-from attnviz.tasks import get_task
+from attnviz.store.run import Run
 
 from conftest import EXAMPLES
 
@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {examples!r})
     import founding_attention
     from attnviz.keras import AttentionRecorder
-    from attnviz.tasks import get_task
+    from attnviz.analysis.tasks import get_task
 
     root = Path(sys.argv[1])
     task = get_task("add-before-delimiter")
@@ -167,7 +167,7 @@ def test_train_model_killed_and_resumed_loses_nothing(tmp_path):
     assert run.checkpoints == [2, 4, 6, 8] and run.model_info["source"] == "attnviz train --model"
     import keras
 
-    from attnviz.modelio import import_code
+    from attnviz.keras.loading import import_code
 
     model = keras.saving.load_model(run.checkpoint_path(8),
                                     custom_objects=import_code(run.model_code))
@@ -188,7 +188,7 @@ MIRRORED = textwrap.dedent("""
     sys.path.insert(0, {examples!r})
     import founding_attention
     from attnviz.keras import AttentionRecorder
-    from attnviz.tasks import get_task
+    from attnviz.analysis.tasks import get_task
 
     task = get_task("add-before-delimiter")
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""attnviz.verdict on hand-made reports: the sentences follow the numbers (no TensorFlow)."""
+"""attnviz.analysis.verdict on hand-made reports: sentences follow the numbers (no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from attnviz.verdict import compose, learning
+from attnviz.analysis.verdict import compose, learning
 
 
 def interventions(learned: float, losses: dict[str, float], far: float = 0.43
@@ -277,7 +277,7 @@ def test_inexact_integrated_gradients_are_flagged():
 
 
 def test_verdict_and_explain_output_do_not_import_tensorflow():
-    code = ("import sys, attnviz.verdict, attnviz.explain_output; "
+    code = ("import sys, attnviz.analysis.verdict, attnviz.views.explain; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

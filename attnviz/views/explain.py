@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attnviz.verdict import loss_label
+from attnviz.analysis.verdict import loss_label
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from attnviz.config import TrainConfig
+from attnviz.store.config import TrainConfig
 
 ATTENTION_LAYER = "attention"
 
@@ -129,7 +129,7 @@ def build_model(config: TrainConfig) -> keras.Model:
 
 def attention_model(model: keras.Model) -> keras.Model:
     """A model sharing `model`'s layers that returns the attention weights, by graph surgery on
-    the layer's second output. attnviz reads attention through `attnviz.capture`; this is
+    the layer's second output. attnviz reads attention through `attnviz.keras.capture`; this is
     kept as the independent reference the tests check capture against."""
     weights = model.get_layer(ATTENTION_LAYER).output[1]
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from attnviz.analysis.score import METRICS, SHOWN_ONCE, SHOWN_PER_MASK, Check, ScoreReport
 from attnviz.errors import AttnvizError
-from attnviz.fsutil import atomic_path
-from attnviz.score import METRICS, SHOWN_ONCE, SHOWN_PER_MASK, Check, ScoreReport
+from attnviz.store.files import atomic_path
 
 COLUMNS = 3  # panels per row of the score figure
 

@@ -8,7 +8,7 @@
 
 writes a run directory that `attnviz inspect`, `animate`, `score`, `explain` and `report`
 read. Every attention softmax the model computes on the probe batch is recorded (see
-attnviz.capture): your own layers, MultiHeadAttention inside a Transformer block's `call`,
+attnviz.keras.capture): your own layers, MultiHeadAttention inside a Transformer block's `call`,
 keras_hub backbones, subclassed models; nothing in the model changes.
 
 Like Keras' own callbacks, nothing happens at construction: the run is created (or opened)
@@ -31,8 +31,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from attnviz.capture import patterns_of
 from attnviz.errors import AttnvizError
+from attnviz.keras.capture import patterns_of
 
 __all__ = ["AttentionRecorder"]
 
@@ -76,7 +76,7 @@ class AttentionRecorder(keras.callbacks.Callback):
         self.checkpoint_every = checkpoint_every
         self.record_heads = record_heads
         self.overwrite = overwrite
-        self.run = None  # the attnviz.run.Run being written, from on_train_begin on
+        self.run = None  # the attnviz.store.run.Run being written, from on_train_begin on
         self._recorder = None
         self._started = False  # the first on_epoch_begin of this fit has run
 
@@ -133,7 +133,7 @@ class AttentionRecorder(keras.callbacks.Callback):
     def _start(self, epoch: int) -> None:
         """The first epoch of this fit: Keras (or BackupAndRestore) has set where training
         starts, and the model holds the weights it starts from."""
-        from attnviz.record import same_weights, weights_fingerprint
+        from attnviz.keras.recording import same_weights, weights_fingerprint
 
         run = self.run
         if epoch == 0 and run.epochs_done > 0:
@@ -193,7 +193,7 @@ class AttentionRecorder(keras.callbacks.Callback):
     # ---- setting up ------------------------------------------------------------------------
 
     def _make_recorder(self):
-        from attnviz.record import Recorder, open_or_create
+        from attnviz.keras.recording import Recorder, open_or_create
 
         run = open_or_create(
             self.directory, self.model, self.probe_x, y=self.probe_y, masks=self.masks,

@@ -188,7 +188,7 @@ def _import_libraries(path: Path) -> None:
     except (KeyError, OSError, zipfile.BadZipFile):
         return  # keras' own loader says what is wrong
     if '"attnviz>' in config:
-        importlib.import_module("attnviz.models")
+        importlib.import_module("attnviz.keras.models")
     if '"keras_hub' not in config or "keras_hub" in sys.modules:
         return
     try:

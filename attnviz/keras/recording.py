@@ -16,7 +16,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from attnviz.capture import (
+from attnviz.analysis.score import attention_rows, mass
+from attnviz.analysis.tasks import TaskBatch
+from attnviz.errors import AttnvizError
+from attnviz.keras.capture import (
     Probe,
     batch_length,
     capture,
@@ -27,18 +30,21 @@ from attnviz.capture import (
     slice_samples,
     unnumbered,
 )
-from attnviz.errors import AttnvizError
-from attnviz.modelio import code_files, first_line, model_failures, model_summary, script_classes
-from attnviz.run import CONFIG, STATE, Run, RunSpec, probe_digest
-from attnviz.score import attention_rows, mass
-from attnviz.tasks import TaskBatch
+from attnviz.keras.loading import (
+    code_files,
+    first_line,
+    model_failures,
+    model_summary,
+    script_classes,
+)
+from attnviz.store.run import CONFIG, STATE, Run, RunSpec, probe_digest
 
 
 class Recorder(keras.callbacks.Callback):
     """After every epoch: read the probe batch's attention, write what is due, then commit
     state.json (the commit makes the epoch exist for readers).
 
-    The probe is read through one traced capture of the model (attnviz.capture.Probe): about
+    The probe is read through one traced capture of the model (attnviz.keras.capture.Probe): about
     one forward pass of the probe batch per epoch.
     """
 

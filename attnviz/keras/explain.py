@@ -13,10 +13,10 @@ of a run, a built-in task's or your own model's.
     interventions                   the loss with the attention weights replaced (uniform,
                                     permuted, on each mask, argmax, adversarial): whether the
                                     model needs its attention, and would do better with
-                                    attention elsewhere (attnviz.interventions)
+                                    attention elsewhere (attnviz.keras.interventions)
 
-and returns a JSON-ready dict of numbers only; `attnviz.verdict.compose` turns it into
-words. Attention is read and replaced only through `attnviz.capture`. Inputs that are token
+and returns a JSON-ready dict of numbers only; `attnviz.analysis.verdict.compose` turns it into
+words. Attention is read and replaced only through `attnviz.keras.capture`. Inputs that are token
 ids have no gradient: attribution and erasure are then not measured, and the report says so.
 Formulas and thresholds are in docs/explain.md.
 """
@@ -30,9 +30,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import attnviz.models  # noqa: F401  (registers the layers the built-in tasks' checkpoints hold)
-from attnviz import capture, interventions
-from attnviz.attribution import (
+import attnviz.keras.models  # noqa: F401  (registers the layers the built-in tasks' checkpoints hold)
+from attnviz.analysis.score import attention_rows
+from attnviz.analysis.verdict import MSE_NAMES, NOISE_FLOOR
+from attnviz.errors import AttnvizError
+from attnviz.keras import capture, interventions
+from attnviz.keras.attribution import (
     IG_STEPS,
     completeness_error,
     gradient_x_input,
@@ -41,12 +44,9 @@ from attnviz.attribution import (
     per_position,
     predict,
 )
-from attnviz.capture import batch_length, slice_samples
-from attnviz.errors import AttnvizError
-from attnviz.modelio import load_model, prepare_inputs
-from attnviz.run import Run
-from attnviz.score import attention_rows
-from attnviz.verdict import MSE_NAMES, NOISE_FLOOR
+from attnviz.keras.capture import batch_length, slice_samples
+from attnviz.keras.loading import load_model, prepare_inputs
+from attnviz.store.run import Run
 
 HELDOUT_SAMPLES = 1000
 TOP_K = 1  # positions erased (or kept) by the faithfulness tests
@@ -206,19 +206,19 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict,
         if options.data is not None:
             raise AttnvizError("--data is for runs of your own model: a built-in task's run "
                                "is measured on fresh samples of its task; drop --data")
-        from attnviz.train import HELDOUT_STREAM, task_data
+        from attnviz.keras.training import HELDOUT_STREAM, task_data
 
         batch = task_data(run.config, HELDOUT_STREAM, options.samples)
         return Samples(batch.x, batch.y, batch.masks,
                        f"{options.samples} fresh samples of {run.config.task}")
-    from attnviz.usermodel import load_data
+    from attnviz.keras.usermodel import load_data
 
     keys = layer["shape"][-1]
     kept = None if options.data is not None or run.model_info.get("fit") else run.heldout
     if options.data is not None:
         data, name = load_data(options.data, heldout=True), options.data.name
     elif run.model_info.get("fit"):
-        from attnviz.train import _user_data
+        from attnviz.keras.training import _user_data
 
         data, name = _user_data(run), Path(run.model_info["fit"]["data"]).name
     elif kept is not None:
@@ -434,7 +434,7 @@ def _target_scale(y: np.ndarray | None, model, x: np.ndarray, index: np.ndarray)
 def store_report(root: Path, report: dict) -> None:
     """Keep `report` (with its verdict) in the run as explain.json, under the run's lock, on
     the run as committed now (training may have committed epochs since it was opened)."""
-    from attnviz.train import exclusive
+    from attnviz.keras.training import exclusive
 
     with exclusive(root):
         Run.open(root).save_explain(report)

@@ -16,7 +16,7 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 class TrainConfig:
     """Everything needed to rebuild the data, the model and the training of a run."""
 
-    task: str = "add-before-delimiter"  # a name from attnviz.tasks.TASKS
+    task: str = "add-before-delimiter"  # a name from attnviz.analysis.tasks.TASKS
     encoder: str = "lstm"  # lstm | gru | bilstm | dense (position-wise, no recurrence)
     attention: str = "luong"  # luong | bahdanau | self (multi-head self-attention)
     seq_len: int = 20  # L, the sequence length
@@ -41,7 +41,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise AttnvizError naming the first bad field; return self when all are fine."""
-        from attnviz.tasks import get_task
+        from attnviz.analysis.tasks import get_task
 
         task = get_task(self.task)
         _choice("encoder", self.encoder, ENCODERS)

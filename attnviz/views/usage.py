@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typer.core import TyperGroup
 
 from attnviz.errors import did_you_mean
-from attnviz.terminal import fail
+from attnviz.views.terminal import fail
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as click_errors

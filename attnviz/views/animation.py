@@ -28,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import AttnvizError, did_you_mean
-from attnviz.fsutil import atomic_path, check_output_file, check_writable_dir
-from attnviz.run import Run
-from attnviz.score import (
+from attnviz.analysis.score import (
     attention_rows,
     check_recorded_heads,
     mass,
     parse_head,
     parse_query,
 )
+from attnviz.errors import AttnvizError, did_you_mean
+from attnviz.store.files import atomic_path, check_output_file, check_writable_dir
+from attnviz.store.run import Run
 
 CMAP_LEVELS = 248  # palette entries for the colour map; 248..255 are for everything else
 BACKGROUND = 248  # header and the gap between panels

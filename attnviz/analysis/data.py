@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.config import TrainConfig
+from attnviz.analysis.tasks import TaskBatch
 from attnviz.errors import AttnvizError
-from attnviz.fsutil import atomic_write_bytes, check_output_file, check_writable_dir
-from attnviz.tasks import TaskBatch
+from attnviz.store.config import TrainConfig
+from attnviz.store.files import atomic_write_bytes, check_output_file, check_writable_dir
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Written:
 def make_samples(task: str, samples: int, seq_len: int, seed: int, probe: bool) -> TaskBatch:
     """`samples` samples of `task`: explain's held-out stream, or with `probe` the probe
     stream (fixed positions), of a run with this seed and L."""
-    from attnviz.train import HELDOUT_STREAM, PROBE_STREAM, task_data
+    from attnviz.keras.training import HELDOUT_STREAM, PROBE_STREAM, task_data
 
     if samples < 1:
         raise AttnvizError(f"--samples {samples} must be at least 1")

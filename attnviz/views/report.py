@@ -1,7 +1,7 @@
 """A run as one self-contained HTML file to explore and share: `attnviz report` (no TensorFlow).
 
 The page holds everything inline: the run's numbers as JSON in a `<script type=
-"application/json">`, the viewer (vanilla JS, attnviz/report_assets/report.js) and its styles.
+"application/json">`, the viewer (vanilla JS, attnviz/views/report_assets/report.js) and its styles.
 A Content-Security-Policy lets only that script (by its sha256) run and no request leave the
 page, and the viewer inserts every string with textContent, so a name in a run is text, never
 markup. Worked example of the budget, the founding case (10 samples, L = 20, 16 recorded
@@ -34,16 +34,16 @@ from pathlib import Path
 import numpy as np
 
 from attnviz import __version__
+from attnviz.analysis.score import METRICS, score_stream
 from attnviz.errors import AttnvizError, RunFormatError, did_you_mean
-from attnviz.fsutil import atomic_path, check_output_file
-from attnviz.render import (
+from attnviz.store.files import atomic_path, check_output_file
+from attnviz.store.run import Run
+from attnviz.views.animation import (
     check_every_and_samples,
     colormap_lut,
     keep_every,
     resolve_samples,
 )
-from attnviz.run import Run
-from attnviz.score import METRICS, score_stream
 
 BYTES_PER_WEIGHT = 8 / 3  # uint16, base64-encoded
 BYTES_PER_SCORE = 7  # "0.1234," in JSON
@@ -258,7 +258,7 @@ def _masks(run: Run, layers: list[Layer], samples: int) -> dict[str, np.ndarray]
 
 def _explain_data(run: Run) -> dict | None:
     """The stored explain report as the page shows it: header, verdict, formatted tables."""
-    from attnviz.explain_output import header, tables
+    from attnviz.views.explain import header, tables
 
     report = run.explain_report()
     if report is None:
@@ -300,8 +300,8 @@ def render_html(data: dict) -> str:
 
 @functools.cache
 def _assets() -> tuple[str, str, str]:
-    """The page's markup, styles and script (attnviz/report_assets)."""
-    folder = resources.files("attnviz") / "report_assets"
+    """The page's markup, styles and script (attnviz/views/report_assets)."""
+    folder = resources.files("attnviz.views") / "report_assets"
     return tuple((folder / name).read_text(encoding="utf-8")
                  for name in ("report.html", "report.css", "report.js"))
 

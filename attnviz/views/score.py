@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.fsutil import atomic_write_bytes, check_output_file
-from attnviz.score import (
+from attnviz.analysis.score import (
     METRIC_NAMES,
     METRICS,
     SHOWN_ONCE,
@@ -21,6 +20,7 @@ from attnviz.score import (
     Check,
     ScoreReport,
 )
+from attnviz.store.files import atomic_write_bytes, check_output_file
 
 JSON_SCHEMA_VERSION = 1
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -262,7 +262,7 @@ def _junit_suite(suites, report: ScoreReport, checks: list[Check]) -> None:
                         ("head", head_label(report.heads[0]))):
         ET.SubElement(properties, "property", name=name, value=value)
     for check in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"attnviz.score.{check.mask}",
+        case = ET.SubElement(suite, "testcase", classname=f"attnviz.analysis.score.{check.mask}",
                              name=check.name, time="0")
         if not check.passed:
             failure = ET.SubElement(

@@ -1,5 +1,5 @@
 """What if attention were elsewhere: a trained model's loss with the weights of one attention
-call replaced, read and replaced through `attnviz.capture` (issue 14).
+call replaced, read and replaced through `attnviz.keras.capture` (issue 14).
 
     learned       the weights the model computes, fed back in: its own loss
     uniform       each row uniform over its support (the positions the learned row gives any
@@ -34,8 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from attnviz.capture import batch_length, intercepted, slice_samples
 from attnviz.errors import AttnvizError
+from attnviz.keras.capture import batch_length, intercepted, slice_samples
 
 DRAWS = 5  # permutations drawn per sample: the loss is their mean, with their spread
 ADVERSARIAL_STEPS = 50  # Adam steps on the attention logits ...

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.errors import AttnvizError, did_you_mean
-from attnviz.npyguard import ZIP_ERRORS, check_promised_sizes
+from attnviz.store.arrays import ZIP_ERRORS, check_promised_sizes
 
 ROW_SUM_TOLERANCE = 1e-2  # float16 attention of L = 512 sums to 1 only within ~1e-3
 SPAN_IOU = 0.5  # ERASER: a predicted span matches a true span when their IoU >= 0.5
@@ -555,7 +555,7 @@ def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[s
     if normalize:
         raise AttnvizError("--normalize applies to --attention files: a run records softmax "
                            "weights already")
-    from attnviz.run import Run
+    from attnviz.store.run import Run
 
     run = Run.open(run_dir)
     if over_epochs and epoch != "all":

@@ -8,7 +8,7 @@ the layer returns them) and the (n, L) rows the heatmap draws. Worked example, L
     -> mass on m (.7 + 1) / 2 = .85, argmax histogram [0, 1, 0, 1],
        entropy_nats (0.94 + 0) / 2 = 0.47, entropy 0.47 / ln 4 = 0.34 (as `score`'s)
 
-Reading a checkpoint or a model file needs Keras: that is attnviz.inspect_model, which builds
+Reading a checkpoint or a model file needs Keras: that is attnviz.keras.inspect_model, which builds
 on this module. This module never imports TensorFlow, so inspecting a run's recorded
 attention starts at once.
 """
@@ -23,10 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
-from attnviz.fsutil import atomic_path, check_output_file
-from attnviz.run import Run
-from attnviz.score import (
+from attnviz.analysis.score import (
     READ_ERRORS,
     attention_rows,
     check_numeric,
@@ -37,6 +34,9 @@ from attnviz.score import (
     read_npy,
     row_entropy,
 )
+from attnviz.errors import AttnvizError
+from attnviz.store.files import atomic_path, check_output_file
+from attnviz.store.run import Run
 
 DEFAULT_SAMPLES = 20  # heatmap rows shown unless --samples says otherwise
 INPUT_SUFFIXES = (".npy", ".npz", ".csv")
@@ -408,7 +408,7 @@ def save_weights(views: list[View], path: Path) -> Path:
 
 def save_png(inspection: Inspection, view: View, path: Path, title: str) -> Path:
     """Write the labelled figure of the view's rows (and the masks below them) atomically."""
-    from attnviz.plots import attention_figure
+    from attnviz.views.plots import attention_figure
 
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -479,7 +479,7 @@ def _view_renderables(inspection: Inspection, view: View) -> list:
     from rich.table import Table
     from rich.text import Text
 
-    from attnviz.heatmap import Heatmap
+    from attnviz.views.heatmap import Heatmap
 
     summary = view.summary
     n = view.rows.shape[0]
@@ -578,7 +578,7 @@ def is_model_file(target: Path) -> bool:
 
 def needs_keras(target: Path, options: InspectOptions, list_calls: bool = False) -> bool:
     """Whether inspecting `target` loads a model (so TensorFlow is imported): a model file, or
-    a run's checkpoint (attnviz.inspect_model does those)."""
+    a run's checkpoint (attnviz.keras.inspect_model does those)."""
     return is_model_file(target) or (options.checkpoint is not None and not list_calls)
 
 

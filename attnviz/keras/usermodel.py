@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.npyguard import ZIP_ERRORS, check_promised_sizes
+from attnviz.store.arrays import ZIP_ERRORS, check_promised_sizes
 
 PROBE_SIZE = 10
 
@@ -54,7 +54,7 @@ def build(spec: str, imports: tuple[str, ...] = ()):
     """Import FILE.py (and --import), call FUNCTION(); it must return a compiled keras.Model."""
     import keras
 
-    from attnviz.modelio import first_line, import_code, import_module_of
+    from attnviz.keras.loading import first_line, import_code, import_module_of
 
     where, name = split_spec(spec)
     import_code(imports)

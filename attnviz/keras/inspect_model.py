@@ -1,7 +1,7 @@
 """`attnviz inspect` on a model: any .keras file, or a run's checkpoint, read through capture.
 
 The model runs once on the input; every attention softmax it computes is captured (see
-attnviz.capture) and becomes one View, named by its layer path.
+attnviz.keras.capture) and becomes one View, named by its layer path.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from attnviz.capture import CallInfo, capture, resolve_layers
-from attnviz.errors import AttnvizError
-from attnviz.inspect import (
+from attnviz.analysis.inspection import (
     Inspection,
     InspectOptions,
     checkpoint_epoch,
@@ -22,7 +20,9 @@ from attnviz.inspect import (
     samples_shown,
     view_of,
 )
-from attnviz.modelio import (
+from attnviz.errors import AttnvizError
+from attnviz.keras.capture import CallInfo, capture, resolve_layers
+from attnviz.keras.loading import (
     check_model_file,
     describe_inputs,
     example_inputs,
@@ -30,7 +30,7 @@ from attnviz.modelio import (
     model_failures,
     prepare_inputs,
 )
-from attnviz.run import Run
+from attnviz.store.run import Run
 
 
 def inspect_target(target: Path, options: InspectOptions) -> Inspection:

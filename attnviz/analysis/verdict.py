@@ -72,7 +72,7 @@ def learning(report: dict) -> tuple[str, str]:
             "longer), so its "
             "attention says little.")
     if shortcut is None:
-        if mean is None:  # every task of attnviz.tasks has one; a report without is not judged
+        if mean is None:  # every built-in task has one; a report without is not judged
             return "not learned", "NOT LEARNED YET, as far as can be told: no baseline to judge by."
         if _ratio(mean) < MEAN_LEARNED:
             return "learned", (

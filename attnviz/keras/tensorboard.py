@@ -15,9 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from attnviz.record import Recorder
-from attnviz.render import colormap_lut, to_indices, upscale
-from attnviz.score import (
+from attnviz.analysis.score import (
     METRIC_NAMES,
     SHOWN_ONCE,
     SHOWN_PER_MASK,
@@ -25,6 +23,8 @@ from attnviz.score import (
     mean_scores,
     sample_scores,
 )
+from attnviz.keras.recording import Recorder
+from attnviz.views.animation import colormap_lut, to_indices, upscale
 
 PIXELS = 8  # each attention cell becomes PIXELS x PIXELS
 

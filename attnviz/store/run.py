@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from attnviz import __version__
-from attnviz.config import TrainConfig
+from attnviz.analysis.tasks import TaskBatch
 from attnviz.errors import AttnvizError, RunFormatError, did_you_mean
-from attnviz.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
-from attnviz.npyguard import ZIP_ERRORS, read_header
-from attnviz.tasks import TaskBatch
+from attnviz.store.arrays import ZIP_ERRORS, read_header
+from attnviz.store.config import TrainConfig
+from attnviz.store.files import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 
 FORMAT_VERSION = 2
 CONFIG = "config.json"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.config import TrainConfig
+from attnviz.analysis.tasks import TaskBatch, get_task
 from attnviz.errors import AttnvizError
-from attnviz.run import CONFIG, STATE, Run, RunSpec, read_config
-from attnviz.tasks import TaskBatch, get_task
+from attnviz.store.config import TrainConfig
+from attnviz.store.run import CONFIG, STATE, Run, RunSpec, read_config
 
 # Independent random streams of one seed, so adding a stream never shifts another.
 TRAIN_STREAM, VAL_STREAM, PROBE_STREAM, HELDOUT_STREAM = 0, 1, 2, 3
@@ -63,7 +63,7 @@ def user_model(function: str, data: Path, imports: tuple[str, ...],
                given: TrainConfig) -> UserModel:
     """`train --model FUNCTION --data DATA` as the options give it, refused in one line when an
     option of the built-in tasks was set too or a file is missing (no TensorFlow yet)."""
-    from attnviz.usermodel import split_spec
+    from attnviz.keras.usermodel import split_spec
 
     defaults = TrainConfig()
     for field, flag in TASK_ONLY.items():
@@ -85,7 +85,7 @@ class UserRunParts:
     """What planning a --model run built, handed to fit so nothing is built twice."""
 
     model: object  # the compiled keras.Model (None on resume: the checkpoint holds it)
-    data: object  # attnviz.usermodel.UserData
+    data: object  # attnviz.keras.usermodel.UserData
 
 
 @dataclass(frozen=True)
@@ -228,8 +228,8 @@ def plan(
 
 def _create_user_run(user: UserModel, out: Path, force: bool) -> tuple[Run, UserRunParts]:
     """Build the user's model, load their data, check both, then create the run."""
-    from attnviz.record import open_or_create
-    from attnviz.usermodel import build, load_data
+    from attnviz.keras.recording import open_or_create
+    from attnviz.keras.usermodel import build, load_data
 
     data = load_data(user.data)
     model = build(user.function, user.imports)
@@ -261,7 +261,7 @@ def _absolute(spec: str) -> str:
 
 def _user_data(run: Run):
     """The data a --model run trained on, checked to be the same file."""
-    from attnviz.usermodel import load_data
+    from attnviz.keras.usermodel import load_data
 
     fit = run.model_info["fit"]
     data = load_data(Path(fit["data"]))
@@ -368,7 +368,7 @@ def fit(
     """
     import keras
 
-    from attnviz.record import Recorder
+    from attnviz.keras.recording import Recorder
 
     run = plan.run
     if plan.start_epoch >= run.epochs_planned:
@@ -379,7 +379,7 @@ def fit(
         model, (x, y), validation, batch_size = _user_parts(plan)
     attribute = None
     if run.config is not None and run.config.attribution:
-        from attnviz.attribution import gradient_x_input
+        from attnviz.keras.attribution import gradient_x_input
 
         def attribute(x):
             return gradient_x_input(model, x)
@@ -391,7 +391,7 @@ def fit(
         run.commit()
     callbacks = [recorder]
     if tensorboard is not None:
-        from attnviz.tensorboard import AttentionBoard
+        from attnviz.keras.tensorboard import AttentionBoard
 
         callbacks += [AttentionBoard(tensorboard, recorder),
                       keras.callbacks.TensorBoard(str(tensorboard), write_graph=False)]
@@ -412,7 +412,7 @@ def _task_parts(plan: TrainPlan):
     """A built-in task's model (new or from the checkpoint), data and batch size."""
     import keras
 
-    from attnviz.models import build_model, compile_model
+    from attnviz.keras.models import build_model, compile_model
 
     run, config = plan.run, plan.run.config
     _deterministic(config.seed + plan.start_epoch)
@@ -431,7 +431,7 @@ def _user_parts(plan: TrainPlan):
     """A user's model (as built, or from the checkpoint with its optimizer), data, batch."""
     import keras
 
-    from attnviz.modelio import import_code
+    from attnviz.keras.loading import import_code
 
     run, prepared = plan.run, plan.prepared
     fit = run.model_info["fit"]
