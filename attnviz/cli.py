@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,11 +17,11 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz import __version__
-from attnviz.errors import AttnvizError
+from attnviz.errors import BUG, AttnvizError
 from attnviz.store.config import TrainConfig
 from attnviz.store.files import check_output_file
 from attnviz.views.terminal import closed_pipe, console, fail
-from attnviz.views.usage import UsageErrorsInOneLine
+from attnviz.views.usage import UsageErrorsInOneLine, click_errors
 
 _DEFAULTS = TrainConfig()
 RESUME_MORE = 10  # the epochs `train --resume` on a finished run suggests adding
@@ -37,7 +38,8 @@ app = typer.Typer(
 
 def handle_errors(command):
     """Turn AttnvizError, and OSError (a full disk, a read-only directory), into one line on
-    stderr and exit code 2."""
+    stderr and exit code 2; any other exception is attnviz's bug: its traceback, a line
+    asking for a report, exit code 1."""
 
     @wraps(command)
     def wrapper(*args, **kwargs):
@@ -50,6 +52,13 @@ def handle_errors(command):
         except OSError as err:
             where = f"{err.filename}: " if err.filename else ""
             raise fail(f"{where}{err.strerror or err}") from None
+        except (typer.Exit, typer.Abort, click_errors.ClickException):
+            raise
+        except Exception:
+            traceback.print_exc()
+            console(stderr=True).print(f"attnviz {__version__}: {BUG}", markup=False,
+                                       soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -190,12 +199,12 @@ def train(
         elif imports:
             raise AttnvizError("--import goes with --model (the code your model needs)")
         else:
-            config = given.validate()
-    elif force:
-        raise AttnvizError("--resume and --force contradict each other: pick one")
-    elif not out.is_dir():
-        raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
-    with core.exclusive(out):
+            from attnviz.analysis.tasks import checked
+
+            config = checked(given)
+    from attnviz.store.lock import exclusive
+
+    with exclusive(out):
         _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
                       json_output)
 
@@ -390,6 +399,7 @@ def inspect(
 ) -> None:
     """Show attention: numbers, a terminal heatmap and files, for a run or a .keras model."""
     from attnviz.analysis import inspection as core
+    from attnviz.views import inspection as show
     options = core.InspectOptions(epoch=epoch, checkpoint=checkpoint, input=input_path,
                                   key=key, layers=tuple(layer or ()), unsafe=unsafe,
                                   imports=tuple(imports or ()), head=head, query=query,
@@ -408,7 +418,7 @@ def inspect(
             print(json.dumps({"input": source, "calls": [call.to_json() for call in calls]},
                              indent=2))
         else:
-            out.print(core.calls_renderable(calls, source))
+            out.print(show.calls_renderable(calls, source))
         return
     if core.needs_keras(target, options):
         quiet_tensorflow_import()
@@ -416,11 +426,11 @@ def inspect(
     else:
         inspect_target = core.inspect_target
     inspection = inspect_target(target, options)
-    written = core.write_files(inspection, save, png)
+    written = show.write_files(inspection, save, png)
     if json_output:
         print(json.dumps({**inspection.to_json(), "written": written}, indent=2))
         return
-    for renderable in core.renderables(inspection):
+    for renderable in show.renderables(inspection):
         out.print(renderable)
     for path in written:
         out.print(f"wrote {path}", soft_wrap=True)

@@ -1,9 +1,17 @@
-"""Errors the CLI turns into one line and exit code 2, and the "did you mean" of their fixes."""
+"""Two kinds of failure. A user's mistake (AttnvizError) is one line naming the problem and
+the fix, exit code 2. A bug of attnviz's own is a traceback and a line asking for a report,
+exit code 1: `raised_by_attnviz` tells them apart where a user's code runs inside attnviz's.
+And the "did you mean" of the fixes."""
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+BUG = ("this is a bug in attnviz, not a problem with your input: please report it with the "
+       "traceback above and `attnviz --version`")
 
 
 class AttnvizError(Exception):
@@ -39,3 +47,15 @@ def did_you_mean(name: object, choices: Iterable[object]) -> str:
     """
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def raised_by_attnviz(err: BaseException) -> bool:
+    """Whether `err` was raised in attnviz's own code (its innermost frame is in the package):
+    a bug, where an error raised in a user's model, Keras or TensorFlow is the user's to fix.
+    """
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE)

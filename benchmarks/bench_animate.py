@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.analysis.score import mass
-from attnviz.views.animation import FrameData, colormap_lut, palette_for, render_frames, write_gif
+from attnviz.views.colors import colormap_lut, palette_for
+from attnviz.views.encoders import write_gif
+from attnviz.views.frames import FrameData, render_frames
 
 FRAMES, SAMPLES, SEQ_LEN, DELIMITER = 200, 10, 20, 4
 BASELINE_FRAMES = 40

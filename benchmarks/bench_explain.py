@@ -35,13 +35,13 @@ def _founding(root: Path):
     existing = os.environ.get("ATTNVIZ_FOUNDING_RUN")
     if existing:
         return Run.open(Path(existing))
-    return train.fit(train.plan(TrainConfig(epochs=15), root)).run
+    return train.fit(_locked_plan(TrainConfig(epochs=15), root)).run
 
 
 def _interventions(run) -> tuple[float, float, list[dict]]:
     """Seconds for all interventions, seconds of the adversarial search, and the entries."""
+    from attnviz.analysis.tasks import HELDOUT_STREAM, task_data
     from attnviz.keras import explain, interventions
-    from attnviz.keras.training import HELDOUT_STREAM, task_data
 
     options = explain.ExplainOptions()
     _, model = explain.load_checkpoint(run, None)
@@ -88,3 +88,12 @@ def run() -> list[dict]:
 if __name__ == "__main__":
     for row in run():
         print(row)
+
+
+def _locked_plan(config, root):
+    """training.plan under the run's lock, as `attnviz train` calls it."""
+    from attnviz.keras import training
+    from attnviz.store.lock import exclusive
+
+    with exclusive(root):
+        return training.plan(config, root)

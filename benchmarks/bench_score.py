@@ -18,7 +18,8 @@ from attnviz.analysis.score import METRIC_NAMES, score_run
 from attnviz.analysis.tasks import get_task
 from attnviz.keras.training import run_spec
 from attnviz.store.config import TrainConfig
-from attnviz.store.run import Run
+from attnviz.store.lock import exclusive
+from attnviz.store.run import Run, RunWriter
 
 EPOCHS, SAMPLES, SEQ_LEN = 500, 64, 512
 TARGET_SECONDS, TARGET_MEMORY_RATIO = 1.0, 2.0
@@ -32,7 +33,8 @@ def make_history(root: Path) -> Run:
     probe = task.probe(SAMPLES, SEQ_LEN, rng)
     spec = run_spec(config)
     spec.layers[0]["dtype"] = "float16"  # half the disk of float32, as self-attention runs
-    run = Run.create(root, spec, probe)
+    with exclusive(root):
+        run = RunWriter.create(root, spec, probe)
     target = probe.masks[task.main_mask] / probe.masks[task.main_mask].sum(axis=1, keepdims=True)
     for epoch in range(EPOCHS + 1):
         share = epoch / EPOCHS

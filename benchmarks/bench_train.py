@@ -36,7 +36,7 @@ def _attnviz(config, root: Path) -> tuple[float, float]:
     """Median epoch time, and the share of it spent recording (measured inside the run)."""
     from attnviz.keras import training as train
     stamps = [time.perf_counter()]
-    run = train.fit(train.plan(config, root),
+    run = train.fit(_locked_plan(config, root),
                     on_epoch=lambda entry: stamps.append(time.perf_counter())).run
     share = sum(h["record_seconds"] for h in run.history[1:]) / sum(
         h["seconds"] + h["record_seconds"] for h in run.history[1:])
@@ -46,8 +46,8 @@ def _attnviz(config, root: Path) -> tuple[float, float]:
 def _fit(config, callback_factory) -> float:
     import keras
 
+    from attnviz.analysis.tasks import TRAIN_STREAM, VAL_STREAM, task_data
     from attnviz.keras.models import build_model, compile_model
-    from attnviz.keras.training import TRAIN_STREAM, VAL_STREAM, task_data
 
     keras.utils.set_random_seed(config.seed)
     model = compile_model(build_model(config), config)
@@ -100,7 +100,7 @@ def _memory(root: Path) -> tuple[float, float]:
                          steps_per_execution=16, checkpoint_every=1000)
     process = psutil.Process()
     rss: list[float] = []
-    plan = train.plan(config, root)
+    plan = _locked_plan(config, root)
     train.fit(plan, on_epoch=lambda entry: rss.append(process.memory_info().rss / 2**20))
     settled = np.array(rss[5:])  # after compilation and the allocator's first growth
     # RSS moves by a few MB from epoch to epoch (the allocator): a least-squares slope over
@@ -114,7 +114,7 @@ def _memory(root: Path) -> tuple[float, float]:
 
 
 def run() -> list[dict]:
-    from attnviz.keras.training import PROBE_STREAM, task_data
+    from attnviz.analysis.tasks import PROBE_STREAM, task_data
     from attnviz.store.config import TrainConfig
 
     config = TrainConfig(epochs=EPOCHS)
@@ -147,3 +147,12 @@ def run() -> list[dict]:
 if __name__ == "__main__":
     for row in run():
         print(row)
+
+
+def _locked_plan(config, root):
+    """training.plan under the run's lock, as `attnviz train` calls it."""
+    from attnviz.keras import training
+    from attnviz.store.lock import exclusive
+
+    with exclusive(root):
+        return training.plan(config, root)

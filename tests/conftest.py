@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,7 +24,8 @@ import pytest
 from attnviz.analysis.tasks import get_task
 from attnviz.keras.training import run_spec
 from attnviz.store.config import TrainConfig
-from attnviz.store.run import Run
+from attnviz.store.lock import exclusive
+from attnviz.store.run import Run, RunWriter
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"  # users' models
 
@@ -47,7 +50,7 @@ def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="l
     spec = get_task(task)
     rng = np.random.default_rng(seed)
     probe = spec.probe(probe_size, seq_len, rng)
-    run = Run.create(root, run_spec(config), probe)
+    run = new_run(root, run_spec(config), probe)
     target = probe.masks[spec.main_mask].astype(np.float64)
     target /= target.sum(axis=1, keepdims=True)
     for epoch in range(epochs + 1):
@@ -65,7 +68,7 @@ def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="l
         else:
             run.commit({"epoch": epoch, "loss": 1.0 / epoch, "val_loss": 1.1 / epoch,
                         "seconds": 0.1})
-    return Run.open(root)
+    return writer(root)  # opened again, as committed (tests amend it: explain, attribution)
 
 
 def explain_report(verdict: list[str], masks=("delimiter", "prefix"), predictor="mean") -> dict:
@@ -113,7 +116,7 @@ def tiny_config(**changes) -> TrainConfig:
 
 def train_tiny(root, **changes) -> Run:
     from attnviz.keras import training as train
-    plan = train.plan(tiny_config(**changes), root)
+    plan = locked_plan(tiny_config(**changes), root)
     return train.fit(plan).run
 
 
@@ -149,8 +152,8 @@ def explained_run(trained_run, tmp_path_factory) -> Run:
 def mixed_keys_run(root):
     """A run of two temporal layers over different key positions (a decoder's 6, an
     encoder's 20), with masks over each: delimiter and prefix over 20 keys, first over 6."""
-    from attnviz.analysis.tasks import TaskBatch
     from attnviz.store.run import RunSpec
+    from attnviz.store.samples import TaskBatch
 
     base = get_task("add-before-delimiter").probe(4, 20, np.random.default_rng(0))
     first = np.zeros((4, 6), bool)
@@ -158,7 +161,7 @@ def mixed_keys_run(root):
     probe = TaskBatch(x=base.x, y=base.y, masks={**base.masks, "first": first})
     layers = [{"name": name, "class": "TemporalAttention", "shape": [4, keys], "dtype": "float32"}
               for name, keys in (("dec/attention", 6), ("enc/attention", 20))]
-    run = Run.create(root, RunSpec(layers, {"epochs": 1, "record_every": 1, "checkpoint_every": 0,
+    run = new_run(root, RunSpec(layers, {"epochs": 1, "record_every": 1, "checkpoint_every": 0,
                                             "record_heads": "all"}), probe)
     on = {"dec/attention": first, "enc/attention": base.masks["delimiter"]}
     for epoch in (0, 1):
@@ -167,3 +170,58 @@ def mixed_keys_run(root):
                                           ).astype(np.float32) for name, mask in on.items()})
         run.commit(None if epoch == 0 else {"epoch": 1, "loss": 1.0, "val_loss": 1.0})
     return Run.open(root)
+
+
+def verify_all(run) -> None:
+    """Check every file the run lists against its checksum (raises RunFormatError)."""
+    for name in run.state["files"]:
+        run._verify(name)
+
+
+def attention_model(model):
+    """A model sharing a built-in model's layers that returns the attention weights, by graph
+    surgery on the attention layer's second output: the independent reference that capture is
+    checked against."""
+    import keras
+
+    from attnviz.keras.models import ATTENTION_LAYER
+
+    weights = model.get_layer(ATTENTION_LAYER).output[1]
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, weights, name="attention_weights")
+
+
+def new_run(root, *args, **kwargs) -> RunWriter:
+    """RunWriter.create under the run's lock, as `attnviz train` creates one."""
+    with exclusive(root):
+        return RunWriter.create(root, *args, **kwargs)
+
+
+def writer(root) -> RunWriter:
+    """The run at `root` opened to write, under its lock."""
+    with exclusive(root):
+        return RunWriter.open(root)
+
+
+def locked_plan(config, root, **kwargs):
+    """attnviz.keras.training.plan under the run's lock, as `attnviz train` calls it."""
+    from attnviz.keras import training
+
+    with exclusive(root):
+        return training.plan(config, root, **kwargs)
+
+
+@contextlib.contextmanager
+def locked_elsewhere(root):
+    """Another process holds the run's lock (as a running `attnviz train` does) while the
+    block runs; the lock goes when that process ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom attnviz.store.lock import exclusive\n"
+         f"with exclusive({str(root)!r}):\n    print('locked', flush=True)\n"
+         "    sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.communicate("", timeout=60)

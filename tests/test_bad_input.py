@@ -21,9 +21,9 @@ import pytest
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.store.run import STATE, Run, _checksum
+from attnviz.store.run import STATE, _checksum
 
-from conftest import make_synthetic_run
+from conftest import make_synthetic_run, writer
 
 runner = CliRunner()
 LAST = "attention/00/epoch_0005.npy"  # the synthetic run's last recorded epoch
@@ -174,7 +174,7 @@ def nothing(root: Path) -> None:
 def explained(*then: Callable[[Path], None]) -> Callable[[Path], None]:
     """Store an explain report in the run (as `attnviz explain` does), then damage it."""
     def damage(root: Path) -> None:
-        Run.open(root).save_explain({"epoch": 5, "verdict": ["Attention sits on the delimiter."]})
+        writer(root).save_explain({"epoch": 5, "verdict": ["Attention sits on the delimiter."]})
         for step in then:
             step(root)
     return damage
@@ -234,7 +234,8 @@ SYNTHETIC = {
     "config-newer-format": Case(("inspect", "{run}"), forge_config(
         lambda h: h.update(format_version=3)), "config.json", "newer than this attnviz"),
     "config-unknown-task": Case(("score", "{run}"), forge_config(
-        lambda h: h["config"].update(task="sum-all")), "config.json", "unknown task"),
+        lambda h: h["config"].update(task="sum-all")), "config.json",
+        "does not belong to the config's task"),
     "config-unknown-key": Case(("animate", "{run}"), forge_config(
         lambda h: h["config"].update(colour="red")), "config.json", "unknown keys"),
     "config-out-of-range": Case(("inspect", "{run}"), forge_config(

@@ -12,15 +12,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.views.animation import (
-    HEADER_LINE_PX,
-    HEADER_PAD_PX,
-    HOLD_LAST_MS,
-    NOT_RECORDED,
-    RESERVED_RGB,
-    FrameRenderer,
-    Layout,
-)
+from attnviz.views.colors import NOT_RECORDED, RESERVED_RGB
+from attnviz.views.encoders import HOLD_LAST_MS
+from attnviz.views.frames import HEADER_LINE_PX, HEADER_PAD_PX, FrameRenderer, Layout
 
 from conftest import make_synthetic_run
 

@@ -13,6 +13,7 @@ from attnviz.cli import app
 from attnviz.store.run import Run
 
 from conftest import EXPLAIN_FAST as FAST
+from conftest import locked_elsewhere, verify_all
 
 
 def invoke(*args):
@@ -53,21 +54,19 @@ def test_json_has_every_part_and_a_verdict_that_follows_its_numbers(explained, t
 def test_the_report_is_stored_in_the_run(explained, explained_run):
     run = Run.open(explained_run.root)
     assert run.explain_report() == explained
-    run.verify_all()
+    verify_all(run)
 
 
 @pytest.mark.slow
 def test_a_run_being_trained_gets_the_report_printed_not_stored(explained_run, tmp_path):
-    from attnviz.keras.training import exclusive
-
     root = tmp_path / "run"
     shutil.copytree(explained_run.root, root)
     before = (root / "explain.json").read_bytes()
-    with exclusive(root):  # as `attnviz train` holds it
+    with locked_elsewhere(root):  # as a running `attnviz train` holds it
         result = invoke(root, "--samples", "2", "--steps", "1")
     assert result.exit_code == 0, result.output
     assert "verdict" in result.stdout
-    assert "warning: not stored in" in result.stderr and "another `attnviz train`" in result.stderr
+    assert "warning: not stored in" in result.stderr and "another attnviz process" in result.stderr
     assert (root / "explain.json").read_bytes() == before
 
 

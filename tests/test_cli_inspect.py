@@ -77,7 +77,8 @@ def test_png_and_save(luong_run, tmp_path):
 
 def test_png_is_labelled(luong_run):
     """Position ticks, sample numbers, the masks' names, a colour scale, loss and mass."""
-    from attnviz.analysis.inspection import InspectOptions, figure_title, inspect_target
+    from attnviz.analysis.inspection import InspectOptions, inspect_target
+    from attnviz.views.inspection import figure_title
     from attnviz.views.plots import attention_figure
 
     inspection = inspect_target(luong_run.root, InspectOptions())

@@ -17,7 +17,7 @@ from attnviz.analysis.tasks import get_task
 from attnviz.cli import app
 from attnviz.store.run import Run, RunSpec
 
-from conftest import make_synthetic_run
+from conftest import make_synthetic_run, new_run
 
 
 def invoke(*args):
@@ -144,7 +144,7 @@ def test_a_glob_scores_and_gates_every_layer_it_selects(tmp_path):
     weights = {"enc/first": on_delimiter, "enc/second": np.full((4, 20), 1 / 20)}
     layers = [{"name": name, "class": "TemporalAttention", "shape": [4, 20], "dtype": "float32"}
               for name in weights]
-    run = Run.create(tmp_path / "two", RunSpec(layers, {"epochs": 1, "record_every": 1,
+    run = new_run(tmp_path / "two", RunSpec(layers, {"epochs": 1, "record_every": 1,
                                                         "checkpoint_every": 0,
                                                         "record_heads": "all"}), probe)
     run.save_attention(0, {name: w.astype(np.float32) for name, w in weights.items()})
@@ -293,7 +293,7 @@ def nearly_uniform_run(root, epochs=3, seq_len=20, probe_size=10, hair=1e-3):
     probe = spec.probe(probe_size, seq_len, np.random.default_rng(0))
     rows = np.full((probe_size, seq_len), 1.0) + hair * seq_len * probe.masks["delimiter"]
     rows /= rows.sum(axis=1, keepdims=True)  # (n, L)
-    created = Run.create(root, run_spec(config), probe)
+    created = new_run(root, run_spec(config), probe)
     for epoch in range(epochs + 1):
         created.save_attention(epoch, rows)
         created.commit(None if epoch == 0 else {"epoch": epoch, "loss": 1.0, "val_loss": 1.0,

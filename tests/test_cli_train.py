@@ -6,6 +6,8 @@ from typer.testing import CliRunner
 from attnviz.cli import app
 from attnviz.store.run import Run
 
+from conftest import locked_elsewhere, locked_plan
+
 runner = CliRunner()
 TINY = ["--samples", "256", "--val-samples", "64", "--units", "8", "--quiet"]
 
@@ -47,12 +49,11 @@ def test_resume_without_a_run(tmp_path):
 
 
 def test_resume_refuses_zero_epochs_without_writing(tmp_path):
-    from attnviz.keras import training as train
 
     from conftest import tiny_config
 
     root = tmp_path / "run"
-    train.plan(tiny_config(), root)  # committed, nothing trained yet
+    locked_plan(tiny_config(), root)  # committed, nothing trained yet
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     result = invoke("train", "--out", root, "--resume", "--epochs", "0")
     assert result.exit_code == 2 and "--epochs must be at least 1" in result.output
@@ -141,12 +142,10 @@ def test_option_errors_are_one_line_naming_the_option_and_the_fix(tmp_path, args
 
 
 def test_a_run_being_trained_is_refused_at_once(trained_run):
-    from attnviz.keras.training import exclusive
-
-    with exclusive(trained_run.root):  # another `attnviz train` holds the run
+    with locked_elsewhere(trained_run.root):  # another `attnviz train` holds the run
         result = invoke("train", "--out", trained_run.root, "--resume", "--epochs", "9")
     assert result.exit_code == 2
-    assert "being written by another `attnviz train`" in result.output
+    assert "being written by another attnviz process right now" in result.output
     assert Run.open(trained_run.root).config.epochs == 3
 
 

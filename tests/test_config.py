@@ -1,5 +1,6 @@
 import pytest
 
+from attnviz.analysis.tasks import checked
 from attnviz.errors import AttnvizError
 from attnviz.store.config import TrainConfig
 
@@ -33,7 +34,7 @@ def test_round_trips_through_json_dict():
 ])
 def test_bad_values_name_the_flag(changes, message):
     with pytest.raises(AttnvizError, match=message):
-        TrainConfig(**changes).validate()
+        checked(TrainConfig(**changes))
 
 
 @pytest.mark.parametrize("data, message", [

@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.keras import training as train
 from attnviz.store.config import TrainConfig
+
+from conftest import locked_plan
 
 runner = CliRunner()
 
@@ -35,7 +36,7 @@ def test_npz_holds_x_y_and_every_mask_like_a_probe_batch(tmp_path):
 
 
 def test_probe_is_the_probe_batch_of_a_run_with_that_seed(tmp_path):
-    run = train.plan(TrainConfig(seed=3, samples=64, val_samples=8), tmp_path / "run").run
+    run = locked_plan(TrainConfig(seed=3, samples=64, val_samples=8), tmp_path / "run").run
     result = data("-o", tmp_path / "probe.npz", "--probe", "--seed", 3)
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "probe.npz") as archive:

@@ -60,7 +60,7 @@ def test_mirrored_training_over_two_cpus_writes_tensorboard(tmp_path):
 
 def test_heatmap_image_puts_mask_in_the_top_colour():
     from attnviz.keras.tensorboard import PIXELS, heatmap_image
-    from attnviz.views.animation import colormap_lut
+    from attnviz.views.colors import colormap_lut
 
     rows = np.full((2, 5), 0.2)
     mask = np.zeros((2, 5), bool)

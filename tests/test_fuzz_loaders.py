@@ -23,7 +23,7 @@ from attnviz.analysis.score import score_files, score_run
 from attnviz.errors import AttnvizError
 from attnviz.store.run import STATE, Run, _checksum
 
-from conftest import make_synthetic_run
+from conftest import make_synthetic_run, verify_all
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LAST = "attention/00/epoch_0002.npy"
@@ -57,7 +57,7 @@ def copy_of(root: Path):
 def read_everything(root: Path) -> None:
     """Every way a reader touches a run: open, checksums, attention, probe, scoring, inspect."""
     run = Run.open(root)
-    run.verify_all()
+    verify_all(run)
     for epoch in run.attention_epochs:
         run.attention(epoch)
     for epoch in run.attribution_epochs:

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from attnviz.analysis.tasks import get_task
+from attnviz.analysis.tasks import HELDOUT_STREAM, get_task, task_data
 from attnviz.analysis.verdict import compose
 from attnviz.cli import app
 from attnviz.keras import AttentionRecorder, interventions
 from attnviz.keras.explain import ExplainOptions, explain_run, load_checkpoint
-from attnviz.keras.training import HELDOUT_STREAM, task_data
 
 from conftest import EXAMPLES, example, train_tiny
 

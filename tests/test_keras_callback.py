@@ -15,9 +15,9 @@ from attnviz.analysis.tasks import get_task
 from attnviz.cli import app
 from attnviz.errors import AttnvizError
 from attnviz.keras import AttentionRecorder
-from attnviz.store.run import Run
+from attnviz.store.run import Run, RunWriter
 
-from conftest import EXAMPLES, example
+from conftest import EXAMPLES, example, locked_elsewhere
 
 pytestmark = pytest.mark.slow
 
@@ -373,14 +373,14 @@ def test_a_full_disk_stops_the_recording_not_the_training(tmp_path, monkeypatch)
 
     train, _, probe = founding_data(128)
     model = example("founding_attention").build_model(seq_len=L, units=4)
-    save = Run.save_attention
+    save = RunWriter.save_attention
 
     def full_from_epoch_2(self, epoch, weights):
         if epoch >= 2:
             raise OSError(errno.ENOSPC, "No space left on device")
         return save(self, epoch, weights)
 
-    monkeypatch.setattr(Run, "save_attention", full_from_epoch_2)
+    monkeypatch.setattr(RunWriter, "save_attention", full_from_epoch_2)
     stopped, history = fit_warning(model, train.x, train.y, AttentionRecorder(
         tmp_path / "run", probe=probe.x, checkpoint_every=0), "stopped recording", epochs=4)
     assert len(history.history["loss"]) == 4  # every epoch trained
@@ -395,14 +395,14 @@ def test_a_model_that_cannot_be_saved_loses_its_checkpoints_not_its_attention(tm
                                                                                monkeypatch):
     train, _, probe = founding_data(128)
     model = example("founding_attention").build_model(seq_len=L, units=4)
-    write = Run.write_checkpoint
+    write = RunWriter.write_checkpoint
 
     def unsavable(self, epoch, save):
         if epoch >= 2:
             raise TypeError("get_config of MyLayer raised")
         return write(self, epoch, save)
 
-    monkeypatch.setattr(Run, "write_checkpoint", unsavable)
+    monkeypatch.setattr(RunWriter, "write_checkpoint", unsavable)
     skipped, _ = fit_warning(model, train.x, train.y, AttentionRecorder(
         tmp_path / "run", probe=probe.x, checkpoint_every=1), "checkpoints skipped", epochs=3)
     assert len(skipped) == 1 and "get_config of MyLayer raised" in skipped[0]
@@ -593,3 +593,23 @@ def test_overwrite_replaces_a_run_once_and_a_second_fit_continues_it(tmp_path):
     fresh.fit(train.x, train.y, initial_epoch=2, epochs=3, verbose=0, callbacks=[recorder])
     run = Run.open(tmp_path / "run")
     assert run.epochs_done == 3 and np.array_equal(run.attention(0), kept)  # not replaced again
+
+
+def test_a_run_another_process_writes_is_refused_before_the_first_step(tmp_path):
+    """One writer per run: while another process holds the run's lock (`attnviz train` or
+    `explain` on it), a fit recording into it is refused before it trains, naming why; the
+    lock is given back when the fit ends, so the next fit records."""
+    train, _, probe = founding_data(64)
+    root = tmp_path / "run"
+    with locked_elsewhere(root):
+        model = example("founding_attention").build_model(seq_len=L, units=4)
+        with pytest.raises(AttnvizError, match="being written by another process right now"):
+            model.fit(train.x, train.y, epochs=1, verbose=0,
+                      callbacks=[AttentionRecorder(root, probe=probe.x)])
+        assert model.optimizer.iterations.numpy() == 0  # refused before the first step
+    model.fit(train.x, train.y, epochs=1, verbose=0,
+              callbacks=[AttentionRecorder(root, probe=probe.x)])
+    from attnviz.store import lock
+
+    assert not lock.holds(root)  # given back at the end of the fit
+    assert Run.open(root).attention_epochs == [0, 1]

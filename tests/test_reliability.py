@@ -19,6 +19,8 @@ import pytest
 
 from attnviz.store.run import Run
 
+from conftest import verify_all
+
 pytestmark = pytest.mark.slow
 
 STRESS = os.environ.get("ATTNVIZ_STRESS") == "1"
@@ -118,10 +120,10 @@ def assert_complete(out: Path, epochs: int) -> Run:
     """Every epoch once, every file listed and intact, every checkpoint loads and matches."""
     import keras
 
-    from attnviz.keras.models import attention_model
+    from conftest import attention_model
 
     run = Run.open(out)
-    run.verify_all()
+    verify_all(run)
     assert run.state["finished"]
     assert [h["epoch"] for h in run.history] == list(range(1, epochs + 1))
     assert run.attention_epochs == list(range(epochs + 1))
@@ -162,7 +164,7 @@ def test_ctrl_c_commits_the_epoch_prints_how_to_resume_and_exits_130(tmp_path):
     assert f"attnviz train --out {out} --resume" in trainer.stderr()
     assert "Traceback" not in trainer.stderr()
     run = Run.open(out)
-    run.verify_all()
+    verify_all(run)
     assert 1 <= run.epochs_done < 12
     assert run.checkpoints[-1] == run.epochs_done  # the graceful stop checkpoints its epoch
     final = Trainer(out, tmp_path / "resume.log", "--resume")
@@ -182,7 +184,7 @@ def test_second_ctrl_c_aborts_at_once_and_keeps_the_last_commit(tmp_path):
     assert trainer.wait() == 130, trainer.stderr()
     assert "--resume" in trainer.stderr() and "Traceback" not in trainer.stderr()
     run = Run.open(out)
-    run.verify_all()
+    verify_all(run)
     done = run.epochs_done
     final = Trainer(out, tmp_path / "resume.log", "--resume", "--epochs", str(done + 2))
     assert final.wait() == 0, final.stderr()

@@ -8,26 +8,26 @@ import numpy as np
 import pytest
 
 from attnviz.errors import AttnvizError
-from attnviz.views.animation import (
+from attnviz.views.colors import (
     BACKGROUND,
     CMAP_LEVELS,
-    HEADER_LINE_PX,
-    HEADER_PAD_PX,
-    HOLD_LAST_MS,
     NOT_RECORDED,
     SEPARATOR,
     TEXT,
-    TICK_PX,
-    FrameData,
     colormap_lut,
-    frame_durations_ms,
-    frame_renderer,
-    label_step,
     palette_for,
-    render_frames,
     to_indices,
     upscale,
-    write_gif,
+)
+from attnviz.views.encoders import HOLD_LAST_MS, frame_durations_ms, write_gif
+from attnviz.views.frames import (
+    HEADER_LINE_PX,
+    HEADER_PAD_PX,
+    TICK_PX,
+    FrameData,
+    frame_renderer,
+    label_step,
+    render_frames,
 )
 
 N, L = 3, 5  # samples, positions
@@ -193,7 +193,7 @@ def test_mp4_is_written_by_ffmpeg_with_even_sides_and_the_last_frame_held(tmp_pa
     """Real ffmpeg: the imageio-ffmpeg wheel (the [mp4] extra, in [dev]) ships its binary."""
     import imageio.v2
 
-    from attnviz.views.animation import write_mp4
+    from attnviz.views.encoders import write_mp4
 
     rng = np.random.default_rng(3)
     pictures = render_frames([frame(epoch, rng) for epoch in range(3)], mask, scale=3)

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnviz.analysis.tasks import TaskBatch
 from attnviz.keras.training import run_spec
 from attnviz.store.run import Run
+from attnviz.store.samples import TaskBatch
 from attnviz.views import report
 from attnviz.views.report import ReportOptions, write_report
 
-from conftest import explain_report, make_synthetic_run, mixed_keys_run
+from conftest import explain_report, make_synthetic_run, mixed_keys_run, new_run
 
 expect = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev "
                              "extra has it)").expect
@@ -194,7 +194,7 @@ def payload_run(root: Path, base: Run) -> Run:
     info["baselines"][0]["name"] = PAYLOADS[0]
     probe = TaskBatch(x=base.probe.x, y=base.probe.y,
                       masks={names[name]: mask for name, mask in base.probe.masks.items()})
-    run = Run.create(root, dataclasses.replace(spec, main_mask=names[spec.main_mask]), probe)
+    run = new_run(root, dataclasses.replace(spec, main_mask=names[spec.main_mask]), probe)
     run.save_attention(0, base.attention(0))
     run.commit()
     for record in base.history:
@@ -251,3 +251,64 @@ def test_the_docs_screenshot_script(browser, tmp_path):
         assert image.size == (report_screenshot.VIEWPORT["width"], 700)
         colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 50  # a drawn page, not a blank one
+
+
+REPORT_JS = Path(report.__file__).parent / "report_assets" / "report.js"
+
+
+def js_functions(*names: str) -> str:
+    """The source of report.js's own functions `names` (each from its `  function name(` line to
+    the `  }` that closes it), to run outside the page on cases of the test's choosing."""
+    lines = REPORT_JS.read_text().splitlines()
+    out = []
+    for name in names:
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"  function {name}("))
+        end = next(i for i in range(start, len(lines)) if lines[i] == "  }")
+        out += lines[start:end + 1]
+    return "\n".join(out)
+
+
+def test_the_viewer_computes_rows_mass_and_labels_as_python_does(browser):
+    """report.js redraws what Python computes when the reader moves a slider: its rows of a
+    head and query, its mass on each mask and its label step are Python's, on the same cases
+    (the label step had drifted once: 1e5 against 1e6)."""
+    from attnviz.analysis.score import attention_rows, mass
+    from attnviz.views.frames import label_step
+
+    rng = np.random.default_rng(3)
+    n, heads, queries, keys = 3, 2, 4, 5
+    attention = rng.dirichlet(np.ones(keys), size=(n, heads, queries)).astype(np.float32)
+    masks = {"first": np.zeros((n, keys), bool), "odd": np.zeros((n, keys), bool)}
+    masks["first"][:, 0] = True
+    masks["odd"][:, 1::2] = True
+    masks["odd"][0] = False  # one sample's mask differs
+    cases = [(head, query) for head in ("mean", 0, 1) for query in ("last", "mean", 0, 2)]
+    steps = [(cell, label) for cell in (0.01, 0.5, 1, 2, 3, 7, 14, 32)
+             for label in (6, 14, 24, 100, 5000)]
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    page.set_content("<html><body></body></html>")
+    script = js_functions("range", "queryIndex", "probeRows", "masksOver", "masses", "labelStep")
+    got = page.evaluate(
+        "([source, values, spec, masks, n, cases, steps]) => {"
+        "  const DATA = {samples: n, layers: [spec], masks: masks};"
+        "  const weights = () => Float32Array.from(values);"
+        "  const run = new Function('DATA', 'weights', source + '; return {probeRows, masses, "
+        "labelStep};');"
+        "  const js = run(DATA, weights);"
+        "  return {rows: cases.map(([h, q]) => Array.from(js.probeRows(0, 0, h, q))),"
+        "          masses: cases.map(([h, q]) => js.masses(js.probeRows(0, 0, h, q), spec.keys)),"
+        "          steps: steps.map(([c, l]) => js.labelStep(c, l))};"
+        "}",
+        [script, attention.ravel().tolist(),
+         {"kind": "self", "heads": heads, "queries": queries, "keys": keys},
+         [{"name": name, "rows": mask.tolist()} for name, mask in masks.items()],
+         n, [list(case) for case in cases], [list(step) for step in steps]])
+    context.close()
+    for (head, query), rows, masses in zip(cases, got["rows"], got["masses"], strict=True):
+        expected = attention_rows(attention, head, query)
+        np.testing.assert_allclose(np.reshape(rows, (n, keys)), expected, atol=1e-6,
+                                   err_msg=f"head {head}, query {query}")
+        assert dict(masses) == pytest.approx(
+            {name: mass(expected, mask) for name, mask in masks.items()}, abs=1e-6)
+    assert got["steps"] == [label_step(cell, label) for cell, label in steps]

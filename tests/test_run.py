@@ -9,7 +9,7 @@ from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.keras.training import run_spec
 from attnviz.store.run import FORMAT_VERSION, Run, _checksum
 
-from conftest import make_synthetic_run
+from conftest import make_synthetic_run, new_run, verify_all, writer
 
 
 def test_synthetic_run_round_trips(synthetic_run):
@@ -19,7 +19,7 @@ def test_synthetic_run_round_trips(synthetic_run):
     assert run.attention(5).shape == (10, 20)
     np.testing.assert_allclose(run.attention(3).sum(axis=1), 1.0, atol=1e-5)
     assert run.mask("prefix").sum() == 40  # probe delimiter at 4: 4 prefix positions x 10
-    run.verify_all()
+    verify_all(run)
 
 
 def test_resolve_epoch(synthetic_run):
@@ -43,21 +43,21 @@ def test_create_refuses_existing_run_and_non_runs(tmp_path, synthetic_run):
     probe = synthetic_run.probe
     args = (run_spec(TrainConfig()), probe)
     with pytest.raises(AttnvizError, match="--resume"):
-        Run.create(synthetic_run.root, *args)
+        new_run(synthetic_run.root, *args)
     stranger = tmp_path / "home"
     stranger.mkdir()
     (stranger / "thesis.tex").write_text("precious")
     with pytest.raises(AttnvizError, match="not an attnviz run"):
-        Run.create(stranger, *args, force=True)
+        new_run(stranger, *args, force=True)
     assert (stranger / "thesis.tex").read_text() == "precious"
     a_file = tmp_path / "file"
     a_file.write_text("x")
     with pytest.raises(AttnvizError, match="is a file"):
-        Run.create(a_file, *args)
+        new_run(a_file, *args)
 
 
 def test_force_replaces_a_run(synthetic_run):
-    run = Run.create(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
+    run = new_run(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
                      force=True)
     assert Run.open(run.root).attention_epochs == []
     assert not list((run.root / "attention" / "00").iterdir())
@@ -156,14 +156,14 @@ def test_remove_stale_files_keeps_what_is_listed_and_what_is_not_the_runs(tmp_pa
     assert sorted(run.remove_stale_files()) == sorted(stale)
     assert all(path.exists() for path in foreign)
     assert {name: (root / name).read_bytes() for name in run.state["files"]} == listed
-    Run.open(root).verify_all()
+    verify_all(Run.open(root))
 
 
 def test_a_creation_killed_before_config_json_does_not_block_a_new_run(tmp_path, synthetic_run):
     root = tmp_path / "fresh"
     root.mkdir()
     (root / ".config.json.x1y2z3.tmp").write_bytes(b'{"format_ver')  # the killed write
-    run = Run.create(root, run_spec(synthetic_run.config), synthetic_run.probe)
+    run = new_run(root, run_spec(synthetic_run.config), synthetic_run.probe)
     assert Run.open(run.root).epochs_done == 0
 
 
@@ -174,7 +174,7 @@ def test_force_refuses_a_directory_or_link_where_a_run_file_belongs(tmp_path, sy
     shutil.rmtree(synthetic_run.root / "checkpoints")
     (synthetic_run.root / "checkpoints").symlink_to(outside)
     with pytest.raises(AttnvizError, match="checkpoints is a link"):
-        Run.create(synthetic_run.root, *args, force=True)
+        new_run(synthetic_run.root, *args, force=True)
     assert (synthetic_run.root / "state.json").is_file()  # refused before deleting anything
 
 
@@ -183,7 +183,7 @@ def test_force_after_a_killed_force_still_knows_the_run(tmp_path, synthetic_run)
     # directory that a second --force (or --resume) still recognises as a run
     (synthetic_run.root / "state.json").unlink()
     shutil.rmtree(synthetic_run.root / "attention")
-    run = Run.create(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
+    run = new_run(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
                      force=True)
     assert Run.open(run.root).attention_epochs == []
 
@@ -202,9 +202,9 @@ def test_an_explain_report_is_stored_listed_and_checked(synthetic_run):
     assert synthetic_run.explain_report() is None
     report = {"epoch": 5, "verdict": ["Attention sits on the delimiter."], "task": "x"}
     synthetic_run.save_explain(report)
-    run = Run.open(synthetic_run.root)
+    run = writer(synthetic_run.root)
     assert run.explain_report() == report and "explain.json" in run.state["files"]
-    run.verify_all()
+    verify_all(run)
     run.rollback_to(3)  # a resume keeps it: it names the checkpoint it explained
     assert Run.open(run.root).explain_report() == report
     path = run.root / "explain.json"
@@ -221,6 +221,26 @@ def test_a_stored_explain_report_must_have_a_verdict(synthetic_run):
 
 def test_force_removes_the_explain_report(synthetic_run):
     synthetic_run.save_explain({"epoch": 5, "verdict": []})
-    run = Run.create(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
+    run = new_run(synthetic_run.root, run_spec(synthetic_run.config), synthetic_run.probe,
                      force=True)
     assert run.explain_report() is None and not (run.root / "explain.json").exists()
+
+
+def test_a_reader_cannot_write_and_a_writer_needs_the_lock(synthetic_run):
+    """Run is the read side: no commit, no save. RunWriter is handed out only to a process
+    holding the run's lock (attnviz.store.lock)."""
+    from attnviz.store.lock import exclusive
+    from attnviz.store.run import RunWriter
+
+    reader = Run.open(synthetic_run.root)
+    assert not any(hasattr(reader, name) for name in (
+        "commit", "save_attention", "save_explain", "rollback_to", "extend",
+        "remove_stale_files", "write_checkpoint"))
+    with pytest.raises(RuntimeError, match="written without its lock"):
+        RunWriter.open(synthetic_run.root)
+    with exclusive(synthetic_run.root):
+        with exclusive(synthetic_run.root):  # re-entrant within the process
+            run = RunWriter.open(synthetic_run.root)
+        run.commit()
+    with pytest.raises(RuntimeError, match="written without its lock"):
+        RunWriter.open(synthetic_run.root)

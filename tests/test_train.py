@@ -9,14 +9,14 @@ import pytest
 from attnviz.keras import training as train
 from attnviz.store.run import Run
 
-from conftest import tiny_config, train_tiny
+from conftest import locked_plan, tiny_config, train_tiny, verify_all
 
 pytestmark = pytest.mark.slow
 
 
 def test_trained_run_contents(trained_run):
     run = Run.open(trained_run.root)
-    run.verify_all()
+    verify_all(run)
     assert run.epochs_done == 3 and run.state["finished"]
     assert [h["epoch"] for h in run.history] == [1, 2, 3]
     assert run.attention_epochs == [0, 1, 2, 3]
@@ -45,7 +45,7 @@ def test_recorded_mass_matches_recorded_attention(trained_run):
 def test_checkpoint_restores_model_and_optimizer(trained_run):
     import keras
 
-    from attnviz.keras.models import attention_model
+    from conftest import attention_model
 
     model = keras.models.load_model(trained_run.checkpoint_path(3), safe_mode=True)
     steps = -(-trained_run.config.samples // trained_run.config.batch_size)
@@ -67,23 +67,23 @@ def test_same_seed_gives_identical_attention(tmp_path, trained_run):
 
 def test_stop_then_resume_records_each_epoch_once(tmp_path):
     root = tmp_path / "run"
-    plan = train.plan(tiny_config(epochs=5, checkpoint_every=3, seed=3), root)
+    plan = locked_plan(tiny_config(epochs=5, checkpoint_every=3, seed=3), root)
     stopped = train.fit(plan, stop_requested=lambda: Run.open(root).epochs_done >= 1)
     assert stopped.interrupted and stopped.epochs_done == 2
     assert Run.open(root).checkpoints == [2]  # the stop writes a checkpoint of its epoch
 
     # A kill after epoch 3's commit but before a checkpoint covers it: resume rolls back.
-    plan = train.plan(None, root, resume=True)
+    plan = locked_plan(None, root, resume=True)
     assert plan.start_epoch == 2
     run = train.fit(plan, stop_requested=lambda: Run.open(root).epochs_done >= 3).run
     run.state["checkpoints"].remove(4)
     run.state["files"].pop("checkpoints/epoch_0004.keras")
     run.commit()
-    plan = train.plan(None, root, resume=True)
+    plan = locked_plan(None, root, resume=True)
     assert (plan.start_epoch, plan.rolled_back_from) == (3, 4)
     result = train.fit(plan)
     run = Run.open(root)
-    run.verify_all()
+    verify_all(run)
     assert not result.interrupted
     assert [h["epoch"] for h in run.history] == [1, 2, 3, 4, 5]
     assert run.attention_epochs == [0, 1, 2, 3, 4, 5]
@@ -95,7 +95,7 @@ def test_resume_extends_epochs(tmp_path, trained_run):
 
     root = tmp_path / "more"
     shutil.copytree(trained_run.root, root)
-    plan = train.plan(None, root, resume=True, epochs=4)
+    plan = locked_plan(None, root, resume=True, epochs=4)
     assert plan.start_epoch == 3
     run = train.fit(plan).run
     assert Run.open(root).config.epochs == 4
@@ -126,9 +126,9 @@ def test_self_attention_mean_of_heads_is_recorded_compactly(tmp_path):
 def test_resume_starts_again_a_run_killed_before_its_first_commit(tmp_path):
     root = tmp_path / "run"
     config = tiny_config(epochs=4)
-    train.plan(config, root)
+    locked_plan(config, root)
     (root / "state.json").unlink()  # as if killed between config.json and the first commit
-    plan = train.plan(None, root, resume=True, epochs=6)
+    plan = locked_plan(None, root, resume=True, epochs=6)
     assert plan.start_epoch == 0
     assert Run.open(root).config == config.replace(epochs=6)
 
@@ -144,7 +144,7 @@ def test_resume_refuses_a_torn_checkpoint_before_writing_anything(tmp_path, trai
     (root / "attention" / "00" / ".epoch_0004.npy.abc.tmp").write_bytes(b"left by a kill")
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     with pytest.raises(RunFormatError, match="epoch_0003.keras: checksum mismatch"):
-        train.plan(None, root, resume=True, epochs=5)
+        locked_plan(None, root, resume=True, epochs=5)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
@@ -154,7 +154,7 @@ def test_finished_follows_the_configured_epochs(tmp_path, trained_run):
     root = tmp_path / "copy"
     shutil.copytree(trained_run.root, root)
     assert Run.open(root).state["finished"]
-    train.plan(None, root, resume=True, epochs=5)  # extended: not finished any more
+    locked_plan(None, root, resume=True, epochs=5)  # extended: not finished any more
     assert not Run.open(root).state["finished"]
-    train.plan(None, root, resume=True, epochs=3)  # back to what is trained: finished again
+    locked_plan(None, root, resume=True, epochs=3)  # back to what is trained: finished again
     assert Run.open(root).state["finished"]

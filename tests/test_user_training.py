@@ -21,7 +21,7 @@ from attnviz.analysis.tasks import get_task
 from attnviz.cli import app
 from attnviz.store.run import Run
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, verify_all
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def wait_for(process: subprocess.Popen, condition, what: str) -> bool:
 
 
 def assert_every_epoch_once(run: Run, epochs: int) -> None:
-    run.verify_all()
+    verify_all(run)
     assert [h["epoch"] for h in run.history] == list(range(1, epochs + 1))
     assert run.attention_epochs == list(range(epochs + 1)) and run.state["finished"]
     on_disk = {p.relative_to(run.root).as_posix() for p in run.root.rglob("*") if p.is_file()}

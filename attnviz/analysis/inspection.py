@@ -266,12 +266,7 @@ def inspect_run(run: Run, options: InspectOptions) -> Inspection:
                 f"recompute {run.root}'s attention on new data"
             )
     epoch = run.resolve_epoch(options.epoch)
-    names = run.layer_names
-    if options.layers:
-        names = [layer["name"] for pattern in options.layers
-                 for layer in ([run.layer(pattern)] if not run.select_layers(pattern)
-                               else run.select_layers(pattern))]
-        names = list(dict.fromkeys(names))
+    names = run.pick_layers(options.layers)
     views = []
     for name in names:
         check_recorded_heads(run, options.head, name)
@@ -406,169 +401,6 @@ def save_weights(views: list[View], path: Path) -> Path:
     return path
 
 
-def save_png(inspection: Inspection, view: View, path: Path, title: str) -> Path:
-    """Write the labelled figure of the view's rows (and the masks below them) atomically."""
-    from attnviz.views.plots import attention_figure
-
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise AttnvizError(f"--png {path}: name a .png file")
-    check_output_file(path, "--png", "a .png file")
-    shown = min(inspection.samples, view.rows.shape[0])
-    figure = attention_figure(view.rows[:shown], shown_masks(inspection.masks, shown), title)
-    with atomic_path(path, suffix=".png", make_folder=True) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    return path
-
-
-def shown_masks(masks: dict[str, np.ndarray], shown: int) -> dict[str, np.ndarray]:
-    """The mask rows of the first `shown` samples; one row when they are all the same (a
-    probe batch with fixed positions)."""
-    return {name: mask[:1] if (mask[:shown] == mask[0]).all() else mask[:shown]
-            for name, mask in masks.items()}
-
-
-# ---- terminal ------------------------------------------------------------------------------
-
-
-def title(inspection: Inspection, view: View) -> str:
-    """One line naming what a heatmap or figure shows."""
-    facts = inspection.facts
-    if inspection.kind == "run":
-        where = f"{facts['run']} · epoch {facts['epoch']}" + (
-            f" · {view.name}" if len(facts["layers"]) > 1 else "")
-    elif inspection.kind == "checkpoint":
-        where = f"{facts['run']} · checkpoint epoch {facts['epoch']} · {facts['input']}"
-    else:
-        where = f"{Path(facts['model']).name} · {view.name} · {Path(facts['input']).name}"
-    return where + (f" · {view.reduction}" if view.reduction else "")
-
-
-def figure_title(inspection: Inspection, view: View) -> str:
-    """The title of --png: what it shows, then (as animate's header) the loss at that epoch
-    and the attention mass on the main mask."""
-    loss = inspection.facts.get("loss")
-    numbers = [] if loss is None or loss["loss"] is None else [f"loss {loss['loss']:.4g}"]
-    if inspection.masks:
-        main = next(iter(inspection.masks))  # probe_masks puts the main mask first
-        numbers.append(f"mass on {main} {view.summary.masses[main]:.3f}")
-    return "\n".join([title(inspection, view), *(["   ".join(numbers)] if numbers else [])])
-
-
-MANY_VIEWS = 2  # more attention calls than this: one table of all, one heatmap
-
-
-def renderables(inspection: Inspection) -> list:
-    """What the terminal shows: the facts, then per view its numbers and its heatmap (with
-    many views, a layers x heads table and the first view in full)."""
-    from rich.text import Text
-
-    out: list = [Text(line) for line in _fact_lines(inspection)]
-    views = inspection.views
-    if len(views) > MANY_VIEWS:
-        out += [Text(""), _heads_table(views),
-                Text(f"{len(views)} attention calls; the first in full below: pick others with "
-                     "--layer PATH (globs work: --layer '*layer_1*') and --head N")]
-        views = views[:1]
-    for view in views:
-        out += _view_renderables(inspection, view)
-    return out
-
-
-def _view_renderables(inspection: Inspection, view: View) -> list:
-    from rich.table import Table
-    from rich.text import Text
-
-    from attnviz.views.heatmap import Heatmap
-
-    summary = view.summary
-    n = view.rows.shape[0]
-    out: list = [Text(""), Text(title(inspection, view), style="bold")]
-    if view.layer_class:
-        out.append(Text(f"{view.layer_class} → weights {tuple(view.weights.shape)}"))
-    if summary.masses:
-        table = Table(show_header=True, box=None, pad_edge=False)
-        table.add_column("mask")
-        table.add_column("mass", justify="right")
-        for name, value in summary.masses.items():
-            table.add_row(name, f"{value:.3f}")
-        out.append(table)
-    if summary.entropy is not None:
-        out.append(Text(f"entropy {summary.entropy:.3f} of ln L, as score's "
-                        f"({summary.entropy_nats:.3f} nats)"))
-    out.append(Text("argmax at " + _argmax_text(summary.argmax_histogram, n)))
-    shown = min(inspection.samples, n)
-    if shown < n:
-        out.append(Text(f"showing the first {shown} of {n} samples (--samples N)"))
-    out.append(Heatmap(view.rows[:shown], shown_masks(inspection.masks, shown),
-                       np.array(summary.argmax_histogram)))
-    return out
-
-
-def _heads_table(views: list[View]):
-    """Layers x heads: entropy (share of uniform's) and the most common argmax position."""
-    from rich.table import Table
-
-    stats = [head_stats(view.weights) for view in views]
-    heads = max(len(row) for row in stats)
-    table = Table(title="entropy (0 one position .. 1 uniform) @ most common argmax",
-                  box=None, pad_edge=False, title_justify="left")
-    table.add_column("attention call", no_wrap=True)
-    for head in range(heads):
-        table.add_column(f"head {head}" if heads > 1 else "all", justify="right")
-    for view, row in zip(views, stats, strict=True):
-        cells = ["—" if cell["entropy"] is None else f"{cell['entropy']:.2f} @{cell['argmax']}"
-                 for cell in row]
-        table.add_row(view.name, *cells, *[""] * (heads - len(cells)))
-    return table
-
-
-def _fact_lines(inspection: Inspection) -> list[str]:
-    facts = inspection.facts
-    if inspection.kind == "model":
-        return [f"model {facts['model']} · input {facts['input']} {facts['input_shape']}"
-                f" · read in {facts['seconds']['extract']:.2f} s"]
-    model = facts["model"]
-    trained = f"{facts['epochs_trained']}/{facts['epochs_planned'] or '?'} epochs trained"
-    if facts["task"] is not None:
-        heads = f", {model['heads']} heads" if model["heads"] else ""
-        lines = [f"run {facts['run']} · task {facts['task']} · {model['encoder']} + "
-                 f"{model['attention']} ({model['units']} units{heads}) · L={model['seq_len']}"
-                 f" · {trained}"]
-    else:
-        lines = [f"run {facts['run']} · model {model['name']} ({model['class']}, "
-                 f"{model['parameters']} parameters) · {trained}"]
-    loss = facts["loss"]
-    baselines = facts["baselines"]
-    if loss is None:
-        listed = " · ".join(f"{b['name']} {b['mse']:.4g}" for b in baselines)
-        lines.append(f"epoch {facts['epoch']}: untrained" + (
-            f" · baselines (MSE): {listed}" if listed else ""))
-    else:
-        val = loss["val_loss"]
-        shown = [f"loss {_number(loss['loss'])}", f"val_loss {_number(val)}"]
-        if baselines and val is not None:
-            shown.append("baselines (MSE): " + " · ".join(
-                f"{b['name']} {b['mse']:.4g} ({'beaten' if val < b['mse'] else 'not beaten'})"
-                for b in baselines))
-        lines.append(f"epoch {facts['epoch']}: " + " · ".join(shown))
-    if inspection.kind == "checkpoint":
-        lines.append(f"recomputed from checkpoint epoch {facts['epoch']} on {facts['input']} "
-                     f"in {facts['seconds']['extract']:.2f} s")
-    return lines
-
-
-def _number(value) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def _argmax_text(histogram: list[int], n: int, top: int = 4) -> str:
-    order = sorted(range(len(histogram)), key=lambda p: (-histogram[p], p))
-    parts = [f"position {p} in {histogram[p]}/{n}" for p in order[:top] if histogram[p]]
-    rest = n - sum(histogram[p] for p in order[:top])
-    return ", ".join(parts) + (f", elsewhere {rest}/{n}" if rest else "")
-
-
 # ---- one entry point for the command line --------------------------------------------------
 
 
@@ -576,10 +408,10 @@ def is_model_file(target: Path) -> bool:
     return Path(target).suffix == ".keras" and not Path(target).is_dir()
 
 
-def needs_keras(target: Path, options: InspectOptions, list_calls: bool = False) -> bool:
+def needs_keras(target: Path, options: InspectOptions) -> bool:
     """Whether inspecting `target` loads a model (so TensorFlow is imported): a model file, or
     a run's checkpoint (attnviz.keras.inspect_model does those)."""
-    return is_model_file(target) or (options.checkpoint is not None and not list_calls)
+    return is_model_file(target) or options.checkpoint is not None
 
 
 def inspect_target(target: Path, options: InspectOptions) -> Inspection:
@@ -588,29 +420,3 @@ def inspect_target(target: Path, options: InspectOptions) -> Inspection:
     if target.is_file():
         raise AttnvizError(f"{target} is neither a run directory nor a .keras model file")
     return inspect_run(Run.open(target), options)
-
-
-def calls_renderable(calls: list, source: str):
-    """The --list table: every attention call with its layer's class and its shape."""
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, title=f"attention calls on {source}",
-                  title_justify="left")
-    table.add_column("attention call", no_wrap=True)  # paths are what --layer takes: whole
-    table.add_column("layer class")
-    table.add_column("shape", no_wrap=True)
-    for call in calls:
-        table.add_row(call.name, call.layer_class,
-                      "(n, " + ", ".join(map(str, call.shape[1:])) + ")")
-    return table
-
-
-def write_files(inspection: Inspection, save: Path | None, png: Path | None) -> list[str]:
-    """Write --save and --png; return the paths written."""
-    written = []
-    if save is not None:
-        written.append(str(save_weights(inspection.views, save)))
-    if png is not None:
-        view = single_view(inspection, "--png")
-        written.append(str(save_png(inspection, view, png, figure_title(inspection, view))))
-    return written

@@ -21,6 +21,7 @@ import numpy as np
 
 from attnviz.errors import AttnvizError, did_you_mean
 from attnviz.store.arrays import ZIP_ERRORS, check_promised_sizes
+from attnviz.store.layers import TEMPORAL, kind_of, shown_kind
 
 ROW_SUM_TOLERANCE = 1e-2  # float16 attention of L = 512 sums to 1 only within ~1e-3
 SPAN_IOU = 0.5  # ERASER: a predicted span matches a true span when their IoU >= 0.5
@@ -64,7 +65,6 @@ METRICS: dict[str, Metric] = {
     )
 }
 METRIC_NAMES = tuple(METRICS)
-AUPRC = METRIC_NAMES.index("auprc")
 # What tables show: each number once. Mask-independent ones once per view, not per mask.
 SHOWN_PER_MASK = tuple(name for name, m in METRICS.items() if m.per_mask and not m.same_as)
 SHOWN_ONCE = tuple(name for name, m in METRICS.items() if not m.per_mask)
@@ -135,7 +135,7 @@ def parse_head(head: str | int) -> str | int:
 def check_recorded_heads(run, head: str | None, layer: str | None = None) -> None:
     """Refuse a --head other than the mean of a run that recorded only the mean of its heads."""
     info = run.layer_info(layer)
-    if (info["kind"] != "temporal" and info.get("record_heads") == "mean"
+    if (info["kind"] != TEMPORAL and info.get("record_heads") == "mean"
             and head not in (None, "mean", "0")):
         raise AttnvizError(f"--head {head}: {run.root} recorded only the mean of its heads "
                            "(--record-heads mean): use --head mean")
@@ -462,7 +462,7 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
             raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
     else:
         epochs = [run.resolve_epoch(epoch)]
-    kind = "temporal" if info["kind"] == "temporal" else "self"
+    kind = shown_kind(info["kind"])
     scored, heads, values = score_stream(run.iter_attention(epochs, info["name"]), mask_arrays,
                                          query, str(run.root))
     return ScoreReport(
@@ -521,7 +521,7 @@ def score_files(attention_path: Path, mask_paths: Sequence[str], query: str | in
                                  f"--mask {mask_path}")
     source = str(attention_path)
     scored, heads, values = score_stream([(None, attention)], masks, query, source, normalize)
-    kind = "self" if attention.ndim == 4 else "temporal"
+    kind = shown_kind(kind_of(attention.shape))
     return ScoreReport(
         source=source, kind=kind, query=parse_query(query) if kind == "self" else None,
         heads=heads, masks=list(masks), epochs=scored, samples=int(attention.shape[0]),
@@ -560,10 +560,7 @@ def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[s
     run = Run.open(run_dir)
     if over_epochs and epoch != "all":
         run.resolve_epoch(epoch)  # refuse an unrecorded --epoch before scoring them all
-    # a glob may select several layers, which Run.layer (one layer) refuses
-    selected = run.select_layers(layer) if layer is not None else []
-    names = ([info["name"] for info in selected] if len(selected) > 1
-             else [run.layer(layer)["name"]])
+    names = run.pick_layers([layer]) if layer is not None else [run.layer()["name"]]
     return [score_run(run, masks, "all" if over_epochs else epoch, query, name)
             for name in names]
 

@@ -21,15 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from attnviz.errors import AttnvizError, did_you_mean
+from attnviz.store.config import TrainConfig
+from attnviz.store.samples import TaskBatch
 
 DELIMITER = 0.0
 
-
-@dataclass(frozen=True)
-class TaskBatch:
-    x: np.ndarray  # (n, L, 1) float32 inputs
-    y: np.ndarray  # (n, 1) float32 targets
-    masks: dict[str, np.ndarray]  # mask name -> (n, L) bool
+# Independent random streams of one seed, so adding a stream never shifts another.
+TRAIN_STREAM, VAL_STREAM, PROBE_STREAM, HELDOUT_STREAM = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -204,3 +202,26 @@ def get_task(name: str) -> Task:
         raise AttnvizError(
             f"unknown task {name!r}{did_you_mean(name, TASKS)}: choose one of {', '.join(TASKS)}"
         ) from None
+
+
+def task_data(config: TrainConfig, stream: int, n: int) -> TaskBatch:
+    """The samples of one stream of a built-in task's run: training, validation, probe or
+    held-out."""
+    task = get_task(config.task)
+    rng = np.random.default_rng([config.seed, stream])
+    if stream == PROBE_STREAM:
+        return task.probe(n, config.seq_len, rng)
+    return task.generate(n, config.seq_len, rng)
+
+
+def checked(config: TrainConfig) -> TrainConfig:
+    """The config, validated (TrainConfig.validate) and checked against its task: the task
+    exists and the sequences are long enough for it."""
+    config.validate()
+    task = get_task(config.task)
+    if config.seq_len < task.min_seq_len:
+        raise AttnvizError(
+            f"--seq-len {config.seq_len} is too short for {config.task}: use at least "
+            f"{task.min_seq_len}"
+        )
+    return config

@@ -27,7 +27,8 @@ the model was built or loaded. A second call of one layer in a forward pass gets
 
 MultiHeadAttention and GroupQueryAttention are made to take their explicit path (as with
 return_attention_scores=True), so padded queries get rows of zeros as the layer itself
-returns them, and flash attention is off while capturing.
+returns them. (A layer with flash attention cannot run on TensorFlow at all: TensorFlow has
+no flash kernel, so there is nothing to turn off.)
 
 Weights are stored with the softmax axis last: (batch, keys) for many-to-one attention,
 (batch, heads, queries, keys) for the rest ((batch, queries, keys) gets a heads axis of 1;
@@ -45,7 +46,6 @@ before the rest of the forward pass uses it (interventions, `attnviz explain`).
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import re
 import sys
 import threading
@@ -57,6 +57,8 @@ import numpy as np
 import tensorflow as tf
 
 from attnviz.errors import AttnvizError
+from attnviz.keras import internals
+from attnviz.store.layers import matches
 
 # Keras' own attention layers: a softmax inside them is attention and takes their name
 KERAS_ATTENTION = (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention,
@@ -87,8 +89,8 @@ class CallInfo:
 
 _ORIGINAL_CALL = keras.layers.Layer.__call__
 _ORIGINAL_SOFTMAX = tf.nn.softmax
-_ORIGINAL_MHA = keras.layers.MultiHeadAttention._compute_attention
-_ORIGINAL_GQA = keras.layers.GroupQueryAttention._compute_attention
+_ORIGINAL_MHA = internals.compute_attention(keras.layers.MultiHeadAttention)
+_ORIGINAL_GQA = internals.compute_attention(keras.layers.GroupQueryAttention)
 _LOCAL = threading.local()  # .capture: the Interceptor active on this thread
 _INSTALL_LOCK = threading.Lock()
 _installed = 0  # Interceptors active on all threads
@@ -142,17 +144,14 @@ def _gqa_attention(layer, *args, **kwargs):
     """GroupQueryAttention's attention on its explicit path (it reads an attribute for it)."""
     if getattr(_LOCAL, "capture", None) is None:
         return _ORIGINAL_GQA(layer, *args, **kwargs)
-    asked = layer._return_attention_scores
-    layer._return_attention_scores = True
-    try:
+    with internals.scores_returned(layer):
         return _ORIGINAL_GQA(layer, *args, **kwargs)
-    finally:
-        layer._return_attention_scores = asked
 
 
 _PATCHES = ((keras.layers.Layer, "__call__", _ORIGINAL_CALL, _layer_call),
-            (keras.layers.MultiHeadAttention, "_compute_attention", _ORIGINAL_MHA, _mha_attention),
-            (keras.layers.GroupQueryAttention, "_compute_attention", _ORIGINAL_GQA,
+            (keras.layers.MultiHeadAttention, internals.COMPUTE_ATTENTION, _ORIGINAL_MHA,
+             _mha_attention),
+            (keras.layers.GroupQueryAttention, internals.COMPUTE_ATTENTION, _ORIGINAL_GQA,
              _gqa_attention))
 
 
@@ -226,9 +225,9 @@ def _output_layers(model) -> set[int]:
     outputs = getattr(model, "outputs", None) or []
     producers = set()
     for tensor in outputs:
-        history = getattr(tensor, "_keras_history", None)
-        if history is not None:
-            producers.add(id(history.operation))
+        layer = internals.producer(tensor)
+        if layer is not None:
+            producers.add(id(layer))
     return producers
 
 
@@ -252,7 +251,6 @@ class Interceptor:
         # inner layer computed a softmax (refused: no call of its own to name)
         self._calls: dict[str, int] = {}
         self._model_outputs: dict[int, set[int]] = {}
-        self._flash: list = []
 
     def __enter__(self) -> Interceptor:
         if getattr(_LOCAL, "capture", None) is not None:
@@ -263,8 +261,6 @@ class Interceptor:
 
     def __exit__(self, *exc) -> None:
         _LOCAL.capture = None
-        for layer in self._flash:
-            layer._flash_attention = True
         _uninstall()
 
     @property
@@ -282,10 +278,6 @@ class Interceptor:
         else:
             path = f"{self.stack[-1][1]}/{layer.name}"
         self.layers.setdefault(path, layer)
-        if isinstance(layer, keras.layers.MultiHeadAttention) and getattr(
-                layer, "_flash_attention", False):
-            layer._flash_attention = False  # flash kernels never materialise the weights
-            self._flash.append(layer)
         softmax_layer = not self.softmax_depth and _is_softmax_layer(layer)
         parent = self.stack[-1] if self.stack else None
         self.stack.append((layer, path))
@@ -392,11 +384,10 @@ class Interceptor:
 
 @dataclass
 class Captured:
-    """The attention of every selected call on a batch of inputs, and the model's outputs."""
+    """The attention of every selected call on a batch of inputs."""
 
     calls: list[CallInfo]
     weights: dict[str, np.ndarray]  # name -> float32, batch first
-    outputs: object = None  # the model's outputs (numpy), when asked for
     layers: dict[str, str] = field(default_factory=dict)  # path of every layer called -> class
     per_step: dict[str, str] = field(default_factory=dict)  # refused: see per_step_error
 
@@ -433,8 +424,7 @@ def forward(model, inputs, *, replace: dict[str, Replacement] | None = None,
 
 
 def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: int | None = None,
-            replace: dict[str, Replacement] | None = None, keep_outputs: bool = False,
-            watch: Iterable[str] = ()) -> Captured:
+            replace: dict[str, Replacement] | None = None, watch: Iterable[str] = ()) -> Captured:
     """Run `model` on `inputs` (an array, a list or a dict of arrays, batch first) eagerly,
     batch by batch, and return the attention of every captured call (or of those `layers`
     select: exact paths or globs; a string is one)."""
@@ -443,15 +433,14 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
     size = batch_size or n
     calls: dict[str, CallInfo] = {}
     chunks: dict[str, list[np.ndarray]] = {}
-    outputs: list = []
     called: dict[str, str] = {}
     per_step: dict[str, str] = {}
     sized = batch_size is not None or n <= 1
     start = 0
     while start < n:
-        result, interceptor = forward(model, slice_samples(inputs, start, start + size),
+        _, interceptor = forward(model, slice_samples(inputs, start, start + size),
                                       replace=replace, watch=watch)
-        chosen = [r for r in interceptor.records if layers is None or _selected(r[0], layers)]
+        chosen = [r for r in interceptor.records if layers is None or matches(r[0], layers)]
         if not sized:  # the first pass, on every sample, says how much one sample captures
             sized = True
             size = _batch_size(chosen, n)
@@ -465,14 +454,9 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
             if name not in calls:
                 calls[name] = CallInfo(name, layer_class, source, (n, *array.shape[1:]))
             chunks.setdefault(name, []).append(array)
-        if keep_outputs:
-            outputs.append(keras.tree.map_structure(np.asarray, result))
         start += size
     weights = {name: np.concatenate(parts) for name, parts in chunks.items()}
-    merged = None
-    if keep_outputs and outputs:
-        merged = keras.tree.map_structure(lambda *parts: np.concatenate(parts), *outputs)
-    return Captured(list(calls.values()), weights, merged, called, per_step)
+    return Captured(list(calls.values()), weights, called, per_step)
 
 
 def _batch_size(records: list, n: int) -> int:
@@ -496,10 +480,6 @@ def unnumbered(path: str) -> str:
     return re.sub(r"_\d+(?=/|#|$)", "", path)
 
 
-def _selected(name: str, patterns: Sequence[str]) -> bool:
-    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
 def patterns_of(patterns: str | Sequence[str] | None) -> list[str] | None:
     """Layer patterns as a list: a string is one pattern (never a list of its characters)."""
     if patterns is None:
@@ -513,7 +493,7 @@ def select(calls: Sequence[CallInfo], patterns: str | Sequence[str] | None) -> l
     patterns = patterns_of(patterns)
     if not patterns:
         return list(calls)
-    return [call for call in calls if _selected(call.name, patterns)]
+    return [call for call in calls if matches(call.name, patterns)]
 
 
 def batch_length(inputs) -> int:
@@ -632,7 +612,7 @@ class Probe:
         with Interceptor(watch=self.layers or ()) as interceptor:
             self.model(inputs, training=False)
         chosen = [r for r in interceptor.records
-                  if self.layers is None or _selected(r[0], self.layers)]
+                  if self.layers is None or matches(r[0], self.layers)]
         self.calls = [CallInfo(name, layer_class, source, tuple(tensor.shape))
                       for name, layer_class, source, tensor in chosen]
         return {name: tf.cast(tensor, tf.float32) for name, _, _, tensor in chosen}

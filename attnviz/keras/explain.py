@@ -206,7 +206,7 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict,
         if options.data is not None:
             raise AttnvizError("--data is for runs of your own model: a built-in task's run "
                                "is measured on fresh samples of its task; drop --data")
-        from attnviz.keras.training import HELDOUT_STREAM, task_data
+        from attnviz.analysis.tasks import HELDOUT_STREAM, task_data
 
         batch = task_data(run.config, HELDOUT_STREAM, options.samples)
         return Samples(batch.x, batch.y, batch.masks,
@@ -218,9 +218,9 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict,
     if options.data is not None:
         data, name = load_data(options.data, heldout=True), options.data.name
     elif run.model_info.get("fit"):
-        from attnviz.keras.training import _user_data
+        from attnviz.keras.training import user_data
 
-        data, name = _user_data(run), Path(run.model_info["fit"]["data"]).name
+        data, name = user_data(run), Path(run.model_info["fit"]["data"]).name
     elif kept is not None:
         n = min(batch_length(kept.x), options.samples)
         given = run.heldout_given
@@ -434,10 +434,11 @@ def _target_scale(y: np.ndarray | None, model, x: np.ndarray, index: np.ndarray)
 def store_report(root: Path, report: dict) -> None:
     """Keep `report` (with its verdict) in the run as explain.json, under the run's lock, on
     the run as committed now (training may have committed epochs since it was opened)."""
-    from attnviz.keras.training import exclusive
+    from attnviz.store.lock import exclusive
+    from attnviz.store.run import RunWriter
 
     with exclusive(root):
-        Run.open(root).save_explain(report)
+        RunWriter.open(root).save_explain(report)
 
 
 def baselines(run: Run, epoch: int, loss: interventions.Loss, outputs: np.ndarray,

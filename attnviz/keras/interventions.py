@@ -1,5 +1,5 @@
 """What if attention were elsewhere: a trained model's loss with the weights of one attention
-call replaced, read and replaced through `attnviz.keras.capture` (issue 14).
+call replaced, read and replaced through `attnviz.keras.capture`.
 
     learned       the weights the model computes, fed back in: its own loss
     uniform       each row uniform over its support (the positions the learned row gives any

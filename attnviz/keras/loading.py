@@ -25,7 +25,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, raised_by_attnviz
+from attnviz.keras import internals
 
 _UNKNOWN = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 _imported: dict[str, dict[str, object]] = {}  # --import spec -> the objects it defines
@@ -108,6 +109,8 @@ def model_failures(what: str) -> Iterator[None]:
     except AttnvizError:
         raise
     except Exception as err:  # noqa: BLE001 (a user's layer may raise anything)
+        if raised_by_attnviz(err):
+            raise  # attnviz's own bug: a traceback, not "your model failed"
         raise AttnvizError(f"{what}: {type(err).__name__}: {first_line(err)}") from None
 
 
@@ -215,15 +218,13 @@ def input_specs(model) -> dict[str, tuple[tuple, str]] | None:
 
 
 def _input_name(tensor) -> str:
-    history = getattr(tensor, "_keras_history", None)
-    layer = getattr(history, "operation", None)
+    layer = internals.producer(tensor)
     return getattr(layer, "name", None) or tensor.name
 
 
 def _structure(model):
     """'dict' when the model takes a dict of inputs, 'list' for several, 'one' otherwise."""
-    structure = getattr(model, "_inputs_struct", None)
-    if isinstance(structure, dict):
+    if internals.takes_dict(model):
         return "dict"
     specs = input_specs(model)
     return "list" if specs and len(specs) > 1 else "one"
@@ -313,7 +314,7 @@ def script_classes(model) -> list[str]:
     """The model's own layer classes defined in the running script (__main__): a checkpoint
     needs them, and importing the script to get them would run it."""
     return list(dict.fromkeys(
-        type(layer).__name__ for layer in model._flatten_layers(include_self=True, recursive=True)
+        type(layer).__name__ for layer in internals.all_layers(model)
         if type(layer).__module__ == "__main__"))
 
 
@@ -322,7 +323,7 @@ def code_files(model) -> list[str]:
     attnviz's, nor a script's __main__), so a checkpoint can be loaded again without
     --import."""
     files = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in internals.all_layers(model):
         module = type(layer).__module__
         if module.split(".")[0] in ("keras", "keras_hub", "attnviz", "tensorflow", "__main__"):
             continue

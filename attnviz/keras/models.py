@@ -127,15 +127,6 @@ def build_model(config: TrainConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{config.encoder}_{config.attention}")
 
 
-def attention_model(model: keras.Model) -> keras.Model:
-    """A model sharing `model`'s layers that returns the attention weights, by graph surgery on
-    the layer's second output. attnviz reads attention through `attnviz.keras.capture`; this is
-    kept as the independent reference the tests check capture against."""
-    weights = model.get_layer(ATTENTION_LAYER).output[1]
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, weights, name="attention_weights")
-
-
 def compile_model(model: keras.Model, config: TrainConfig, optimizer=None) -> keras.Model:
     """MSE + Adam as in the founding case; pass `optimizer` to keep a restored one's state.
 

@@ -24,6 +24,7 @@ tf.distribute strategy only the chief writes.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,9 @@ import keras
 import numpy as np
 
 from attnviz.errors import AttnvizError
+from attnviz.keras import internals
 from attnviz.keras.capture import patterns_of
+from attnviz.store import lock
 
 __all__ = ["AttentionRecorder"]
 
@@ -79,19 +82,27 @@ class AttentionRecorder(keras.callbacks.Callback):
         self.run = None  # the attnviz.store.run.Run being written, from on_train_begin on
         self._recorder = None
         self._started = False  # the first on_epoch_begin of this fit has run
+        self._locked = False  # this recorder holds the run's lock (attnviz.store.lock)
 
     # ---- Keras' callback interface -----------------------------------------------------
 
     def on_train_begin(self, logs=None):
         self._started = False
         self._recorder = self.run = None  # nothing of an earlier fit carries over
+        self._unlock()  # an earlier fit that raised never reached on_train_end
         if not _is_writer(self.model):
             return
+        created = False
         try:
+            if self.directory.is_dir() or not self.directory.exists():  # a file: refused below
+                created = lock.acquire(self.directory)  # one writer per run, for this fit
+                self._locked = True
             self._recorder = self._make_recorder()
         except AttnvizError as err:
+            self._unlock(remove=created)
             raise err.for_python() from None
         except OSError as err:  # a full or read-only disk: the fit goes on, unrecorded
+            self._unlock(remove=created)
             warnings.warn(f"attnviz: not recording into {self.directory} ({err.strerror or err}"
                           "); training goes on", stacklevel=2)
             return
@@ -120,13 +131,16 @@ class AttentionRecorder(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         """Say in the run that a fit ended here (EarlyStopping and Ctrl-C included): a fit
         that starts over at epoch 0 afterwards is a new training, not a restart."""
-        if self._recorder is None or self._recorder.stopped is not None:
-            return
         try:
-            self.run.state["fit_ended"] = True
-            self.run.commit()
-        except OSError as err:
-            self._recorder.give_up(self.run.epochs_done, err)
+            if self._recorder is None or self._recorder.stopped is not None:
+                return
+            try:
+                self.run.state["fit_ended"] = True
+                self.run.commit()
+            except OSError as err:
+                self._recorder.give_up(self.run.epochs_done, err)
+        finally:
+            self._unlock()
 
     # ---- where this fit starts ---------------------------------------------------------------
 
@@ -150,8 +164,7 @@ class AttentionRecorder(keras.callbacks.Callback):
             run.rollback_to(0)  # recorded again from the weights this fit starts from
             run.remove_stale_files()
             self._recorder.record(0, force=True)
-        restored = getattr(self.model, "_initial_epoch", None) is not None  # Keras 3.x: set
-        # by BackupAndRestore, whose backup may be from the middle of an epoch
+        restored = internals.restored_by_backup(self.model)  # its backup may be mid-epoch
         recorded = run.history[epoch - 1].get("weights") if 0 < epoch <= run.epochs_done else None
         if recorded and not restored and not self.overwrite and not same_weights(
                 weights_fingerprint(self.model), recorded):
@@ -191,6 +204,16 @@ class AttentionRecorder(keras.callbacks.Callback):
                         "restored": True})
 
     # ---- setting up ------------------------------------------------------------------------
+
+    def _unlock(self, remove: bool = False) -> None:
+        """Give the run's lock back; with `remove`, also the folder the lock made, if the
+        recorder wrote nothing into it."""
+        if self._locked:
+            self._locked = False
+            lock.release(self.directory)
+        if remove:
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()  # only while empty
 
     def _make_recorder(self):
         from attnviz.keras.recording import Recorder, open_or_create

@@ -9,6 +9,7 @@ import math
 import os
 import tempfile
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,8 +18,8 @@ import keras
 import numpy as np
 
 from attnviz.analysis.score import attention_rows, mass
-from attnviz.analysis.tasks import TaskBatch
-from attnviz.errors import AttnvizError
+from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
+from attnviz.keras import internals
 from attnviz.keras.capture import (
     Probe,
     batch_length,
@@ -37,7 +38,9 @@ from attnviz.keras.loading import (
     model_summary,
     script_classes,
 )
-from attnviz.store.run import CONFIG, STATE, Run, RunSpec, probe_digest
+from attnviz.store.layers import as_stored, check_record_heads, stored_layer
+from attnviz.store.run import CONFIG, STATE, RunSpec, RunWriter, probe_digest
+from attnviz.store.samples import TaskBatch
 
 
 class Recorder(keras.callbacks.Callback):
@@ -50,12 +53,13 @@ class Recorder(keras.callbacks.Callback):
 
     def __init__(
         self,
-        run: Run,
+        run: RunWriter,
         attribute: Callable[[np.ndarray], np.ndarray] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
         on_batch: Callable[[int, dict], None] | None = None,
         stop_requested: Callable[[], bool] = lambda: False,
         tolerant: bool = False,
+        on_record: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     ):
         super().__init__()
         self.run = run
@@ -65,6 +69,7 @@ class Recorder(keras.callbacks.Callback):
         self.stopped: str | None = None  # why recording stopped (tolerant only)
         self.attribute = attribute
         self.on_epoch = on_epoch
+        self.on_record = on_record  # (epoch, the probe's weights) after each epoch is read
         self.stop_requested = stop_requested
         if on_batch is not None:
             # Only then: a batch hook makes Keras wait for every step's logs (no async
@@ -84,11 +89,7 @@ class Recorder(keras.callbacks.Callback):
 
     def probe_attention(self) -> dict[str, np.ndarray]:
         """{layer: weights} of the probe batch, as the run stores them."""
-        weights = self._probe(self._inputs)
-        if self.run.recording["record_heads"] == "mean":
-            weights = {name: w.mean(axis=1, keepdims=True) if w.ndim == 4 else w
-                       for name, w in weights.items()}
-        return weights
+        return as_stored(self._probe(self._inputs), self.run.recording["record_heads"])
 
     def record(self, epoch: int, force: bool = False) -> dict[str, float]:
         """Write attention (and attribution) of `epoch` if due; return the main layer's mass
@@ -100,6 +101,8 @@ class Recorder(keras.callbacks.Callback):
             self.run.save_attention(epoch, weights)
             if self.attribute is not None:
                 self.run.save_attribution(epoch, self.attribute(self.run.probe.x))
+        if self.on_record is not None:
+            self.on_record(epoch, weights)
         rows = attention_rows(weights[self.main_layer].astype(np.float32))
         return {name: mass(rows, mask) for name, mask in self.masks.items()}
 
@@ -133,9 +136,12 @@ class Recorder(keras.callbacks.Callback):
         """Stop recording for the rest of this fit, with one warning; the run keeps what it
         committed (tolerant only: the fit goes on)."""
         self.stopped = f"{type(err).__name__}: {first_line(err)}"
+        bug = ""
+        if raised_by_attnviz(err):  # never the fit's end, but said as what it is
+            bug = "\n" + "".join(traceback.format_exception(err)) + BUG
         warnings.warn(f"attnviz: stopped recording {self.run.root} at epoch {epoch} "
                       f"({self.stopped}); training goes on, and the run keeps the "
-                      f"{self.run.epochs_done} epochs committed before", stacklevel=3)
+                      f"{self.run.epochs_done} epochs committed before{bug}", stacklevel=3)
 
     def _end_epoch(self, done: int, logs: dict, fit_seconds: float, started: float,
                    stopping: bool) -> None:
@@ -230,7 +236,7 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                    checkpoint_every: int = 5, record_heads: str = "all",
                    epochs: int | None = None, source: str = "callback",
                    force: bool = False, replace: bool = False, fit: dict | None = None,
-                   validation=None) -> Run:
+                   validation=None) -> RunWriter:
     """The run that records `model` on `probe_x` in `directory`: everything is checked
     against the model before anything is written; then the run is created, or opened when it
     already records this model on this probe. `force` (`train --force`) replaces any run;
@@ -240,8 +246,7 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
     if every < 1 or checkpoint_every < 0:
         raise AttnvizError(f"every must be at least 1 and checkpoint_every at least 0, got "
                            f"{every} and {checkpoint_every}")
-    if record_heads not in ("all", "mean"):
-        raise AttnvizError(f"record_heads {record_heads!r}: use 'all' or 'mean'")
+    check_record_heads(record_heads, "record_heads")
     with model_failures("the probe does not fit the model"):
         captured = capture(model, probe_x)
     if not captured.calls:
@@ -270,10 +275,8 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                for name, mask in (masks or {}).items()}
     if y is not None and len(y) != n:
         raise AttnvizError(f"y holds {len(y)} samples, the probe {n}")
-    recorded = [{"name": call.name, "class": call.layer_class,
-                 "shape": [n, 1, *call.shape[2:]] if record_heads == "mean"
-                 and len(call.shape) == 4 else list(call.shape),
-                 "dtype": "float32" if len(call.shape) == 2 else "float16"} for call in calls]
+    recorded = [stored_layer(call.name, call.layer_class, call.shape, record_heads)
+                for call in calls]
     probe = TaskBatch(x=probe_x, y=None if y is None else np.asarray(y), masks=checked)
     in_script = script_classes(model)
     spec = RunSpec(layers=recorded,
@@ -286,7 +289,7 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
     directory = Path(directory)
     run = None
     if not force and (directory / STATE).is_file() and (directory / CONFIG).is_file():
-        run = Run.open(directory)
+        run = RunWriter.open(directory)
         same = [(layer["name"], layer["shape"]) for layer in run.layers] == [
             (layer["name"], layer["shape"]) for layer in recorded]
         if same and run.state["files"]["probe.npz"] == probe_digest(probe):
@@ -301,7 +304,7 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                                       "to replace it")
     if run is None:
         heldout, given = heldout_batch(validation, model)
-        run = Run.create(directory, spec, probe, force=force or replace, heldout=heldout,
+        run = RunWriter.create(directory, spec, probe, force=force or replace, heldout=heldout,
                          heldout_given=given)
     if in_script and checkpoint_every and not run.state.get("checkpoints_skipped"):
         warnings.warn(
@@ -363,7 +366,7 @@ def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None
     """Why the model cannot be saved to .keras and loaded back with the attention calls
     `names` (read on the first probe samples) under the same names, or None when it can."""
     custom = {type(layer).__name__: type(layer)
-              for layer in model._flatten_layers(include_self=True, recursive=True)}
+              for layer in internals.all_layers(model)}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         try:
@@ -376,6 +379,8 @@ def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None
             return (f"a test copy of the model could not be written ({err.strerror or err})"
                     + _NO_CHECKPOINT)
         except Exception as err:  # noqa: BLE001 (the user's model's own code may raise anything)
+            if raised_by_attnviz(err):
+                raise
             return (f"Keras cannot save and reload {type(model).__name__} "
                     f"({type(err).__name__}: {first_line(err)})" + _NO_CHECKPOINT)
     if probe_x is None or not names:
@@ -383,6 +388,8 @@ def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None
     try:
         after = [call.name for call in capture(reloaded, slice_samples(probe_x, 0, 2)).calls]
     except Exception as err:  # noqa: BLE001 (the reloaded model runs the user's code)
+        if raised_by_attnviz(err):
+            raise
         return (f"{type(model).__name__} reloaded from .keras does not run on the probe "
                 f"({type(err).__name__}: {first_line(err)})" + _NO_CHECKPOINT)
     kept = {unnumbered(name) for name in after}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -23,8 +22,7 @@ from attnviz.analysis.score import (
     mean_scores,
     sample_scores,
 )
-from attnviz.keras.recording import Recorder
-from attnviz.views.animation import colormap_lut, to_indices, upscale
+from attnviz.views.colors import colormap_lut, to_indices, upscale
 
 PIXELS = 8  # each attention cell becomes PIXELS x PIXELS
 
@@ -37,18 +35,19 @@ def heatmap_image(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return lut[upscale(cells, PIXELS)]
 
 
-class AttentionBoard(keras.callbacks.Callback):
-    """Writes what the Recorder just measured (its first layer); list it after the recorder."""
+class AttentionBoard:
+    """Writes the probe attention of one layer it is handed, epoch by epoch, with its masks'
+    metrics (attnviz.keras.recording.Recorder hands it each epoch's weights: `on_record`)."""
 
-    def __init__(self, log_dir: Path, recorder: Recorder):
-        super().__init__()
-        self.recorder = recorder
-        self.masks = recorder.masks
-        self.main_mask = recorder.run.main_mask
+    def __init__(self, log_dir: Path, layer: str, masks: dict[str, np.ndarray],
+                 main_mask: str | None):
+        self.layer = layer
+        self.masks = masks
+        self.main_mask = main_mask
         self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "attention"))
 
     def write(self, epoch: int, weights: dict[str, np.ndarray]) -> None:
-        rows = attention_rows(np.asarray(weights[self.recorder.main_layer], np.float32))
+        rows = attention_rows(np.asarray(weights[self.layer], np.float32))
         with self.writer.as_default(step=epoch):
             mask = self.masks.get(self.main_mask)
             image = heatmap_image(rows, mask if mask is not None else np.zeros_like(rows))
@@ -63,12 +62,5 @@ class AttentionBoard(keras.callbacks.Callback):
                         tf.summary.scalar(tag, float(means[metric]))
         self.writer.flush()
 
-    def on_train_begin(self, logs=None):
-        if self.recorder.last_weights is not None and not self.recorder.run.epochs_done:
-            self.write(0, self.recorder.last_weights)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.write(epoch + 1, self.recorder.last_weights)
-
-    def on_train_end(self, logs=None):
+    def close(self) -> None:
         self.writer.close()

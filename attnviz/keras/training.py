@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import sys
@@ -14,13 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.analysis.tasks import TaskBatch, get_task
+from attnviz.analysis.tasks import (
+    PROBE_STREAM,
+    TRAIN_STREAM,
+    VAL_STREAM,
+    checked,
+    get_task,
+    task_data,
+)
 from attnviz.errors import AttnvizError
 from attnviz.store.config import TrainConfig
-from attnviz.store.run import CONFIG, STATE, Run, RunSpec, read_config
-
-# Independent random streams of one seed, so adding a stream never shifts another.
-TRAIN_STREAM, VAL_STREAM, PROBE_STREAM, HELDOUT_STREAM = 0, 1, 2, 3
+from attnviz.store.layers import stored_layer
+from attnviz.store.run import CONFIG, STATE, Run, RunSpec, RunWriter, check_new_run_dir
+from attnviz.store.schema import read_config
 
 
 @dataclass(frozen=True)
@@ -95,15 +100,6 @@ class TrainResult:
     interrupted: bool  # stopped early by Ctrl-C after committing the current epoch
 
 
-def task_data(config: TrainConfig, stream: int, n: int) -> TaskBatch:
-    """The samples of one stream: training, validation, probe or held-out."""
-    task = get_task(config.task)
-    rng = np.random.default_rng([config.seed, stream])
-    if stream == PROBE_STREAM:
-        return task.probe(n, config.seq_len, rng)
-    return task.generate(n, config.seq_len, rng)
-
-
 def task_info(config: TrainConfig) -> dict:
     task = get_task(config.task)
     return {
@@ -124,12 +120,10 @@ def run_spec(config: TrainConfig) -> RunSpec:
     """What config.json records of a built-in task's run: its one layer, "attention"."""
     n, seq_len = config.probe_size, config.seq_len
     if config.attention == "self":
-        heads = config.heads if config.record_heads == "all" else 1
-        layer = {"name": "attention", "class": "MultiHeadAttention",
-                 "shape": [n, heads, seq_len, seq_len], "dtype": "float16"}
+        layer = stored_layer("attention", "MultiHeadAttention",
+                             [n, config.heads, seq_len, seq_len], config.record_heads)
     else:
-        layer = {"name": "attention", "class": "TemporalAttention", "shape": [n, seq_len],
-                 "dtype": "float32"}
+        layer = stored_layer("attention", "TemporalAttention", [n, seq_len], "all")
     task = task_info(config)
     return RunSpec(
         layers=[layer],
@@ -175,7 +169,7 @@ def plan(
             raise AttnvizError(
                 f"nothing to resume at {out}: no committed run there; drop --resume to start one"
             )
-        run = Run.open(out)
+        run = RunWriter.open(out)
         if run.config is None and run.model_info.get("source") != "attnviz train --model":
             raise AttnvizError(f"{out} was recorded by a callback in your own script: resume "
                                "it by running your script again (the callback continues it)")
@@ -187,7 +181,7 @@ def plan(
                                " it cannot be resumed; start again with --force")
         run.probe  # noqa: B018 (checks probe.npz, which training reads)
         if run.config is None:
-            prepared = UserRunParts(None, _user_data(run))
+            prepared = UserRunParts(None, user_data(run))
         if epochs is not None and epochs != run.epochs_planned:
             if epochs < run.epochs_done:
                 raise AttnvizError(
@@ -204,9 +198,9 @@ def plan(
     else:
         if config is None:
             raise AttnvizError("no configuration given")
-        config = config.validate().effective()
+        config = checked(config).effective()
         probe = task_data(config, PROBE_STREAM, config.probe_size)
-        run = Run.create(out, run_spec(config), probe, force=force)
+        run = RunWriter.create(out, run_spec(config), probe, force=force)
         start = 0
     per_record = bytes_per_record(run)
     epochs = run.epochs_planned
@@ -233,14 +227,7 @@ def _create_user_run(user: UserModel, out: Path, force: bool) -> tuple[Run, User
 
     data = load_data(user.data)
     model = build(user.function, user.imports)
-    if (out / STATE).exists() and not force:
-        raise AttnvizError(f"{out} already holds a run: use --resume to continue it, --force "
-                           "to replace it, or another --out")
-    if out.exists() and not out.is_dir():
-        raise AttnvizError(f"--out {out} is a file: choose a directory path")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise AttnvizError(f"{out} already holds files: use --force to replace a run there, "
-                           "or another --out")
+    check_new_run_dir(out, force)  # before the save and reload open_or_create makes
     run = open_or_create(
         out, model, data.probe, y=data.y_probe, masks=data.masks,
         every=user.record_every, checkpoint_every=user.checkpoint_every,
@@ -259,7 +246,7 @@ def _absolute(spec: str) -> str:
     return f"{where}{colon}{function}"
 
 
-def _user_data(run: Run):
+def user_data(run: Run):
     """The data a --model run trained on, checked to be the same file."""
     from attnviz.keras.usermodel import load_data
 
@@ -302,39 +289,6 @@ def _samples(run: Run, prepared: UserRunParts | None) -> int:
 def _batch_size(run: Run) -> int:
     return run.config.batch_size if run.config is not None else run.model_info["fit"][
         "batch_size"]
-
-
-@contextlib.contextmanager
-def exclusive(out: Path) -> Iterator[None]:
-    """Hold an advisory lock on the run directory (created if absent) while training, so
-    two `attnviz train` processes never write one run. A directory it made is removed again
-    when the work fails before writing anything into it: bad input leaves no empty folder."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        yield  # not a run directory: plan() says so
-        return
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle = os.open(out, os.O_RDONLY)
-    except OSError as err:
-        raise AttnvizError(f"cannot create --out {out}: {err.strerror}") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AttnvizError(
-                f"{out} is being written by another `attnviz train` right now: wait for it to "
-                "finish, or choose another --out"
-            ) from None
-        yield
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only while empty: nothing the work wrote is removed
-        raise
-    finally:
-        os.close(handle)
 
 
 def _with_epochs(config: TrainConfig, epochs: int | None) -> TrainConfig:
@@ -385,26 +339,32 @@ def fit(
             return gradient_x_input(model, x)
 
     recorder = Recorder(run, attribute, on_epoch, on_batch, stop_requested)
-    recorder.set_model(model)
-    if 0 not in run.attention_epochs:
-        recorder.record(0, force=True)
-        run.commit()
     callbacks = [recorder]
+    board = None
     if tensorboard is not None:
         from attnviz.keras.tensorboard import AttentionBoard
 
-        callbacks += [AttentionBoard(tensorboard, recorder),
-                      keras.callbacks.TensorBoard(str(tensorboard), write_graph=False)]
-    model.fit(
-        x, y,
-        validation_data=validation,
-        epochs=run.epochs_planned,
-        initial_epoch=plan.start_epoch,
-        batch_size=batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-    )
+        board = AttentionBoard(tensorboard, recorder.main_layer, recorder.masks, run.main_mask)
+        recorder.on_record = board.write
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard), write_graph=False))
+    try:
+        recorder.set_model(model)
+        if 0 not in run.attention_epochs:
+            recorder.record(0, force=True)
+            run.commit()
+        model.fit(
+            x, y,
+            validation_data=validation,
+            epochs=run.epochs_planned,
+            initial_epoch=plan.start_epoch,
+            batch_size=batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+    finally:
+        if board is not None:
+            board.close()
     return TrainResult(run, run.epochs_done, interrupted=run.epochs_done < run.epochs_planned)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import AttnvizError
+from attnviz.errors import AttnvizError, raised_by_attnviz
 from attnviz.store.arrays import ZIP_ERRORS, check_promised_sizes
 
 PROBE_SIZE = 10
@@ -65,6 +65,8 @@ def build(spec: str, imports: tuple[str, ...] = ()):
     try:
         model = function()
     except Exception as err:  # noqa: BLE001 (the user's code may raise anything)
+        if raised_by_attnviz(err):
+            raise
         raise AttnvizError(f"--model {spec}: {name}() raised {type(err).__name__}: "
                            f"{first_line(err)}") from None
     if not isinstance(model, keras.Model):

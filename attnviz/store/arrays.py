@@ -8,6 +8,7 @@ the file (or the .npz member) holds. Pickles are refused by np.load(allow_pickle
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import zipfile
@@ -15,6 +16,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from attnviz.errors import RunFormatError
 
 MAGIC = b"\x93NUMPY"
 # what zipfile raises on a damaged archive besides BadZipFile: bad compression method,
@@ -65,3 +68,42 @@ def _check(handle, size: int, name: str) -> None:
     if promised > held:
         raise ValueError(f"{name}'s header promises shape {shape} of {dtype} "
                          f"({promised:,} bytes) but it holds {max(held, 0):,}")
+
+
+# errors numpy's .npy reader and zipfile raise on damaged bytes
+_UNREADABLE = (ValueError, OSError, *ZIP_ERRORS)
+
+
+def read_npy(handle, source: Path | str, shape, kinds: str) -> np.ndarray:
+    """One .npy array from `handle`, never a pickle. Its header is checked against `shape` and
+    the dtype kinds `kinds` before any data is read: a damaged header could ask for terabytes."""
+    try:
+        found, dtype = read_header(handle)
+    except _UNREADABLE as err:
+        raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
+    if dtype.kind not in kinds or dtype.hasobject or dtype.subdtype is not None:
+        expected = {"f": "floats", "fiu": "numbers", "biu": "0/1 or bool"}[kinds]
+        raise RunFormatError(f"{source}: dtype {dtype} but the run stores {expected}")
+    if list(found) != list(shape):
+        raise RunFormatError(f"{source}: shape {tuple(found)} but the run says {tuple(shape)}")
+    try:
+        handle.seek(0)
+        return np.lib.format.read_array(handle, allow_pickle=False)
+    except _UNREADABLE as err:
+        raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
+
+
+def read_npz(data: bytes, source: Path, wanted: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """The arrays `wanted` ({name: (shape, dtype kinds)}) of .npz bytes, each header checked."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = set(archive.namelist())
+            for key, (shape, kinds) in wanted.items():
+                if f"{key}.npy" not in members:
+                    raise RunFormatError(f"{source}: missing array '{key}'")
+                with archive.open(f"{key}.npy") as member:
+                    arrays[key] = read_npy(member, f"{source} (array {key})", shape, kinds)
+    except _UNREADABLE as err:
+        raise RunFormatError(f"{source}: not a readable .npz file ({err})") from None
+    return arrays

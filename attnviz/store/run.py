@@ -23,52 +23,46 @@ Format 1 runs (one layer, attention/epoch_0007.npy) are read as a run of one lay
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import hashlib
 import io
 import json
-import re
 import shutil
-import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from attnviz import __version__
-from attnviz.analysis.tasks import TaskBatch
 from attnviz.errors import AttnvizError, RunFormatError, did_you_mean
-from attnviz.store.arrays import ZIP_ERRORS, read_header
+from attnviz.store import lock
+from attnviz.store.arrays import read_npy, read_npz
 from attnviz.store.config import TrainConfig
 from attnviz.store.files import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
-
-FORMAT_VERSION = 2
-CONFIG = "config.json"
-STATE = "state.json"
-PROBE = "probe.npz"
-HELDOUT = "heldout.npz"  # optional: held-out samples the recorder kept, for explain
-EXPLAIN = "explain.json"
-# each list of recorded epochs in state.json: the folder and suffix of its files (attention
-# has a folder per layer below this one, "attention/00", except in format 1 runs)
-EPOCH_FILES = {"attention_epochs": ("attention", ".npy"),
-               "attribution_epochs": ("attribution", ".npy"),
-               "checkpoints": ("checkpoints", ".keras")}
-EPOCH_FOLDERS = tuple(folder for folder, _ in EPOCH_FILES.values())
-# every name state.json may list: a run never reads a path outside these
-LISTABLE = re.compile(r"config\.json|probe\.npz|heldout\.npz|explain\.json"
-                      r"|attention/(\d{2,}/)?epoch_\d{4,}\.npy"
-                      r"|attribution/epoch_\d{4,}\.npy|checkpoints/epoch_\d{4,}\.keras")
-LAYER_FOLDER = re.compile(r"attention/\d{2,}")
-EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)")
-# what fsutil.atomic_path leaves behind when a write is killed: .NAME.RANDOM.tmp[SUFFIX]
-TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|heldout\.npz|explain\.json"
-                       r"|epoch_\d{4,}\.(npy|keras))"
-                       r"\.[A-Za-z0-9_]+\.tmp(\.keras)?")
-SHA256 = re.compile(r"[0-9a-f]{64}")
-RECORD_HEADS = ("all", "mean")
-# errors numpy's .npy reader and zipfile raise on damaged bytes
-_UNREADABLE = (ValueError, OSError, *ZIP_ERRORS)
+from attnviz.store.layers import (
+    kind_of,
+    matches,
+)
+from attnviz.store.samples import TaskBatch
+from attnviz.store.schema import (
+    CONFIG,
+    EPOCH_FILE,
+    EPOCH_FILES,
+    EPOCH_FOLDERS,
+    EXPLAIN,
+    FORMAT_VERSION,
+    HELDOUT,
+    PROBE,
+    STATE,
+    TEMP_FILE,
+    check_state,
+    check_version,
+    epoch_file,
+    expect,
+    is_list,
+    read_json,
+    read_run_header,
+)
 
 
 @dataclass(frozen=True)
@@ -83,11 +77,6 @@ class RunSpec:
     model: dict | None = None  # what trained: name, class, parameters, inputs, source
 
 
-def _epoch_file(key: str, epoch: int, folder: str | None = None) -> str:
-    """The name of `epoch`'s file in the folder of state.json's list `key` (attention: in
-    the layer's `folder`)."""
-    default, suffix = EPOCH_FILES[key]
-    return f"{folder or default}/epoch_{epoch:04d}{suffix}"
 
 
 def _checksum(obj: dict) -> str:
@@ -95,13 +84,9 @@ def _checksum(obj: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def layer_kind(shape: list[int]) -> str:
-    """'temporal' for (n, L) weights, 'multi-head' for (n, heads, Lq, Lk)."""
-    return "temporal" if len(shape) == 2 else "multi-head"
-
-
 class Run:
-    """A run directory, opened for reading or created for training."""
+    """A run directory, read: what every command but `train` and `explain` opens. It has no
+    way to write; RunWriter has."""
 
     def __init__(self, root: Path, header: dict, state: dict):
         self.root = Path(root)
@@ -112,55 +97,7 @@ class Run:
             {**config, "epochs": state.get("epochs", config["epochs"])})
         self._probe: TaskBatch | None = None
 
-    # ---- creating and opening ------------------------------------------------------------
-
-    @classmethod
-    def create(cls, root: Path, spec: RunSpec, probe: TaskBatch, force: bool = False,
-               heldout: TaskBatch | None = None, heldout_given: int | None = None) -> Run:
-        """Lay out a new run; refuse to touch an existing one unless `force`. `heldout`:
-        held-out samples with targets kept in the run for explain (the first of
-        `heldout_given` the user gave)."""
-        root = Path(root)
-        header = _new_header(spec, probe)
-        if heldout is not None:
-            info = _probe_info(heldout, None)
-            header["heldout"] = {**info, "given": max(heldout_given or 0, info["size"])}
-        if root.exists() and not root.is_dir():
-            raise AttnvizError(f"--out {root} is a file: choose a directory path",
-                               python=f"directory {root} is a file: choose a directory path")
-        if root.is_dir() and _holds_files(root):
-            if not force:
-                raise AttnvizError(
-                    f"{root} already holds files: use --resume to continue it, --force to "
-                    "replace it, or another --out",
-                    python=f"{root} already holds files that are not a run of this model: "
-                           "record into another directory")
-            if not ((root / CONFIG).is_file() or (root / STATE).is_file()):
-                raise AttnvizError(
-                    f"{root} is not an attnviz run, so --force will not delete it: choose "
-                    "another --out",
-                    python=f"{root} is not an attnviz run, so overwrite=True will not delete "
-                           "it: record into another directory")
-            _remove_run_files(root)
-        root.mkdir(parents=True, exist_ok=True)
-        # config.json first: from then on `--resume` can start a killed creation again
-        files = {CONFIG: atomic_write_json(root / CONFIG, header)}
-        for layer in header["layers"]:
-            (root / layer["folder"]).mkdir(parents=True, exist_ok=True)
-        (root / "checkpoints").mkdir(exist_ok=True)
-        if spec.config is not None and spec.config.attribution:
-            (root / "attribution").mkdir(exist_ok=True)
-        files[PROBE] = atomic_write_bytes(root / PROBE, _probe_bytes(probe))
-        if heldout is not None:
-            files[HELDOUT] = atomic_write_bytes(root / HELDOUT, _probe_bytes(heldout))
-        state = {
-            "format_version": FORMAT_VERSION, "history": [], "attention_epochs": [],
-            "attribution_epochs": [], "checkpoints": [], "finished": False, "files": files,
-        }
-        run = cls(root, header, state)
-        run._probe = probe
-        run.commit()
-        return run
+    # ---- opening -------------------------------------------------------------------------
 
     @classmethod
     def open(cls, root: Path) -> Run:
@@ -173,12 +110,12 @@ class Run:
             raise AttnvizError(f"{root} is a file, not a run directory")
         if not (root / STATE).exists() and not (root / CONFIG).exists():
             raise AttnvizError(_not_a_run(root))
-        state = _read_json(root / STATE, "the run's commit record")
-        _check_version(root / STATE, state)
+        state = read_json(root / STATE, "the run's commit record")
+        check_version(root / STATE, state)
         header = read_run_header(root)
         if state.get("checksum") != _checksum(state):
             raise RunFormatError(f"{root / STATE}: checksum mismatch: the file was edited or torn")
-        _check_state(root / STATE, state, header)
+        check_state(root / STATE, state, header)
         try:
             run = cls(root, header, state)
         except AttnvizError as err:
@@ -272,20 +209,31 @@ class Run:
         for layer in layers:
             if layer["name"] == name:
                 return layer
-        matches = self.select_layers(name)
-        if len(matches) == 1:
-            return matches[0]
+        picked = self.select_layers(name)
+        if len(picked) == 1:
+            return picked[0]
         listed = ", ".join(self.layer_names)
-        if matches:
-            raise AttnvizError(f"--layer {name} matches {len(matches)} recorded layers: pick "
+        if picked:
+            raise AttnvizError(f"--layer {name} matches {len(picked)} recorded layers: pick "
                                f"one of {listed}")
         raise AttnvizError(f"--layer {name}{did_you_mean(name, self.layer_names)}: "
                            f"{self.root} recorded no such layer; it recorded {listed}")
 
     def select_layers(self, pattern: str) -> list[dict]:
         """The recorded layers whose name is `pattern` or matches it as a glob."""
-        return [layer for layer in self.header["layers"]
-                if layer["name"] == pattern or fnmatch.fnmatchcase(layer["name"], pattern)]
+        return [layer for layer in self.header["layers"] if matches(layer["name"], [pattern])]
+
+    def pick_layers(self, patterns: Sequence[str]) -> list[str]:
+        """The names that --layer's patterns (paths or globs) pick, in the order given, once
+        each; every recorded layer without a pattern. A pattern that picks nothing is refused,
+        naming the layers the run recorded."""
+        if not patterns:
+            return self.layer_names
+        names = []
+        for pattern in patterns:
+            picked = self.select_layers(pattern) or [self.layer(pattern)]  # layer() refuses
+            names += [layer["name"] for layer in picked]
+        return list(dict.fromkeys(names))
 
     def layer_info(self, name: str | None = None) -> dict:
         """A recorded layer's name, class, kind, shape and dtype, and how heads were
@@ -315,7 +263,7 @@ class Run:
         """probe.npz or heldout.npz, every array checked against the header."""
         wanted = {key: (spec["shape"], "biu" if key.startswith("mask_") else "fiu")
                   for key, spec in _probe_arrays(info).items()}
-        arrays = _read_npz(self._verify(name), self.root / name, wanted)
+        arrays = read_npz(self._verify(name), self.root / name, wanted)
         for key in wanted:
             if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
                 raise RunFormatError(f"{self.root / name}: array {key} contains NaN or Inf")
@@ -374,7 +322,7 @@ class Run:
         if epoch not in self.state["attention_epochs"]:
             raise AttnvizError(f"epoch {epoch} has no recorded attention in {self.root}")
         info = self.layer(layer)
-        return self._load_npy(_epoch_file("attention_epochs", epoch, info["folder"]),
+        return self._load_npy(epoch_file("attention_epochs", epoch, info["folder"]),
                               info["shape"])
 
     def iter_attention(self, epochs: Iterable[int] | None = None,
@@ -390,7 +338,7 @@ class Run:
                 "--attribution"
             )
         shape = self.header["probe"]["inputs"]["x"]["shape"][:2]
-        return self._load_npy(_epoch_file("attribution_epochs", epoch), shape)
+        return self._load_npy(epoch_file("attribution_epochs", epoch), shape)
 
     def checkpoint_path(self, epoch: int | None = None) -> Path:
         """The verified .keras checkpoint of `epoch` (default: the latest)."""
@@ -405,7 +353,7 @@ class Run:
                 f"no checkpoint for epoch {epoch} in {self.root}: checkpoints are "
                 f"{_ranges(checkpoints)}"
             )
-        name = _epoch_file("checkpoints", epoch)
+        name = epoch_file("checkpoints", epoch)
         self._verify(name)
         return self.root / name
 
@@ -418,15 +366,96 @@ class Run:
             report = json.loads(self._verify(EXPLAIN))
         except (ValueError, RecursionError) as err:
             raise RunFormatError(f"{path}: not valid JSON ({type(err).__name__})") from None
-        _expect(isinstance(report, dict) and _is_list(report.get("verdict"), str)
+        expect(isinstance(report, dict) and is_list(report.get("verdict"), str)
                 and isinstance(report.get("epoch"), int), path,
                 "not an explain report (no 'verdict' or 'epoch'): run attnviz explain again")
         return report
 
-    def verify_all(self) -> None:
-        """Check every file the run lists against its checksum."""
-        for name in self.state["files"]:
-            self._verify(name)
+    # ---- internals -----------------------------------------------------------------------
+
+    def _epoch_names(self, key: str, epoch: int) -> list[str]:
+        if key == "attention_epochs":
+            return [epoch_file(key, epoch, layer["folder"]) for layer in self.layers]
+        return [epoch_file(key, epoch)]
+
+    def _verify(self, name: str) -> bytes | None:
+        path = self.root / name
+        expected = self.state["files"].get(name)
+        if expected is None:
+            raise RunFormatError(f"{path}: not listed in {STATE}: the run is inconsistent")
+        if not path.is_file():
+            raise RunFormatError(f"{path}: missing (or not a file), though {STATE} lists it")
+        try:
+            if name.endswith(".keras"):
+                actual = sha256_file(path)
+                data = None
+            else:
+                data = path.read_bytes()
+                actual = hashlib.sha256(data).hexdigest()
+        except OSError as err:
+            raise RunFormatError(f"{path}: cannot read it ({err.strerror})") from None
+        if actual != expected:
+            raise RunFormatError(f"{path}: checksum mismatch: the file is torn or was modified")
+        return data
+
+    def _load_npy(self, name: str, shape: list[int]) -> np.ndarray:
+        array = read_npy(io.BytesIO(self._verify(name)), self.root / name, shape, "f")
+        array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise RunFormatError(f"{self.root / name}: contains NaN or Inf")
+        return array
+
+
+# ---- the header ------------------------------------------------------------------------------
+
+
+class RunWriter(Run):
+    """A run being written: created, resumed or amended. Handed out only to a process that
+    holds the run's lock (attnviz.store.lock): `attnviz train`, `explain` storing its report,
+    and the AttentionRecorder of a user's fit. Every write lands in a file state.json does
+    not list yet; `commit` makes it exist for readers, atomically."""
+
+    @classmethod
+    def open(cls, root: Path) -> RunWriter:
+        """Open an existing run to write to it (the caller holds its lock)."""
+        _check_lock(root)
+        return super().open(root)
+
+    @classmethod
+    def create(cls, root: Path, spec: RunSpec, probe: TaskBatch, force: bool = False,
+               heldout: TaskBatch | None = None, heldout_given: int | None = None,
+               ) -> RunWriter:
+        """Lay out a new run; refuse to touch an existing one unless `force`. `heldout`:
+        held-out samples with targets kept in the run for explain (the first of
+        `heldout_given` the user gave). The caller holds the run's lock."""
+        root = Path(root)
+        header = _new_header(spec, probe)
+        if heldout is not None:
+            info = _probe_info(heldout, None)
+            header["heldout"] = {**info, "given": max(heldout_given or 0, info["size"])}
+        replace = check_new_run_dir(root, force)
+        _check_lock(root)
+        if replace:
+            _remove_run_files(root)
+        root.mkdir(parents=True, exist_ok=True)
+        # config.json first: from then on `--resume` can start a killed creation again
+        files = {CONFIG: atomic_write_json(root / CONFIG, header)}
+        for layer in header["layers"]:
+            (root / layer["folder"]).mkdir(parents=True, exist_ok=True)
+        (root / "checkpoints").mkdir(exist_ok=True)
+        if spec.config is not None and spec.config.attribution:
+            (root / "attribution").mkdir(exist_ok=True)
+        files[PROBE] = atomic_write_bytes(root / PROBE, _probe_bytes(probe))
+        if heldout is not None:
+            files[HELDOUT] = atomic_write_bytes(root / HELDOUT, _probe_bytes(heldout))
+        state = {
+            "format_version": FORMAT_VERSION, "history": [], "attention_epochs": [],
+            "attribution_epochs": [], "checkpoints": [], "finished": False, "files": files,
+        }
+        run = cls(root, header, state)
+        run._probe = probe
+        run.commit()
+        return run
 
     def remove_stale_files(self) -> list[Path]:
         """Delete what killed writes left behind: temporary files of the run's own names, and
@@ -449,8 +478,6 @@ class Run:
                     removed.append(path)
         return removed
 
-    # ---- writing (used by training) ------------------------------------------------------
-
     def save_attention(self, epoch: int, weights: dict[str, np.ndarray] | np.ndarray) -> None:
         """Write the attention of `epoch`: {layer name: weights}, or one array for the first
         (the only) layer."""
@@ -461,18 +488,18 @@ class Run:
             if list(array.shape) != list(layer["shape"]):
                 raise RuntimeError(f"layer {layer['name']}: weights {array.shape}, the run "
                                    f"records {tuple(layer['shape'])}")
-            self._save_npy(_epoch_file("attention_epochs", epoch, layer["folder"]),
+            self._save_npy(epoch_file("attention_epochs", epoch, layer["folder"]),
                            array.astype(layer["dtype"]))
         self._add_epoch("attention_epochs", epoch)
 
     def save_attribution(self, epoch: int, values: np.ndarray) -> None:
         (self.root / "attribution").mkdir(exist_ok=True)
-        self._save_npy(_epoch_file("attribution_epochs", epoch), values.astype(np.float32))
+        self._save_npy(epoch_file("attribution_epochs", epoch), values.astype(np.float32))
         self._add_epoch("attribution_epochs", epoch)
 
     def write_checkpoint(self, epoch: int, save) -> None:
         """Call `save(tmp_path)` to write a .keras file, then move it into place and list it."""
-        name = _epoch_file("checkpoints", epoch)
+        name = epoch_file("checkpoints", epoch)
         (self.root / "checkpoints").mkdir(exist_ok=True)
         with atomic_path(self.root / name, suffix=".keras") as tmp:
             save(tmp)
@@ -520,13 +547,6 @@ class Run:
             self.state[key] = [e for e in self.state[key] if e <= epoch]
         self.commit()
 
-    # ---- internals -----------------------------------------------------------------------
-
-    def _epoch_names(self, key: str, epoch: int) -> list[str]:
-        if key == "attention_epochs":
-            return [_epoch_file(key, epoch, layer["folder"]) for layer in self.layers]
-        return [_epoch_file(key, epoch)]
-
     def _add_epoch(self, key: str, epoch: int) -> None:
         if epoch not in self.state[key]:
             self.state[key] = sorted([*self.state[key], epoch])
@@ -536,35 +556,11 @@ class Run:
         np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
         self.state["files"][name] = atomic_write_bytes(self.root / name, buffer.getvalue())
 
-    def _verify(self, name: str) -> bytes | None:
-        path = self.root / name
-        expected = self.state["files"].get(name)
-        if expected is None:
-            raise RunFormatError(f"{path}: not listed in {STATE}: the run is inconsistent")
-        if not path.is_file():
-            raise RunFormatError(f"{path}: missing (or not a file), though {STATE} lists it")
-        try:
-            if name.endswith(".keras"):
-                actual = sha256_file(path)
-                data = None
-            else:
-                data = path.read_bytes()
-                actual = hashlib.sha256(data).hexdigest()
-        except OSError as err:
-            raise RunFormatError(f"{path}: cannot read it ({err.strerror})") from None
-        if actual != expected:
-            raise RunFormatError(f"{path}: checksum mismatch: the file is torn or was modified")
-        return data
 
-    def _load_npy(self, name: str, shape: list[int]) -> np.ndarray:
-        array = _read_npy(io.BytesIO(self._verify(name)), self.root / name, shape, "f")
-        array = array.astype(np.float32)
-        if not np.isfinite(array).all():
-            raise RunFormatError(f"{self.root / name}: contains NaN or Inf")
-        return array
-
-
-# ---- the header ------------------------------------------------------------------------------
+def _check_lock(root: Path) -> None:
+    if not lock.holds(root):
+        raise RuntimeError(f"{root} is written without its lock: take "
+                           "attnviz.store.lock.exclusive(root) first")
 
 
 def _probe_arrays(info: dict) -> dict[str, dict]:
@@ -636,7 +632,7 @@ def _new_header(spec: RunSpec, probe: TaskBatch) -> dict:
         if width not in keys:
             raise AttnvizError(f"mask {name} covers {width} positions; the recorded layers "
                                f"attend over {', '.join(map(str, sorted(keys)))}")
-    layers = [{"name": layer["name"], "class": layer["class"], "kind": layer_kind(layer["shape"]),
+    layers = [{"name": layer["name"], "class": layer["class"], "kind": kind_of(layer["shape"]),
                "shape": [int(d) for d in layer["shape"]], "dtype": layer["dtype"],
                "folder": f"attention/{index:02d}"} for index, layer in enumerate(spec.layers)]
     return {
@@ -652,92 +648,29 @@ def _new_header(spec: RunSpec, probe: TaskBatch) -> dict:
     }
 
 
-def read_run_header(root: Path) -> dict:
-    """config.json, checked, as a format 2 header (a format 1 one is upgraded in memory)."""
-    path = Path(root) / CONFIG
-    header = _read_json(path, "the run's config")
-    _check_version(path, header)
-    if header["format_version"] == 1:
-        header = _upgrade_v1(path, header)
-    _check_header(path, header)
-    return header
-
-
-def read_config(root: Path) -> TrainConfig | None:
-    """The training config of the run at `root` from config.json alone: to start a run again
-    that was killed before its first commit. None for a run of a user's model."""
-    config = read_run_header(Path(root))["config"]
-    return None if config is None else TrainConfig.from_dict(config)
-
-
-def _upgrade_v1(path: Path, header: dict) -> dict:
-    """A format 1 header (one layer, a built-in task) in format 2's shape."""
-    _require_keys(path, header, ("config", "task", "attention"))
-    try:
-        config = TrainConfig.from_dict(header["config"])
-    except AttnvizError as err:
-        raise RunFormatError(f"{path}: {err}") from None
-    task, info = header["task"], header["attention"]
-    _expect(isinstance(task, dict) and isinstance(info, dict), path,
-            "'task' and 'attention' must be objects")
-    n, seq_len = config.probe_size, config.seq_len
-    kind = "temporal" if config.attention != "self" else "multi-head"
-    _expect(info.get("kind") == ("temporal" if kind == "temporal" else "self"), path,
-            f"attention kind {info.get('kind')!r} but the config's {config.attention} "
-            "attention is not that")
-    names = task.get("mask_names")
-    _expect(_is_list(names, str) and names, path, "task 'mask_names' is not a list of names")
-    return {
-        **header,
-        "model": {"name": f"{config.encoder}_{config.attention}", "class": "Functional",
-                  "source": "attnviz train"},
-        "recording": {"epochs": config.epochs, "record_every": config.record_every,
-                      "checkpoint_every": config.checkpoint_every,
-                      "record_heads": config.record_heads},
-        "probe": {"size": n, "structure": "array",
-                  "inputs": {"x": {"shape": [n, seq_len, 1], "dtype": "float32"}},
-                  "y": {"shape": [n, 1], "dtype": "float32"}, "masks": list(names),
-                  "mask_widths": [seq_len] * len(names), "main_mask": task.get("main_mask")},
-        "layers": [{"name": "attention",
-                    "class": "TemporalAttention" if kind == "temporal" else "MultiHeadAttention",
-                    "kind": kind, "shape": info.get("shape"), "dtype": info.get("dtype"),
-                    "folder": "attention"}],
-    }
-
-
-def _read_npy(handle, source: Path | str, shape, kinds: str) -> np.ndarray:
-    """One .npy array from `handle`, never a pickle. Its header is checked against `shape` and
-    the dtype kinds `kinds` before any data is read: a damaged header could ask for terabytes."""
-    try:
-        found, dtype = read_header(handle)
-    except _UNREADABLE as err:
-        raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
-    if dtype.kind not in kinds or dtype.hasobject or dtype.subdtype is not None:
-        expected = {"f": "floats", "fiu": "numbers", "biu": "0/1 or bool"}[kinds]
-        raise RunFormatError(f"{source}: dtype {dtype} but the run stores {expected}")
-    if list(found) != list(shape):
-        raise RunFormatError(f"{source}: shape {tuple(found)} but the run says {tuple(shape)}")
-    try:
-        handle.seek(0)
-        return np.lib.format.read_array(handle, allow_pickle=False)
-    except _UNREADABLE as err:
-        raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
-
-
-def _read_npz(data: bytes, source: Path, wanted: dict[str, tuple]) -> dict[str, np.ndarray]:
-    """The arrays `wanted` ({name: (shape, dtype kinds)}) of .npz bytes, each header checked."""
-    arrays = {}
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = set(archive.namelist())
-            for key, (shape, kinds) in wanted.items():
-                if f"{key}.npy" not in members:
-                    raise RunFormatError(f"{source}: missing array '{key}'")
-                with archive.open(f"{key}.npy") as member:
-                    arrays[key] = _read_npy(member, f"{source} (array {key})", shape, kinds)
-    except _UNREADABLE as err:
-        raise RunFormatError(f"{source}: not a readable .npz file ({err})") from None
-    return arrays
+def check_new_run_dir(root: Path, force: bool) -> bool:
+    """Refuse a new run at `root` when it is a file, or holds files and `force` is off, or
+    holds files that are no run (which --force never deletes). True when a run is there for
+    `force` to replace."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise AttnvizError(f"--out {root} is a file: choose a directory path",
+                           python=f"directory {root} is a file: choose a directory path")
+    if not (root.is_dir() and _holds_files(root)):
+        return False
+    if not force:
+        raise AttnvizError(
+            f"{root} already holds files: use --resume to continue it, --force to "
+            "replace it, or another --out",
+            python=f"{root} already holds files that are not a run of this model: "
+                   "record into another directory")
+    if not ((root / CONFIG).is_file() or (root / STATE).is_file()):
+        raise AttnvizError(
+            f"{root} is not an attnviz run, so --force will not delete it: choose "
+            "another --out",
+            python=f"{root} is not an attnviz run, so overwrite=True will not delete "
+                   "it: record into another directory")
+    return True
 
 
 def _holds_files(root: Path) -> bool:
@@ -776,158 +709,6 @@ def _remove_run_files(root: Path) -> None:
     (root / CONFIG).unlink(missing_ok=True)
 
 
-def _check_version(path: Path, obj: dict) -> None:
-    version = obj.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise RunFormatError(f"{path}: no format_version: not an attnviz run file")
-    if version > FORMAT_VERSION:
-        raise RunFormatError(
-            f"{path}: format version {version} is newer than this attnviz reads "
-            f"({FORMAT_VERSION}): upgrade attnviz"
-        )
-
-
-def _check_batch(path: Path, batch, what: str) -> None:
-    """The header of probe.npz or heldout.npz: a size, inputs of that many samples, targets
-    and masks described."""
-    _expect(isinstance(batch, dict) and isinstance(batch.get("size"), int) and batch["size"] >= 1,
-            path, f"'{what}' has no size")
-    n = batch["size"]
-    _expect(batch.get("structure") in ("array", "dict", "list"), path,
-            f"{what} 'structure' is not array, dict or list")
-    inputs = batch.get("inputs")
-    _expect(isinstance(inputs, dict) and inputs and all(
-        isinstance(spec, dict) and _is_shape(spec.get("shape")) and spec["shape"][0] == n
-        for spec in inputs.values()), path, f"{what} 'inputs' are not shapes of {n} samples")
-    _expect(batch["structure"] != "array" or list(inputs) == ["x"], path,
-            f"a {what} of one array names it x")
-    y = batch.get("y")
-    _expect(y is None or (isinstance(y, dict) and _is_shape(y.get("shape"))), path,
-            f"{what} 'y' is not a shape")
-    masks, widths = batch.get("masks"), batch.get("mask_widths")
-    _expect(_is_list(masks, str) and _is_list(widths, int) and len(masks) == len(widths),
-            path, f"{what} 'masks' and 'mask_widths' differ")
-
-
-def _check_header(path: Path, header: dict) -> None:
-    """A format 2 header: well formed, its parts consistent with each other."""
-    _require_keys(path, header, ("config", "task", "model", "recording", "probe", "layers"))
-    config = header["config"]
-    if config is not None:
-        try:
-            config = TrainConfig.from_dict(config)
-        except AttnvizError as err:
-            raise RunFormatError(f"{path}: {err}") from None
-    task = header["task"]
-    if task is not None:
-        _expect(isinstance(task, dict) and config is not None and task.get("name") ==
-                config.task, path, "'task' does not belong to the config's task")
-        baselines = task.get("baselines")
-        _expect(isinstance(baselines, list) and all(
-            isinstance(b, dict) and isinstance(b.get("name"), str) and _is_number(b.get("mse"))
-            for b in baselines), path, "task 'baselines' is not a list of {name, mse}")
-    _expect(header["model"] is None or isinstance(header["model"], dict), path,
-            "'model' is not an object")
-    recording = header["recording"]
-    _expect(isinstance(recording, dict) and isinstance(recording.get("record_every"), int)
-            and recording["record_every"] >= 1 and isinstance(recording.get("checkpoint_every"),
-                                                              int)
-            and recording["checkpoint_every"] >= 0, path,
-            "'recording' needs record_every of at least 1 and checkpoint_every of at least 0")
-    epochs = recording.get("epochs")
-    _expect(epochs is None or (isinstance(epochs, int) and epochs >= 0), path,
-            f"recording 'epochs' {epochs!r} is not a count")
-    _expect(recording.get("record_heads") in RECORD_HEADS, path,
-            f"recording 'record_heads' is not one of {RECORD_HEADS}")
-    probe = header["probe"]
-    _check_batch(path, probe, "probe")
-    n = probe["size"]
-    heldout = header.get("heldout")
-    if heldout is not None:
-        _check_batch(path, heldout, "heldout")
-        _expect(heldout.get("y") is not None and not heldout["masks"]
-                and isinstance(heldout.get("given"), int) and heldout["given"] >= heldout["size"],
-                path, "'heldout' needs targets, no masks, and how many samples were given")
-    masks, widths = probe.get("masks"), probe.get("mask_widths")
-    _expect(_is_list(masks, str) and _is_list(widths, int) and len(masks) == len(widths)
-            and len(set(masks)) == len(masks), path, "probe 'masks' and 'mask_widths' differ")
-    _expect(probe.get("main_mask") in (None, *masks), path,
-            f"probe 'main_mask' {probe.get('main_mask')!r} is not one of {masks}")
-    layers = header["layers"]
-    _expect(isinstance(layers, list) and layers, path, "'layers' lists no layer")
-    for layer in layers:
-        _expect(isinstance(layer, dict) and isinstance(layer.get("name"), str)
-                and isinstance(layer.get("class"), str), path, "a layer has no name or class")
-        shape = layer.get("shape")
-        _expect(_is_shape(shape) and len(shape) in (2, 4) and shape[0] == n, path,
-                f"layer {layer['name']}: shape {shape} is not (n, L) or (n, heads, Lq, Lk) "
-                f"with n = {n}")
-        _expect(layer.get("kind") == layer_kind(shape), path,
-                f"layer {layer['name']}: kind {layer.get('kind')!r} does not fit its shape")
-        _expect(layer.get("dtype") in ("float16", "float32"), path,
-                f"layer {layer['name']}: dtype {layer.get('dtype')!r}: expected float16 or "
-                "float32")
-        folder = layer.get("folder")
-        _expect(folder == "attention" if header["format_version"] == 1 else
-                isinstance(folder, str) and LAYER_FOLDER.fullmatch(folder) is not None, path,
-                f"layer {layer['name']}: folder {folder!r} is not one of a run's")
-    names = [layer["name"] for layer in layers]
-    folders = [layer["folder"] for layer in layers]
-    _expect(len(set(names)) == len(names) and len(set(folders)) == len(folders), path,
-            "two layers share a name or a folder")
-    if config is not None:
-        first = layers[0]["shape"]
-        _expect(first[0] == config.probe_size and first[-1] == config.seq_len and (
-            len(first) == 2) == (config.attention != "self"), path,
-            f"attention shape {first} does not fit the config (probe_size "
-            f"{config.probe_size}, seq_len {config.seq_len})")
-
-
-def _is_shape(value) -> bool:
-    return _is_list(value, int) and bool(value) and all(d >= 0 for d in value)
-
-
-def _check_state(path: Path, state: dict, header: dict) -> None:
-    """The commit record: well-formed, its epochs consistent, every name one a run holds."""
-    _require_keys(path, state, ("history", "attention_epochs", "attribution_epochs",
-                                "checkpoints", "finished", "files"))
-    history = state["history"]
-    _expect(isinstance(history, list) and all(
-        isinstance(h, dict) and all(h.get(key) is None or _is_number(h.get(key))
-                                    for key in ("loss", "val_loss"))
-        for h in history), path, "'history' is not a list of epoch records with losses")
-    done = len(history)
-    epochs = [h.get("epoch") for h in history]
-    _expect(_is_list(epochs, int) and epochs == list(range(1, done + 1)), path,
-            f"history epochs {epochs[:6]}... are not 1..{done} in order")
-    for key, low in (("attention_epochs", 0), ("attribution_epochs", 0), ("checkpoints", 1)):
-        values = state[key]
-        _expect(_is_list(values, int) and values == sorted(set(values)), path,
-                f"'{key}' is not a sorted list of epochs")
-        _expect(all(low <= epoch <= done for epoch in values), path,
-                f"'{key}' {values} lie outside the {done} epochs trained")
-    _expect(isinstance(state["finished"], bool), path, "'finished' is not true or false")
-    files = state["files"]
-    _expect(isinstance(files, dict) and all(
-        isinstance(digest, str) and SHA256.fullmatch(digest) for digest in files.values()),
-        path, "'files' does not map names to sha256 digests")
-    strangers = [name for name in files if not LISTABLE.fullmatch(name)]
-    _expect(not strangers, path, f"lists {strangers[:1]}, which is no file of a run")
-    needed = [CONFIG, PROBE, *([HELDOUT] if header.get("heldout") is not None else [])]
-    needed += [_epoch_file("attention_epochs", epoch, layer["folder"])
-               for epoch in state["attention_epochs"] for layer in header["layers"]]
-    needed += [_epoch_file(key, epoch) for key in ("attribution_epochs", "checkpoints")
-               for epoch in state[key]]
-    missing = [name for name in needed if name not in files]
-    _expect(not missing, path, f"records {missing[0] if missing else ''} but no checksum of it")
-    if "epochs" in state:
-        _expect(isinstance(state["epochs"], int) and state["epochs"] >= done, path,
-                f"'epochs' {state['epochs']!r} is not a count of at least {done}")
-    skipped = state.get("checkpoints_skipped")
-    _expect(skipped is None or isinstance(skipped, str), path,
-            "'checkpoints_skipped' is not a reason")
-
-
 def _not_a_run(root: Path) -> str:
     """Why `root`, a folder without a run's files, is not a run: a folder inside one (its
     checkpoints, its attention) names the run; any other says what a run is."""
@@ -940,45 +721,6 @@ def _not_a_run(root: Path) -> str:
                     f"directory {shown}")
     return (f"{root} is not an attnviz run (it has no {STATE}): give a directory that "
             "`attnviz train` or AttentionRecorder wrote")
-
-
-def _expect(condition, path: Path, problem: str) -> None:
-    if not condition:
-        raise RunFormatError(f"{path}: {problem}")
-
-
-def _is_list(value, kind: type) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(item, kind) and not (kind is int and isinstance(item, bool)) for item in value)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _read_json(path: Path, what: str) -> dict:
-    if not path.exists():
-        raise RunFormatError(
-            f"{path}: missing, so {path.parent} is not a complete attnviz run ({what}); "
-            "train it again with --force"
-        )
-    if not path.is_file():
-        raise RunFormatError(f"{path}: is a directory, expected {what}")
-    try:
-        obj = json.loads(path.read_bytes())
-    except OSError as err:
-        raise RunFormatError(f"{path}: cannot read it ({err.strerror})") from None
-    except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
-        raise RunFormatError(f"{path}: not valid JSON ({type(err).__name__}: {err})") from None
-    if not isinstance(obj, dict):
-        raise RunFormatError(f"{path}: expected a JSON object")
-    return obj
-
-
-def _require_keys(path: Path, obj: dict, keys: tuple[str, ...]) -> None:
-    missing = [key for key in keys if key not in obj]
-    if missing:
-        raise RunFormatError(f"{path}: missing keys {missing}")
 
 
 def _ranges(epochs: list[int]) -> str:

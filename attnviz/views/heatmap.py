@@ -26,7 +26,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
-from attnviz.views.animation import colormap_lut
+from attnviz.views.colors import colormap_lut
 
 SHADES = " ░▒▓█"  # no colour: value / vmax in [0, .2), [.2, .4), ... [.8, 1]
 BARS = " ▁▂▃▄▅▆▇█"  # the argmax histogram, relative to its largest count

@@ -35,15 +35,12 @@ import numpy as np
 
 from attnviz import __version__
 from attnviz.analysis.score import METRICS, score_stream
-from attnviz.errors import AttnvizError, RunFormatError, did_you_mean
+from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.store.files import atomic_path, check_output_file
+from attnviz.store.layers import shown_kind
 from attnviz.store.run import Run
-from attnviz.views.animation import (
-    check_every_and_samples,
-    colormap_lut,
-    keep_every,
-    resolve_samples,
-)
+from attnviz.views.animation import check_every_and_samples, keep_every, resolve_samples
+from attnviz.views.colors import colormap_lut
 
 BYTES_PER_WEIGHT = 8 / 3  # uint16, base64-encoded
 BYTES_PER_SCORE = 7  # "0.1234," in JSON
@@ -100,7 +97,7 @@ class Layer:
 
 def _layers(run: Run) -> list[Layer]:
     """The attention layers the run recorded."""
-    return [Layer(layer["name"], "temporal" if layer["kind"] == "temporal" else "self",
+    return [Layer(layer["name"], shown_kind(layer["kind"]),
                   tuple(layer["shape"])) for layer in run.layers]
 
 
@@ -336,12 +333,5 @@ def _check_output(output: Path) -> None:
 
 def _select_layers(run: Run, wanted: tuple[str, ...]) -> list[Layer]:
     """The layers each --layer names (a path or a glob, as in every command); all without."""
-    chosen = set()
-    for pattern in wanted:
-        matched = run.select_layers(pattern)
-        if not matched:
-            names = run.layer_names
-            raise AttnvizError(f"--layer {pattern}{did_you_mean(pattern, names)}: the run "
-                               f"recorded no such layer; it recorded {', '.join(names)}")
-        chosen.update(layer["name"] for layer in matched)
+    chosen = set(run.pick_layers(wanted))
     return [layer for layer in _layers(run) if not wanted or layer.name in chosen]

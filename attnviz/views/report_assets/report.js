@@ -90,13 +90,14 @@
     ctx.drawImage(small, x, y, cols * cellW, rows * cellH);
   }
 
+  // attnviz.views.frames.label_step; tests/test_report_browser.py runs both on the same cases
   function labelStep(cellPx, labelPx) {
-    for (const magnitude of [1, 10, 100, 1000, 10000]) {
+    for (const magnitude of [1, 10, 100, 1000, 10000, 100000]) {
       for (const step of [magnitude, 2 * magnitude, 5 * magnitude]) {
         if (step * cellPx >= labelPx) return step;
       }
     }
-    return 100000;
+    return 1000000;
   }
 
   function availableWidth(element) {
@@ -135,7 +136,8 @@
     return query === "last" ? spec.queries - 1 : query;
   }
 
-  // (samples x keys) rows of one head (or their mean) at one query (or their mean)
+  // (samples x keys) rows of one head (or their mean) at one query (or their mean): Python's
+  // attnviz.analysis.score.attention_rows, checked against it by tests/test_report_browser.py
   function probeRows(layerIndex, epochIndex, head, query) {
     const spec = DATA.layers[layerIndex];
     const all = weights(layerIndex, epochIndex);
@@ -180,6 +182,7 @@
     return DATA.masks.filter((mask) => mask.rows[0].length === keys);
   }
 
+  // attnviz.analysis.score.mass of each mask over these keys (checked as probeRows is)
   function masses(rows, keys) {
     return masksOver(keys).map((mask) => {
       let total = 0;

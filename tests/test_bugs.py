@@ -1,0 +1,83 @@
+"""attnviz's own bugs surface as bugs (a traceback, a line asking for a report, exit code 1);
+errors raised in a user's code stay one line naming it (exit code 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
+
+
+def _user_code(source: str, tmp_path):
+    """A function compiled from a file outside the attnviz package, as a user's model is."""
+    path = tmp_path / "mymodel.py"
+    path.write_text(source)
+    namespace: dict = {}
+    exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 (the test's own code)
+    return namespace["call"]
+
+
+def _raised(function) -> BaseException:
+    try:
+        function()
+    except Exception as err:  # noqa: BLE001
+        return err
+    raise AssertionError("did not raise")
+
+
+def test_an_error_in_attnviz_code_is_told_from_one_in_user_code(tmp_path):
+    from attnviz.analysis.tasks import get_task
+
+    user = _user_code("def call():\n    return {}['x']\n", tmp_path)
+    assert not raised_by_attnviz(_raised(user))
+    assert raised_by_attnviz(_raised(lambda: get_task("no-such-task")))
+    assert not raised_by_attnviz(ValueError("never raised: no traceback"))
+
+
+def test_model_failures_keeps_user_errors_one_line_and_lets_bugs_through(tmp_path):
+    pytest.importorskip("keras")
+    from attnviz.keras.loading import model_failures
+
+    user = _user_code("def call():\n    raise ValueError('shapes (2, 3) and (4,)')\n", tmp_path)
+    with pytest.raises(AttnvizError, match=r"the probe does not fit: ValueError: shapes"):
+        with model_failures("the probe does not fit"):
+            user()
+
+    from attnviz.store import layers
+
+    with pytest.raises(TypeError):  # raised inside attnviz.store.layers: a bug, as it is
+        with model_failures("the probe does not fit"):
+            layers.kind_of(None)
+
+
+def test_a_bug_in_a_command_is_a_traceback_and_a_request_for_a_report(tmp_path):
+    """In a fresh process, as users run it: a core function that breaks (planted) ends the
+    command with its traceback, the report line and exit code 1, not a one-line error."""
+    code = (
+        "import sys\n"
+        "import attnviz.analysis.score as score\n"
+        "def broken(*args, **kwargs):\n"
+        "    return {}['planted']\n"
+        "score.score_target = broken\n"
+        "from attnviz.cli import main\n"
+        f"sys.argv = ['attnviz', 'score', {str(tmp_path)!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "KeyError: 'planted'" in done.stderr
+    assert BUG in done.stderr.replace("\n", " ")
+    assert "error:" not in done.stderr  # not dressed up as the user's mistake
+
+
+def test_a_user_mistake_stays_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "attnviz", "score", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert BUG not in done.stderr
