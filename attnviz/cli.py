@@ -204,18 +204,21 @@ def train(
             config = checked(given)
     from attnviz.store.lock import exclusive
 
+    request = core.TrainRequest(out=out, config=config, user=user, resume=resume, force=force,
+                                epochs=epochs, cpu_devices=cpu_devices, tensorboard=tensorboard)
     with exclusive(out):
-        _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
-                      json_output)
+        _train_locked(request, quiet, json_output)
 
 
-def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorboard, quiet,
-                  json_output) -> None:
-    """The train command once its options are valid and it holds the run's lock."""
+def _train_locked(request, quiet: bool, json_output: bool) -> None:
+    """The train command once its options are valid and it holds the run's lock: the core
+    plans and fits; this shows it."""
     from attnviz.keras import training as core
-    if user is not None or (resume and core.is_user_run(out)):
+
+    out, resume = request.out, request.resume
+    if request.user is not None or (resume and core.is_user_run(out)):
         quiet_tensorflow_import()  # a user's model is built while planning
-    plan = core.plan(config, out, resume=resume, force=force, epochs=epochs, user=user)
+    plan = core.plan_request(request)
     run = plan.run
     if plan.start_epoch >= run.epochs_planned:  # --resume of a finished run
         done = run.epochs_done
@@ -230,10 +233,7 @@ def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorb
                       soft_wrap=True)  # a command to copy stays on one line
         return
     quiet_tensorflow_import()  # after the checks above: bad input is answered at once
-    if cpu_devices > 1:
-        core.split_cpu(cpu_devices)
-    strategy = run.config.strategy if run.config is not None else "default"
-    devices = ["/" + name.split("device:")[-1] for name in core.strategy_devices(strategy)]
+    strategy, devices = core.devices_for(request, run)
     err = console(stderr=True)
     show = not (quiet or json_output)
     if show:
@@ -271,9 +271,11 @@ def _train_locked(config, user, out, resume, force, epochs, cpu_devices, tensorb
                 with TrainDisplay(err, run.epochs_planned, plan.start_epoch,
                                   plan.steps_per_epoch) as display:
                     result = core.fit(plan, on_epoch=display.on_epoch, on_batch=display.on_batch,
-                                      stop_requested=stop_requested, tensorboard=tensorboard)
+                                      stop_requested=stop_requested,
+                                      tensorboard=request.tensorboard)
             else:
-                result = core.fit(plan, stop_requested=stop_requested, tensorboard=tensorboard)
+                result = core.fit(plan, stop_requested=stop_requested,
+                                      tensorboard=request.tensorboard)
     except KeyboardInterrupt:  # a Ctrl-C in the instants before the handler is in place
         announce_abort()
         raise typer.Exit(130) from None

@@ -167,10 +167,10 @@ def test_train_model_killed_and_resumed_loses_nothing(tmp_path):
     assert run.checkpoints == [2, 4, 6, 8] and run.model_info["source"] == "attnviz train --model"
     import keras
 
-    from attnviz.keras.loading import import_code
+    from attnviz.keras.loading import import_code, run_code
 
     model = keras.saving.load_model(run.checkpoint_path(8),
-                                    custom_objects=import_code(run.model_code))
+                                    custom_objects=import_code(run_code(run)))
     # the optimizer went on from each checkpoint's state: 8 epochs of 512 / 16 steps
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 8 * 32
     scored = runner.invoke(app, ["score", str(out), "--mask", "delimiter", "--json"])

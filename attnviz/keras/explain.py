@@ -45,7 +45,7 @@ from attnviz.keras.attribution import (
     predict,
 )
 from attnviz.keras.capture import batch_length, slice_samples
-from attnviz.keras.loading import load_model, prepare_inputs
+from attnviz.keras.loading import load_model, prepare_inputs, run_code
 from attnviz.store.run import Run
 
 HELDOUT_SAMPLES = 1000
@@ -192,7 +192,7 @@ def load_checkpoint(run: Run, epoch: int | None,
             f"{', '.join(map(str, run.checkpoints)) or 'none'}"
         )
     path = run.checkpoint_path(epoch)  # safe mode below; a damaged file in one line
-    model = load_model(path, imports=(*run.model_code, *imports), compile=run.config is None,
+    model = load_model(path, imports=(*run_code(run), *imports), compile=run.config is None,
                        script_classes=run.script_classes)
     return (run.checkpoints[-1] if epoch is None else epoch), model
 

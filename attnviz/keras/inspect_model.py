@@ -29,6 +29,7 @@ from attnviz.keras.loading import (
     load_model,
     model_failures,
     prepare_inputs,
+    run_code,
 )
 from attnviz.store.run import Run
 
@@ -103,7 +104,7 @@ def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
         options = dataclasses.replace(options, layers=tuple(run.layer_names))
     started = time.perf_counter()
     model = load_model(run.checkpoint_path(epoch), options.unsafe,
-                       (*run.model_code, *options.imports), script_classes=run.script_classes)
+                       (*run_code(run), *options.imports), script_classes=run.script_classes)
     loaded = time.perf_counter()
     inputs = prepare_inputs(model, x, source)
     with model_failures(f"the model failed on {source}"):

@@ -123,6 +123,18 @@ def first_line(err: BaseException) -> str:
 # ---- loading -------------------------------------------------------------------------------
 
 
+def run_code(run) -> tuple[str, ...]:
+    """The user's code a run's checkpoint needs, to import before loading it: the files that
+    define the model's own layers (recorded when the run was created), and for a
+    `train --model` run its --model file (FILE.py of FILE.py:FUNCTION) and its --import."""
+    info = run.model_info
+    fit = info.get("fit") or {}
+    function = fit.get("function", "")
+    where = function.rpartition(":")[0] if ":" in function else ""
+    specs = (*info.get("code", ()), where, *fit.get("imports", ()))
+    return tuple(dict.fromkeys(spec for spec in specs if spec))
+
+
 def check_model_file(path: Path) -> Path:
     """Refuse a path that is not a .keras archive before anything is loaded."""
     path = Path(path)

@@ -258,6 +258,36 @@ def user_data(run: Run):
     return data
 
 
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `attnviz train` was asked, its options checked: a new run of a built-in task
+    (`config`) or of the user's model (`user`), or --resume of the run in `out`."""
+
+    out: Path
+    config: TrainConfig | None = None
+    user: UserModel | None = None
+    resume: bool = False
+    force: bool = False
+    epochs: int | None = None  # --epochs given with --resume: the new total
+    cpu_devices: int = 1  # logical CPU devices (--cpu-devices, for --strategy mirrored)
+    tensorboard: Path | None = None
+
+
+def plan_request(request: TrainRequest) -> TrainPlan:
+    """`plan` of what the command was asked (the caller holds the run's lock)."""
+    return plan(request.config, request.out, resume=request.resume, force=request.force,
+                epochs=request.epochs, user=request.user)
+
+
+def devices_for(request: TrainRequest, run: Run) -> tuple[str, list[str]]:
+    """The run's strategy and the devices it trains on ("/CPU:0", ...), the CPU split first
+    into --cpu-devices logical devices (before TensorFlow initialises them)."""
+    if request.cpu_devices > 1:
+        split_cpu(request.cpu_devices)
+    strategy = run.config.strategy if run.config is not None else "default"
+    return strategy, ["/" + name.split("device:")[-1] for name in strategy_devices(strategy)]
+
+
 def is_user_run(out: Path) -> bool:
     """Whether `out` holds a run of a user's model (its header names no built-in task)."""
     try:
@@ -391,13 +421,13 @@ def _user_parts(plan: TrainPlan):
     """A user's model (as built, or from the checkpoint with its optimizer), data, batch."""
     import keras
 
-    from attnviz.keras.loading import import_code
+    from attnviz.keras.loading import import_code, run_code
 
     run, prepared = plan.run, plan.prepared
     fit = run.model_info["fit"]
     model = prepared.model
     if plan.start_epoch > 0:
-        custom = import_code(run.model_code)
+        custom = import_code(run_code(run))
         model = keras.saving.load_model(run.checkpoint_path(plan.start_epoch),
                                         custom_objects=custom, safe_mode=True)
     data = prepared.data

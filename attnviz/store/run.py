@@ -173,18 +173,6 @@ class Run:
         return tuple(self.model_info.get("script_classes") or ())
 
     @property
-    def model_code(self) -> tuple[str, ...]:
-        """The user's code a checkpoint needs, to import before loading: the files that
-        define the model's own layers (recorded when the run was created), and for a
-        `train --model` run its --model file and its --import."""
-        info = self.model_info
-        fit = info.get("fit") or {}
-        function = fit.get("function", "")
-        where = function.rpartition(":")[0] if ":" in function else ""
-        specs = (*info.get("code", ()), where, *fit.get("imports", ()))
-        return tuple(dict.fromkeys(spec for spec in specs if spec))
-
-    @property
     def mask_names(self) -> list[str]:
         return list(self.header["probe"]["masks"])
 
