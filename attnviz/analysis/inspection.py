@@ -24,17 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.analysis.score import (
-    READ_ERRORS,
     attention_rows,
-    check_numeric,
     check_recorded_heads,
     mass,
     parse_head,
     parse_query,
-    read_npy,
     row_entropy,
 )
 from attnviz.errors import AttnvizError
+from attnviz.store.arrays import UNREADABLE, check_numeric, load_untrusted
 from attnviz.store.files import atomic_path, check_output_file
 from attnviz.store.run import Run
 
@@ -312,7 +310,7 @@ def load_input(path: Path, key: str | None = None) -> np.ndarray | dict[str, np.
         raise AttnvizError(f"--key {key} picks an array of an .npz file, not of {path.name}")
     if suffix == ".csv":
         return _load_csv(path)
-    loaded = read_npy(path, "--input", f"{suffix} file")
+    loaded = load_untrusted(path, "--input", f"{suffix} file")
     if isinstance(loaded, np.ndarray):
         return _numeric(loaded, str(path))
     with loaded as archive:
@@ -325,7 +323,7 @@ def load_input(path: Path, key: str | None = None) -> np.ndarray | dict[str, np.
             raise AttnvizError(f"--input {path}: the archive holds no array")
         try:
             arrays = {name: _numeric(archive[name], f"{path}[{name}]") for name in names}
-        except READ_ERRORS as err:  # a member damaged past its header
+        except UNREADABLE as err:  # a member damaged past its header
             raise AttnvizError(f"--input {path}: not a readable .npz file ({err})") from None
     return arrays[names[0]] if len(arrays) == 1 else arrays
 

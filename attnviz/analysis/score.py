@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from attnviz.errors import AttnvizError, did_you_mean
-from attnviz.store.arrays import ZIP_ERRORS, check_promised_sizes
+from attnviz.store.arrays import load_array
 from attnviz.store.layers import TEMPORAL, kind_of, shown_kind
 
 ROW_SUM_TOLERANCE = 1e-2  # float16 attention of L = 512 sums to 1 only within ~1e-3
@@ -471,36 +471,6 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
         values=values, auprc_skipped=_skipped(mask_arrays), history=list(run.history),
         layer=info["name"], mask_choices=tuple(run.mask_names),
     )
-
-
-READ_ERRORS = (ValueError, OSError, *ZIP_ERRORS)  # what np.load raises on a bad file
-
-
-def read_npy(path: Path, what: str, kind: str = ".npy array"):
-    """np.load a .npy or .npz nobody vouches for (headers checked first, no pickles)."""
-    try:
-        check_promised_sizes(path)  # a forged header would make np.load allocate terabytes
-        return np.load(path, allow_pickle=False)
-    except READ_ERRORS as err:
-        raise AttnvizError(f"{what} {path}: not a readable {kind} ({err})") from None
-
-
-def check_numeric(array: np.ndarray, source: str) -> np.ndarray:
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise AttnvizError(f"{source}: dtype {array.dtype} is not numeric")
-    return array
-
-
-def load_array(path: Path, what: str) -> np.ndarray:
-    """np.load a plain .npy (no pickles), naming the file and the fix when it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise AttnvizError(f"{what} {path}: no such file")
-    array = read_npy(path, what)
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise AttnvizError(f"{what} {path}: is an .npz archive: save one array with np.save")
-    return check_numeric(array, f"{what} {path}")
 
 
 def score_files(attention_path: Path, mask_paths: Sequence[str], query: str | int = "last",

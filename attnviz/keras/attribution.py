@@ -13,10 +13,12 @@ import numpy as np
 import tensorflow as tf
 
 from attnviz.errors import AttnvizError
+from attnviz.keras.capture import BATCH_BYTES
 
 IG_STEPS = 64  # trapezoid steps of integrated gradients: completeness off by ~0.01 % for
 # the founding case's LSTM, ~1.5 % for the ReLU kinks of the dense encoder
-CELLS_PER_CALL = 2**21  # sequences x L^2 per traced call: bounds the memory of one call
+CELLS_PER_CALL = BATCH_BYTES // 32  # sequences x L^2 per traced call (about 32 bytes each:
+# the gradients of one call), so a call holds about BATCH_BYTES
 
 # model -> its traced functions. Each function reaches its model through a weak reference,
 # so the cache never keeps a model alive.

@@ -57,14 +57,15 @@ import numpy as np
 import tensorflow as tf
 
 from attnviz.errors import AttnvizError
-from attnviz.keras import internals
+from attnviz.keras.internals import COMPUTE_ATTENTION, compute_attention, producer, scores_returned
 from attnviz.store.layers import matches
 
 # Keras' own attention layers: a softmax inside them is attention and takes their name
 KERAS_ATTENTION = (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention,
                    keras.layers.Attention)  # AdditiveAttention subclasses Attention
 DISTRIBUTION_TOLERANCE = 1e-3  # |row sum - 1| of a layer output accepted as attention
-BATCH_BYTES = 64 << 20  # captured weights of one forward batch
+BATCH_BYTES = 64 << 20  # the memory one step of work may hold: captured weights of one forward
+# batch here; interventions, attribution and explain size their chunks from it too
 MAX_BYTES = 2 << 30  # refuse to hold more captured weights than this in memory
 
 Replacement = Callable[[tf.Tensor], tf.Tensor]
@@ -89,8 +90,8 @@ class CallInfo:
 
 _ORIGINAL_CALL = keras.layers.Layer.__call__
 _ORIGINAL_SOFTMAX = tf.nn.softmax
-_ORIGINAL_MHA = internals.compute_attention(keras.layers.MultiHeadAttention)
-_ORIGINAL_GQA = internals.compute_attention(keras.layers.GroupQueryAttention)
+_ORIGINAL_MHA = compute_attention(keras.layers.MultiHeadAttention)
+_ORIGINAL_GQA = compute_attention(keras.layers.GroupQueryAttention)
 _LOCAL = threading.local()  # .capture: the Interceptor active on this thread
 _INSTALL_LOCK = threading.Lock()
 _installed = 0  # Interceptors active on all threads
@@ -144,14 +145,14 @@ def _gqa_attention(layer, *args, **kwargs):
     """GroupQueryAttention's attention on its explicit path (it reads an attribute for it)."""
     if getattr(_LOCAL, "capture", None) is None:
         return _ORIGINAL_GQA(layer, *args, **kwargs)
-    with internals.scores_returned(layer):
+    with scores_returned(layer):
         return _ORIGINAL_GQA(layer, *args, **kwargs)
 
 
 _PATCHES = ((keras.layers.Layer, "__call__", _ORIGINAL_CALL, _layer_call),
-            (keras.layers.MultiHeadAttention, internals.COMPUTE_ATTENTION, _ORIGINAL_MHA,
+            (keras.layers.MultiHeadAttention, COMPUTE_ATTENTION, _ORIGINAL_MHA,
              _mha_attention),
-            (keras.layers.GroupQueryAttention, internals.COMPUTE_ATTENTION, _ORIGINAL_GQA,
+            (keras.layers.GroupQueryAttention, COMPUTE_ATTENTION, _ORIGINAL_GQA,
              _gqa_attention))
 
 
@@ -225,7 +226,7 @@ def _output_layers(model) -> set[int]:
     outputs = getattr(model, "outputs", None) or []
     producers = set()
     for tensor in outputs:
-        layer = internals.producer(tensor)
+        layer = producer(tensor)
         if layer is not None:
             producers.add(id(layer))
     return producers

@@ -30,11 +30,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+import attnviz.keras.capture as capture
+import attnviz.keras.interventions as interventions
 import attnviz.keras.models  # noqa: F401  (registers the layers the built-in tasks' checkpoints hold)
 from attnviz.analysis.score import attention_rows
 from attnviz.analysis.verdict import MSE_NAMES, NOISE_FLOOR
 from attnviz.errors import AttnvizError
-from attnviz.keras import capture, interventions
 from attnviz.keras.attribution import (
     IG_STEPS,
     completeness_error,
@@ -44,7 +45,7 @@ from attnviz.keras.attribution import (
     per_position,
     predict,
 )
-from attnviz.keras.capture import batch_length, slice_samples
+from attnviz.keras.capture import BATCH_BYTES, batch_length, slice_samples
 from attnviz.keras.loading import load_model, prepare_inputs, run_code
 from attnviz.store.run import Run
 
@@ -97,7 +98,7 @@ def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     n, seq_len = a.shape
     upper = np.triu(np.ones((seq_len, seq_len), dtype=bool), k=1)
     out = np.empty(n)
-    chunk = max(1, 4_000_000 // (seq_len * seq_len))
+    chunk = max(1, BATCH_BYTES // (16 * seq_len * seq_len))  # two float64 sign arrays
     for start in range(0, n, chunk):
         sa = np.sign(a[start:start + chunk, :, None] - a[start:start + chunk, None, :])[:, upper]
         sb = np.sign(b[start:start + chunk, :, None] - b[start:start + chunk, None, :])[:, upper]

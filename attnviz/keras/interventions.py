@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from attnviz.errors import AttnvizError
-from attnviz.keras.capture import batch_length, intercepted, slice_samples
+from attnviz.keras.capture import BATCH_BYTES, batch_length, intercepted, slice_samples
 
 DRAWS = 5  # permutations drawn per sample: the loss is their mean, with their spread
 ADVERSARIAL_STEPS = 50  # Adam steps on the attention logits ...
@@ -48,8 +48,7 @@ VERY_DIFFERENT = 0.2  # JSD (nats) from the learned row that counts as a very di
 ADVERSARIAL_NOISE = 10.0  # std of the noise on the starting logits: JSD's gradient is 0 at
 # the learned weights themselves, and a far start finds farther attention (tuned on the
 # founding case: noise 1 reached a mean JSD of 0.05 in 50 steps, noise 10 0.24)
-SAMPLES_PER_CALL = 512  # samples per traced forward pass ...
-BYTES_PER_CALL = 64 << 20  # ... and at most this much attention per pass
+SAMPLES_PER_CALL = 512  # samples per traced forward pass, and at most BATCH_BYTES of attention
 _TINY = 1e-30
 
 
@@ -225,7 +224,7 @@ class Intervener:
 
     def _chunks(self, n: int):
         row_bytes = 16 * int(np.prod(self._specs[1].shape[1:]))  # weights, logits, moments
-        size = max(1, min(SAMPLES_PER_CALL, BYTES_PER_CALL // max(row_bytes, 1)))
+        size = max(1, min(SAMPLES_PER_CALL, BATCH_BYTES // max(row_bytes, 1)))
         for start in range(0, n, size):
             yield start, min(n, start + size)
 

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from attnviz.errors import AttnvizError, raised_by_attnviz
-from attnviz.keras import internals
+from attnviz.keras.internals import all_layers, producer, takes_dict
 
 _UNKNOWN = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 _imported: dict[str, dict[str, object]] = {}  # --import spec -> the objects it defines
@@ -230,13 +230,13 @@ def input_specs(model) -> dict[str, tuple[tuple, str]] | None:
 
 
 def _input_name(tensor) -> str:
-    layer = internals.producer(tensor)
+    layer = producer(tensor)
     return getattr(layer, "name", None) or tensor.name
 
 
 def _structure(model):
     """'dict' when the model takes a dict of inputs, 'list' for several, 'one' otherwise."""
-    if internals.takes_dict(model):
+    if takes_dict(model):
         return "dict"
     specs = input_specs(model)
     return "list" if specs and len(specs) > 1 else "one"
@@ -326,7 +326,7 @@ def script_classes(model) -> list[str]:
     """The model's own layer classes defined in the running script (__main__): a checkpoint
     needs them, and importing the script to get them would run it."""
     return list(dict.fromkeys(
-        type(layer).__name__ for layer in internals.all_layers(model)
+        type(layer).__name__ for layer in all_layers(model)
         if type(layer).__module__ == "__main__"))
 
 
@@ -335,7 +335,7 @@ def code_files(model) -> list[str]:
     attnviz's, nor a script's __main__), so a checkpoint can be loaded again without
     --import."""
     files = []
-    for layer in internals.all_layers(model):
+    for layer in all_layers(model):
         module = type(layer).__module__
         if module.split(".")[0] in ("keras", "keras_hub", "attnviz", "tensorflow", "__main__"):
             continue

@@ -33,8 +33,8 @@ import keras
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.keras import internals
 from attnviz.keras.capture import patterns_of
+from attnviz.keras.internals import restored_by_backup
 from attnviz.store import lock
 
 __all__ = ["AttentionRecorder"]
@@ -164,7 +164,7 @@ class AttentionRecorder(keras.callbacks.Callback):
             run.rollback_to(0)  # recorded again from the weights this fit starts from
             run.remove_stale_files()
             self._recorder.record(0, force=True)
-        restored = internals.restored_by_backup(self.model)  # its backup may be mid-epoch
+        restored = restored_by_backup(self.model)  # its backup may be mid-epoch
         recorded = run.history[epoch - 1].get("weights") if 0 < epoch <= run.epochs_done else None
         if recorded and not restored and not self.overwrite and not same_weights(
                 weights_fingerprint(self.model), recorded):

@@ -19,7 +19,6 @@ import numpy as np
 
 from attnviz.analysis.score import attention_rows, mass
 from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
-from attnviz.keras import internals
 from attnviz.keras.capture import (
     Probe,
     batch_length,
@@ -31,6 +30,7 @@ from attnviz.keras.capture import (
     slice_samples,
     unnumbered,
 )
+from attnviz.keras.internals import all_layers
 from attnviz.keras.loading import (
     code_files,
     first_line,
@@ -366,7 +366,7 @@ def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None
     """Why the model cannot be saved to .keras and loaded back with the attention calls
     `names` (read on the first probe samples) under the same names, or None when it can."""
     custom = {type(layer).__name__: type(layer)
-              for layer in internals.all_layers(model)}
+              for layer in all_layers(model)}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         try:

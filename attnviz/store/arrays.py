@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.errors import RunFormatError
+from attnviz.errors import AttnvizError, RunFormatError
 
 MAGIC = b"\x93NUMPY"
 # what zipfile raises on a damaged archive besides BadZipFile: bad compression method,
@@ -70,8 +70,8 @@ def _check(handle, size: int, name: str) -> None:
                          f"({promised:,} bytes) but it holds {max(held, 0):,}")
 
 
-# errors numpy's .npy reader and zipfile raise on damaged bytes
-_UNREADABLE = (ValueError, OSError, *ZIP_ERRORS)
+# errors numpy's .npy reader, np.load and zipfile raise on damaged bytes
+UNREADABLE = (ValueError, OSError, *ZIP_ERRORS)
 
 
 def read_npy(handle, source: Path | str, shape, kinds: str) -> np.ndarray:
@@ -79,7 +79,7 @@ def read_npy(handle, source: Path | str, shape, kinds: str) -> np.ndarray:
     the dtype kinds `kinds` before any data is read: a damaged header could ask for terabytes."""
     try:
         found, dtype = read_header(handle)
-    except _UNREADABLE as err:
+    except UNREADABLE as err:
         raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
     if dtype.kind not in kinds or dtype.hasobject or dtype.subdtype is not None:
         expected = {"f": "floats", "fiu": "numbers", "biu": "0/1 or bool"}[kinds]
@@ -89,7 +89,7 @@ def read_npy(handle, source: Path | str, shape, kinds: str) -> np.ndarray:
     try:
         handle.seek(0)
         return np.lib.format.read_array(handle, allow_pickle=False)
-    except _UNREADABLE as err:
+    except UNREADABLE as err:
         raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
 
 
@@ -104,6 +104,33 @@ def read_npz(data: bytes, source: Path, wanted: dict[str, tuple]) -> dict[str, n
                     raise RunFormatError(f"{source}: missing array '{key}'")
                 with archive.open(f"{key}.npy") as member:
                     arrays[key] = read_npy(member, f"{source} (array {key})", shape, kinds)
-    except _UNREADABLE as err:
+    except UNREADABLE as err:
         raise RunFormatError(f"{source}: not a readable .npz file ({err})") from None
     return arrays
+
+
+def load_untrusted(path: Path, what: str, kind: str = ".npy array"):
+    """np.load a .npy or .npz nobody vouches for (headers checked first, no pickles)."""
+    try:
+        check_promised_sizes(path)  # a forged header would make np.load allocate terabytes
+        return np.load(path, allow_pickle=False)
+    except UNREADABLE as err:
+        raise AttnvizError(f"{what} {path}: not a readable {kind} ({err})") from None
+
+
+def check_numeric(array: np.ndarray, source: str) -> np.ndarray:
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise AttnvizError(f"{source}: dtype {array.dtype} is not numeric")
+    return array
+
+
+def load_array(path: Path, what: str) -> np.ndarray:
+    """np.load a plain .npy (no pickles), naming the file and the fix when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise AttnvizError(f"{what} {path}: no such file")
+    array = load_untrusted(path, what)
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise AttnvizError(f"{what} {path}: is an .npz archive: save one array with np.save")
+    return check_numeric(array, f"{what} {path}")
