@@ -55,11 +55,10 @@ from attnviz.store.schema import (
     PROBE,
     STATE,
     TEMP_FILE,
+    check_explain,
     check_state,
     check_version,
     epoch_file,
-    expect,
-    is_list,
     read_json,
     read_run_header,
 )
@@ -354,9 +353,7 @@ class Run:
             report = json.loads(self._verify(EXPLAIN))
         except (ValueError, RecursionError) as err:
             raise RunFormatError(f"{path}: not valid JSON ({type(err).__name__})") from None
-        expect(isinstance(report, dict) and is_list(report.get("verdict"), str)
-                and isinstance(report.get("epoch"), int), path,
-                "not an explain report (no 'verdict' or 'epoch'): run attnviz explain again")
+        check_explain(path, report)
         return report
 
     # ---- internals -----------------------------------------------------------------------

@@ -286,3 +286,11 @@ def require_keys(path: Path, obj: dict, keys: tuple[str, ...]) -> None:
     missing = [key for key in keys if key not in obj]
     if missing:
         raise RunFormatError(f"{path}: missing keys {missing}")
+
+
+def check_explain(path: Path, report) -> None:
+    """What a reader of explain.json relies on: an object with the epoch it explained and its
+    verdict as sentences (the rest is explain's to define: docs/explain.md)."""
+    expect(isinstance(report, dict) and is_list(report.get("verdict"), str)
+           and isinstance(report.get("epoch"), int), path,
+           "not an explain report (no 'verdict' or 'epoch'): run attnviz explain again")
