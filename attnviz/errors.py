@@ -49,12 +49,20 @@ def did_you_mean(name: object, choices: Iterable[object]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+# what a slip in Python code raises (a missing key, a wrong name, a bad index), as opposed to
+# what libraries raise about their input (ValueError, TensorFlow's and Keras' own errors)
+_SLIPS = (KeyError, IndexError, AttributeError, NameError, TypeError, AssertionError,
+          ZeroDivisionError, RecursionError)
+
+
 def raised_by_attnviz(err: BaseException) -> bool:
-    """Whether `err` was raised in attnviz's own code (its innermost frame is in the package):
-    a bug, where an error raised in a user's model, Keras or TensorFlow is the user's to fix.
-    """
+    """Whether `err` is a slip of attnviz's own code: a KeyError, AttributeError, TypeError
+    and the like whose innermost frame is in the package. A bug, where an error raised in a
+    user's model, Keras or TensorFlow is the user's to fix. (Keras and TensorFlow cut their
+    own frames from the tracebacks they raise, so their errors about a user's model end in
+    the attnviz line that called them: those are no slips, and stay the user's.)"""
     tb = err.__traceback__
-    if tb is None:
+    if tb is None or not isinstance(err, _SLIPS):
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
@@ -30,11 +31,29 @@ def _raised(function) -> BaseException:
 
 def test_an_error_in_attnviz_code_is_told_from_one_in_user_code(tmp_path):
     from attnviz.analysis.tasks import get_task
+    from attnviz.store import layers
 
     user = _user_code("def call():\n    return {}['x']\n", tmp_path)
     assert not raised_by_attnviz(_raised(user))
-    assert raised_by_attnviz(_raised(lambda: get_task("no-such-task")))
+    assert raised_by_attnviz(_raised(lambda: layers.kind_of(None)))  # TypeError in attnviz
+    assert not raised_by_attnviz(_raised(lambda: get_task("no-such-task")))  # a mistake
     assert not raised_by_attnviz(ValueError("never raised: no traceback"))
+
+
+def test_an_error_keras_raises_about_a_users_model_stays_the_users():
+    """Keras cuts its own frames from the errors it raises, so a shape mismatch in a user's
+    model ends in the attnviz line that ran it: still the user's (the probe does not fit)."""
+    keras = pytest.importorskip("keras")
+    from attnviz.keras.capture import capture
+
+    model = keras.Sequential([keras.Input((5, 1)), keras.layers.LSTM(2),
+                              keras.layers.Dense(1)])
+    err = _raised(lambda: capture(model, np.zeros((2, 5, 3), np.float32)))
+    tb = err.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    assert "attnviz" in tb.tb_frame.f_code.co_filename  # where the cut traceback ends
+    assert not raised_by_attnviz(err), err
 
 
 def test_model_failures_keeps_user_errors_one_line_and_lets_bugs_through(tmp_path):
