@@ -67,6 +67,7 @@ DISTRIBUTION_TOLERANCE = 1e-3  # |row sum - 1| of a layer output accepted as att
 BATCH_BYTES = 64 << 20  # the memory one step of work may hold: captured weights of one forward
 # batch here; interventions, attribution and explain size their chunks from it too
 MAX_BYTES = 2 << 30  # refuse to hold more captured weights than this in memory
+SURVEY = 2  # samples of the first pass, which sizes the others
 
 Replacement = Callable[[tf.Tensor], tf.Tensor]
 
@@ -428,25 +429,30 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
             replace: dict[str, Replacement] | None = None, watch: Iterable[str] = ()) -> Captured:
     """Run `model` on `inputs` (an array, a list or a dict of arrays, batch first) eagerly,
     batch by batch, and return the attention of every captured call (or of those `layers`
-    select: exact paths or globs; a string is one)."""
+    select: exact paths or globs; a string is one).
+
+    Without `batch_size`, the first pass reads SURVEY samples only: what one sample captures
+    sizes the passes after it (about BATCH_BYTES each), and a capture over MAX_BYTES in all
+    is refused then, before the memory is spent. The survey's samples are kept, not read
+    again. Peak memory: the captured weights of all samples (returned) plus one pass's
+    activations."""
     layers = patterns_of(layers)
     n = batch_length(inputs)
-    size = batch_size or n
+    size = batch_size or min(n, SURVEY)
     calls: dict[str, CallInfo] = {}
     chunks: dict[str, list[np.ndarray]] = {}
     called: dict[str, str] = {}
     per_step: dict[str, str] = {}
-    sized = batch_size is not None or n <= 1
+    sized = batch_size is not None
     start = 0
     while start < n:
-        _, interceptor = forward(model, slice_samples(inputs, start, start + size),
-                                      replace=replace, watch=watch)
+        batch = min(size, n - start)
+        _, interceptor = forward(model, slice_samples(inputs, start, start + batch),
+                                 replace=replace, watch=watch)
         chosen = [r for r in interceptor.records if layers is None or matches(r[0], layers)]
-        if not sized:  # the first pass, on every sample, says how much one sample captures
+        if not sized:  # the survey: what one sample captures sizes every pass after it
             sized = True
             size = _batch_size(chosen, n)
-            if size < n:  # redo the first batch at a size that fits in memory
-                continue
         if start == 0:
             called = {path: type(layer).__name__ for path, layer in interceptor.layers.items()}
             per_step = dict(interceptor.per_step)
@@ -455,13 +461,14 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
             if name not in calls:
                 calls[name] = CallInfo(name, layer_class, source, (n, *array.shape[1:]))
             chunks.setdefault(name, []).append(array)
-        start += size
+        start += batch
     weights = {name: np.concatenate(parts) for name, parts in chunks.items()}
     return Captured(list(calls.values()), weights, called, per_step)
 
 
 def _batch_size(records: list, n: int) -> int:
-    """Samples per forward pass so one pass captures about BATCH_BYTES; refuse past MAX_BYTES."""
+    """Samples per forward pass so one pass captures about BATCH_BYTES, from a pass's records;
+    refuse past MAX_BYTES for all `n` samples."""
     per_sample = sum(4 * int(np.prod(r[3].shape[1:])) for r in records)
     if per_sample * n > MAX_BYTES:
         found = (f"the attention of {n} samples would take {per_sample * n / 2**30:.1f} GB: pass "
