@@ -432,7 +432,7 @@ def inspect(
     if json_output:
         print(json.dumps({**inspection.to_json(), "written": written}, indent=2))
         return
-    for renderable in show.renderables(inspection):
+    for renderable in show.renderables(inspection, out.width):
         out.print(renderable)
     for path in written:
         out.print(f"wrote {path}", soft_wrap=True)

@@ -225,3 +225,31 @@ def locked_elsewhere(root):
         yield
     finally:
         holder.communicate("", timeout=60)
+
+
+def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samples: int = 3):
+    """A run shaped like BERT-base's attention (12 layers x 12 heads by default), at a small
+    L: head h of layer l puts its weight on position (l + h) % keys, sharper in later layers,
+    so every head has its own entropy and argmax. No TensorFlow."""
+    from attnviz.store.run import RunSpec
+    from attnviz.store.samples import TaskBatch
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 100, size=(samples, keys)).astype(np.int32)
+    probe = TaskBatch(x=x, y=None, masks={"first": np.eye(1, keys, dtype=bool).repeat(samples, 0)})
+    names = [f"transformer_layer_{layer}/self_attention/attention_softmax"
+             for layer in range(layers)]
+    spec = RunSpec([{"name": name, "class": "MultiHeadAttention",
+                     "shape": [samples, heads, keys, keys], "dtype": "float16"} for name in names],
+                   {"epochs": 1, "record_every": 1, "checkpoint_every": 0, "record_heads": "all"})
+    run = new_run(root, spec, probe)
+    for epoch in (0, 1):
+        weights = {}
+        for layer, name in enumerate(names):
+            logits = np.zeros((samples, heads, keys, keys), np.float32)
+            for head in range(heads):
+                logits[:, head, :, (layer + head) % keys] = epoch * (1 + layer / 2 + head / 8)
+            weights[name] = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+        run.save_attention(epoch, weights)
+        run.commit(None if epoch == 0 else {"epoch": 1, "loss": 1.0, "val_loss": 1.0})
+    return Run.open(root)

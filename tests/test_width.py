@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from attnviz.cli import app
 
-from conftest import make_synthetic_run
+from conftest import make_synthetic_run, many_heads_run
 
 runner = CliRunner()
 WIDTH = 80
@@ -63,3 +63,22 @@ def test_train_and_explain_fit_80_columns(tmp_path, monkeypatch, trained_run):
     assert_fits(lines_of("train", "--out", "new", "--epochs", "1", "--samples", "256",
                          "--val-samples", "64", "--units", "8"))
     assert_fits(lines_of("explain", "run", "--samples", "100", "--steps", "8"))
+
+
+def test_twelve_layers_of_twelve_heads_are_a_grid_in_80_columns(tmp_path, monkeypatch):
+    """BERT-base's 144 heads: one row per layer, one cell per head, each head's entropy
+    readable (no cell cut off), then the first call in full."""
+    monkeypatch.chdir(tmp_path)
+    many_heads_run(tmp_path / "bert")
+    lines = lines_of("inspect", "bert")
+    assert_fits(lines)
+    rows = [line for line in lines if line.startswith("transformer_layer_")]
+    assert len(rows) == 12, "\n".join(lines)
+    for layer, row in enumerate(rows):
+        cells = row.split()[1:]
+        assert len(cells) == 12 and all(cell.isdigit() for cell in cells), row
+        assert f"layer_{layer}/" in row  # the layer index survives the shortening
+    # sharper in later layers: the last layer's heads are nearer one position than the first's
+    assert max(map(int, rows[-1].split()[1:])) < min(map(int, rows[0].split()[1:]))
+    wide = runner.invoke(app, ["inspect", "bert"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert "@" in wide.output  # room for the full table: entropy @ argmax per head

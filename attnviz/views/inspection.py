@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+from rich.color import Color
+from rich.console import Console
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from attnviz.analysis.inspection import Inspection, View, head_stats, save_weights, single_view
 from attnviz.errors import AttnvizError
 from attnviz.store.files import atomic_path, check_output_file
+from attnviz.views.colors import colormap_lut
 from attnviz.views.heatmap import Heatmap
 from attnviz.views.plots import attention_figure
 
@@ -74,13 +79,18 @@ def figure_title(inspection: Inspection, view: View) -> str:
 MANY_VIEWS = 2  # more attention calls than this: one table of all, one heatmap
 
 
-def renderables(inspection: Inspection) -> list:
+def renderables(inspection: Inspection, width: int = 80) -> list:
     """What the terminal shows: the facts, then per view its numbers and its heatmap (with
-    many views, a layers x heads table and the first view in full)."""
+    many views, a layers x heads table, or a compact grid where that would not fit `width`
+    columns, and the first view in full)."""
     out: list = [Text(line) for line in _fact_lines(inspection)]
     views = inspection.views
     if len(views) > MANY_VIEWS:
-        out += [Text(""), _heads_table(views),
+        stats = [head_stats(view.weights) for view in views]
+        table = _heads_table(views, stats)
+        if _width_of(table) > width:
+            table = _heads_grid(views, stats, width)
+        out += [Text(""), table,
                 Text(f"{len(views)} attention calls; the first in full below: pick others with "
                      "--layer PATH (globs work: --layer '*layer_1*') and --head N")]
         views = views[:1]
@@ -116,9 +126,8 @@ def _view_renderables(inspection: Inspection, view: View) -> list:
     return out
 
 
-def _heads_table(views: list[View]):
+def _heads_table(views: list[View], stats: list[list[dict]]) -> Table:
     """Layers x heads: entropy (share of uniform's) and the most common argmax position."""
-    stats = [head_stats(view.weights) for view in views]
     heads = max(len(row) for row in stats)
     table = Table(title="entropy (0 one position .. 1 uniform) @ most common argmax",
                   box=None, pad_edge=False, title_justify="left")
@@ -130,6 +139,71 @@ def _heads_table(views: list[View]):
                  for cell in row]
         table.add_row(view.name, *cells, *[""] * (heads - len(cells)))
     return table
+
+
+def _heads_grid(views: list[View], stats: list[list[dict]], width: int) -> Table:
+    """Layers x heads in `width` columns (12 x 12 in 80): each head's entropy as a percentage
+    of a uniform row's, coloured as the heatmaps are (dark: on one position); long call
+    paths are shortened in the middle, where they differ least."""
+    heads = max(len(row) for row in stats)
+    name_width = max(16, width - CELL * heads)
+    names, ending = _distinct_parts([view.name for view in views], name_width - 1)
+    title = "entropy per head, % of uniform (0 one position, 100 uniform); argmax: --json"
+    if ending:
+        title += f"\neach call's path ends in {ending}"
+    table = Table(title=title, box=None, pad_edge=False, padding=0, title_justify="left")
+    table.add_column("attention call", no_wrap=True, width=name_width)
+    for head in range(heads):
+        table.add_column(f"{head:>{CELL - 1}}", justify="right", width=CELL, no_wrap=True)
+    for name, row in zip(names, stats, strict=True):
+        cells = [_grid_cell(cell["entropy"]) for cell in row]
+        table.add_row(name, *cells, *[""] * (heads - len(cells)))
+    return table
+
+
+CELL = 4  # a grid cell: "100" and a space
+_HOT = colormap_lut("hot", 256)
+
+
+def _grid_cell(entropy: float | None) -> Text:
+    if entropy is None:
+        return Text("—".rjust(CELL - 1) + " ")
+    rgb = _HOT[min(255, int(entropy * 255))]
+    ink = "black" if sum(int(c) for c in rgb) > 384 else "white"
+    return Text(f"{round(100 * entropy):>{CELL - 1}}", style=Style(
+        color=ink, bgcolor=Color.from_rgb(*(int(c) for c in rgb)))) + Text(" ")
+
+
+def _distinct_parts(names: list[str], width: int) -> tuple[list[str], str]:
+    """The names in `width` characters, and the path ending they share, left out of each when
+    they do not fit ("layer_0/self_attention/softmax" -> "layer_0/…"); a name still too long
+    keeps its start and its end."""
+    ending = ""
+    if len(names) > 1 and max(map(len, names)) > width:
+        parts = [name.split("/") for name in names]
+        shared = 0
+        while (shared < min(map(len, parts)) - 1
+               and len({tuple(p[len(p) - shared - 1:]) for p in parts}) == 1):
+            shared += 1
+        if shared:
+            ending = "/" + "/".join(parts[0][-shared:])
+            names = ["/".join(p[:-shared]) + "/…" for p in parts]
+    return [_shorten(name, width) for name in names], ending
+
+
+def _shorten(name: str, width: int) -> str:
+    """`name` in `width` characters: its start and its end, "…" between."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[:width - 1 - tail] + "…" + name[len(name) - tail:]
+
+
+def _width_of(table: Table) -> int:
+    """The columns `table` takes drawn without a width limit."""
+    console = Console(width=10_000, file=io.StringIO(), color_system=None)
+    lines = console.render_lines(table, console.options, pad=False)
+    return max((sum(len(segment.text) for segment in line) for line in lines), default=0)
 
 
 def _fact_lines(inspection: Inspection) -> list[str]:
