@@ -16,7 +16,7 @@ from attnviz.views.colors import NOT_RECORDED, RESERVED_RGB
 from attnviz.views.encoders import HOLD_LAST_MS
 from attnviz.views.frames import HEADER_LINE_PX, HEADER_PAD_PX, FrameRenderer, Layout
 
-from conftest import make_synthetic_run
+from conftest import make_synthetic_run, many_heads_run
 
 SCALE = 16  # the default --scale
 N, L = 10, 20  # make_synthetic_run's probe size and sequence length
@@ -129,13 +129,14 @@ def test_frames_dir_writes_one_png_per_frame(synthetic_run, tmp_path):
 
 def test_self_attention_run_by_head_and_query(tmp_path):
     run = make_synthetic_run(tmp_path / "self", attention="self", heads=2)
+    frame = layout(lines=3)  # a first header line names the head and the query
     for options in ([], ["--head", "1", "--query", "mean"], ["--head", "mean", "--query", "3"]):
         path = tmp_path / "self.gif"
         result = invoke(run.root, "-o", path, *options)
         assert result.exit_code == 0, result.output
         frames = read_gif(path)
-        assert frames.shape == (6, FRAME.height, FRAME.width, 3)
-        assert (mask_pixels(frames)[:, run.mask()] == TOP).all()
+        assert frames.shape == (6, frame.height, frame.width, 3)
+        assert (mask_pixels(frames, frame)[:, run.mask()] == TOP).all()
 
 
 def test_attribution_adds_a_panel_on_the_right(tmp_path):
@@ -279,3 +280,18 @@ def test_json_says_what_was_written(synthetic_run, tmp_path):
     report = json.loads(result.output)
     assert report["path"] == str(out) and report["frames"] == 6
     assert report["epochs"] == [0, 1, 2, 3, 4, 5] and report["bytes"] == out.stat().st_size
+
+
+def test_frames_say_which_layer_head_and_query_they_show(tmp_path):
+    """Of 144 heads, the title names the one drawn; a run with one view of its attention
+    (the founding case) keeps its two header lines."""
+    from attnviz.views.animation import AnimateOptions, collect_frames
+
+    run = many_heads_run(tmp_path / "bert")
+    frames, _, _ = collect_frames(run, AnimateOptions(layer="*layer_3/*", head="5"))
+    assert frames[0].header[0] == ("layer transformer_layer_3/self_attention/attention_softmax"
+                                   " · head 5 of 12 · query 15 (last)")
+    frames, _, _ = collect_frames(run, AnimateOptions(layer="*layer_0/*", query="mean"))
+    assert frames[0].header[0].endswith("mean of 12 heads · mean of queries")
+    founding, _, _ = collect_frames(make_synthetic_run(tmp_path / "luong"), AnimateOptions())
+    assert founding[0].header[0].startswith("epoch 0/")

@@ -119,6 +119,7 @@ def collect_frames(
     epochs = keep_every(run, options.every)
     samples = resolve_samples(options.samples, mask.shape[0])
     head, query = _resolve_reduction(run, layer, options.head, options.query)
+    shown = view_line(run, info, head, query)
     losses = {record["epoch"]: record.get("loss") for record in run.history}
     attributed = set(run.attribution_epochs)
     total = run.epochs_planned
@@ -130,6 +131,8 @@ def collect_frames(
             f"epoch {epoch}/{total}   loss " + ("-" if loss is None else f"{loss:.4g}"),
             f"mass on {mask_name} {mass(rows, mask):.3f}",
         ]
+        if shown:
+            header.insert(0, shown)
         if attributed:
             header.append("left: attention   right: |attribution| / its row maximum")
         attribution = None
@@ -208,6 +211,21 @@ def resolve_samples(samples: int | None, available: int) -> int:
             f"--samples {samples} is more than the probe batch holds: choose 1..{available}"
         )
     return samples
+
+
+def view_line(run: Run, info: dict, head, query) -> str:
+    """Which attention a frame shows, when a run holds more than one view of it: the layer
+    of several, the head (of how many) and the query of multi-head attention."""
+    parts = [f"layer {info['name']}"] if len(run.layers) > 1 else []
+    if info["kind"] != TEMPORAL:
+        heads, queries = info["shape"][1], info["shape"][2]
+        if run.recording["record_heads"] == "mean":
+            parts.append("mean of heads (recorded so)")
+        else:
+            parts.append(f"mean of {heads} heads" if head == "mean" else f"head {head} of {heads}")
+        parts.append("mean of queries" if query == "mean" else
+                     f"query {queries - 1} (last)" if query == "last" else f"query {query}")
+    return " · ".join(parts)
 
 
 def _resolve_reduction(run: Run, layer: str, head: str | None, query: str | None) -> tuple:
