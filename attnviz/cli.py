@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz import __version__
-from attnviz.errors import BUG, AttnvizError
+from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
 from attnviz.store.config import TrainConfig
 from attnviz.store.files import check_output_file
 from attnviz.views.terminal import closed_pipe, console, fail
@@ -38,8 +38,9 @@ app = typer.Typer(
 
 def handle_errors(command):
     """Turn AttnvizError, and OSError (a full disk, a read-only directory), into one line on
-    stderr and exit code 2; any other exception is attnviz's bug: its traceback, a line
-    asking for a report, exit code 1."""
+    stderr and exit code 2. Any other exception ends with its traceback and exit code 1,
+    and one line more: a slip of attnviz's own code is a bug to report; one raised
+    elsewhere (Keras, TensorFlow, a user's model) is named as such."""
 
     @wraps(command)
     def wrapper(*args, **kwargs):
@@ -54,9 +55,12 @@ def handle_errors(command):
             raise fail(f"{where}{err.strerror or err}") from None
         except (typer.Exit, typer.Abort, click_errors.ClickException):
             raise
-        except Exception:
+        except Exception as err:
             traceback.print_exc()
-            console(stderr=True).print(f"attnviz {__version__}: {BUG}", markup=False,
+            line = BUG if raised_by_attnviz(err) else (
+                f"{type(err).__name__} above was raised by Keras, TensorFlow or your model's "
+                "code while attnviz ran it; if it looks like attnviz's doing, please report it")
+            console(stderr=True).print(f"attnviz {__version__}: {line}", markup=False,
                                        soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -202,6 +206,10 @@ def train(
             from attnviz.analysis.tasks import checked
 
             config = checked(given)
+    elif force:
+        raise AttnvizError("--resume and --force contradict each other: pick one")
+    elif not out.is_dir():  # before the lock, which would make the folder
+        raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
     from attnviz.store.lock import exclusive
 
     request = core.TrainRequest(out=out, config=config, user=user, resume=resume, force=force,

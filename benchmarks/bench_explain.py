@@ -28,14 +28,13 @@ TARGET_SECONDS = 5.0
 
 
 def _founding(root: Path):
-    from attnviz.keras import training as train
     from attnviz.store.config import TrainConfig
     from attnviz.store.run import Run
 
     existing = os.environ.get("ATTNVIZ_FOUNDING_RUN")
     if existing:
         return Run.open(Path(existing))
-    return train.fit(_locked_plan(TrainConfig(epochs=15), root)).run
+    return _train(TrainConfig(epochs=15), root).run
 
 
 def _interventions(run) -> tuple[float, float, list[dict]]:
@@ -90,10 +89,10 @@ if __name__ == "__main__":
         print(row)
 
 
-def _locked_plan(config, root):
-    """training.plan under the run's lock, as `attnviz train` calls it."""
+def _train(config, root, **hooks):
+    """`attnviz train` as the command runs it: plan and fit under the run's lock."""
     from attnviz.keras import training
     from attnviz.store.lock import exclusive
 
     with exclusive(root):
-        return training.plan(config, root)
+        return training.fit(training.plan(config, root), **hooks)

@@ -34,10 +34,8 @@ def _epoch_times(stamps: list[float]) -> float:
 
 def _attnviz(config, root: Path) -> tuple[float, float]:
     """Median epoch time, and the share of it spent recording (measured inside the run)."""
-    from attnviz.keras import training as train
     stamps = [time.perf_counter()]
-    run = train.fit(_locked_plan(config, root),
-                    on_epoch=lambda entry: stamps.append(time.perf_counter())).run
+    run = _train(config, root, on_epoch=lambda entry: stamps.append(time.perf_counter())).run
     share = sum(h["record_seconds"] for h in run.history[1:]) / sum(
         h["seconds"] + h["record_seconds"] for h in run.history[1:])
     return _epoch_times(stamps), share
@@ -92,7 +90,7 @@ def _memory(root: Path) -> tuple[float, float]:
     """RSS growth per epoch (MB) over a self-attention run, and bytes recorded per epoch."""
     import psutil
 
-    from attnviz.keras import training as train
+    from attnviz.keras.training import bytes_per_record
     from attnviz.store.config import TrainConfig
 
     config = TrainConfig(attention="self", encoder="dense", seq_len=64, heads=4, units=32,
@@ -100,8 +98,8 @@ def _memory(root: Path) -> tuple[float, float]:
                          steps_per_execution=16, checkpoint_every=1000)
     process = psutil.Process()
     rss: list[float] = []
-    plan = _locked_plan(config, root)
-    train.fit(plan, on_epoch=lambda entry: rss.append(process.memory_info().rss / 2**20))
+    run = _train(config, root,
+                 on_epoch=lambda entry: rss.append(process.memory_info().rss / 2**20)).run
     settled = np.array(rss[5:])  # after compilation and the allocator's first growth
     # RSS moves by a few MB from epoch to epoch (the allocator): a least-squares slope over
     # 16 epochs of a 10-sample probe (0.31 MB recorded per epoch) read 0.56, -0.33 and 0.10
@@ -110,7 +108,7 @@ def _memory(root: Path) -> tuple[float, float]:
     # the slope is the median of the pairwise slopes (Theil-Sen) over 60 epochs.
     i, j = np.triu_indices(len(settled), 1)
     slope = float(np.median((settled[j] - settled[i]) / (j - i)))
-    return slope, plan.bytes_per_record / 2**20
+    return slope, bytes_per_record(run) / 2**20
 
 
 def run() -> list[dict]:
@@ -149,10 +147,10 @@ if __name__ == "__main__":
         print(row)
 
 
-def _locked_plan(config, root):
-    """training.plan under the run's lock, as `attnviz train` calls it."""
+def _train(config, root, **hooks):
+    """`attnviz train` as the command runs it: plan and fit under the run's lock."""
     from attnviz.keras import training
     from attnviz.store.lock import exclusive
 
     with exclusive(root):
-        return training.plan(config, root)
+        return training.fit(training.plan(config, root), **hooks)

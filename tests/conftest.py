@@ -23,6 +23,7 @@ import pytest
 
 from attnviz.analysis.tasks import get_task
 from attnviz.keras.training import run_spec
+from attnviz.store import lock
 from attnviz.store.config import TrainConfig
 from attnviz.store.lock import exclusive
 from attnviz.store.run import Run, RunWriter
@@ -50,7 +51,13 @@ def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="l
     spec = get_task(task)
     rng = np.random.default_rng(seed)
     probe = spec.probe(probe_size, seq_len, rng)
-    run = new_run(root, run_spec(config), probe)
+    with exclusive(root):
+        run = RunWriter.create(root, run_spec(config), probe)
+        _write_synthetic(run, spec, probe, epochs, attention, heads, seq_len, probe_size, rng)
+    return writer(root)  # opened again, as committed (tests amend it: explain, attribution)
+
+
+def _write_synthetic(run, spec, probe, epochs, attention, heads, seq_len, probe_size, rng):
     target = probe.masks[spec.main_mask].astype(np.float64)
     target /= target.sum(axis=1, keepdims=True)
     for epoch in range(epochs + 1):
@@ -68,7 +75,6 @@ def make_synthetic_run(root, epochs=5, task="add-before-delimiter", attention="l
         else:
             run.commit({"epoch": epoch, "loss": 1.0 / epoch, "val_loss": 1.1 / epoch,
                         "seconds": 0.1})
-    return writer(root)  # opened again, as committed (tests amend it: explain, attribution)
 
 
 def explain_report(verdict: list[str], masks=("delimiter", "prefix"), predictor="mean") -> dict:
@@ -116,8 +122,8 @@ def tiny_config(**changes) -> TrainConfig:
 
 def train_tiny(root, **changes) -> Run:
     from attnviz.keras import training as train
-    plan = locked_plan(tiny_config(**changes), root)
-    return train.fit(plan).run
+    with exclusive(root):
+        return train.fit(train.plan(tiny_config(**changes), root)).run
 
 
 @pytest.fixture(scope="session")
@@ -161,14 +167,15 @@ def mixed_keys_run(root):
     probe = TaskBatch(x=base.x, y=base.y, masks={**base.masks, "first": first})
     layers = [{"name": name, "class": "TemporalAttention", "shape": [4, keys], "dtype": "float32"}
               for name, keys in (("dec/attention", 6), ("enc/attention", 20))]
-    run = new_run(root, RunSpec(layers, {"epochs": 1, "record_every": 1, "checkpoint_every": 0,
-                                            "record_heads": "all"}), probe)
     on = {"dec/attention": first, "enc/attention": base.masks["delimiter"]}
-    for epoch in (0, 1):
-        run.save_attention(epoch, {name: (mask / mask.sum(axis=1, keepdims=True) if epoch
-                                          else np.full(mask.shape, 1 / mask.shape[1])
-                                          ).astype(np.float32) for name, mask in on.items()})
-        run.commit(None if epoch == 0 else {"epoch": 1, "loss": 1.0, "val_loss": 1.0})
+    with exclusive(root):
+        run = RunWriter.create(root, RunSpec(layers, {"epochs": 1, "record_every": 1,
+                                             "checkpoint_every": 0, "record_heads": "all"}), probe)
+        for epoch in (0, 1):
+            run.save_attention(epoch, {name: (mask / mask.sum(axis=1, keepdims=True) if epoch
+                                              else np.full(mask.shape, 1 / mask.shape[1])
+                                              ).astype(np.float32) for name, mask in on.items()})
+            run.commit(None if epoch == 0 else {"epoch": 1, "loss": 1.0, "val_loss": 1.0})
     return Run.open(root)
 
 
@@ -191,16 +198,35 @@ def attention_model(model):
     return keras.Model(inputs, weights, name="attention_weights")
 
 
+_TEST_LOCKS: list = []  # runs whose lock a test holds until it ends
+
+
+@pytest.fixture(autouse=True)
+def _test_locks_end_with_the_test():
+    yield
+    while _TEST_LOCKS:
+        lock.release(_TEST_LOCKS.pop())
+
+
+def _hold(root) -> None:
+    """Take the run's lock until the test ends, as a command holds it until it ends (a path
+    that is a file takes none: creating a run there is refused)."""
+    if Path(root).exists() and not Path(root).is_dir():
+        return
+    lock.acquire(root)
+    _TEST_LOCKS.append(root)
+
+
 def new_run(root, *args, **kwargs) -> RunWriter:
-    """RunWriter.create under the run's lock, as `attnviz train` creates one."""
-    with exclusive(root):
-        return RunWriter.create(root, *args, **kwargs)
+    """RunWriter.create under the run's lock, held until the test ends."""
+    _hold(root)
+    return RunWriter.create(root, *args, **kwargs)
 
 
 def writer(root) -> RunWriter:
-    """The run at `root` opened to write, under its lock."""
-    with exclusive(root):
-        return RunWriter.open(root)
+    """The run at `root` opened to write, its lock held until the test ends."""
+    _hold(root)
+    return RunWriter.open(root)
 
 
 def locked_plan(config, root, **kwargs):
@@ -242,14 +268,15 @@ def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samp
     spec = RunSpec([{"name": name, "class": "MultiHeadAttention",
                      "shape": [samples, heads, keys, keys], "dtype": "float16"} for name in names],
                    {"epochs": 1, "record_every": 1, "checkpoint_every": 0, "record_heads": "all"})
-    run = new_run(root, spec, probe)
-    for epoch in (0, 1):
-        weights = {}
-        for layer, name in enumerate(names):
-            logits = np.zeros((samples, heads, keys, keys), np.float32)
-            for head in range(heads):
-                logits[:, head, :, (layer + head) % keys] = epoch * (1 + layer / 2 + head / 8)
-            weights[name] = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
-        run.save_attention(epoch, weights)
-        run.commit(None if epoch == 0 else {"epoch": 1, "loss": 1.0, "val_loss": 1.0})
+    with exclusive(root):
+        run = RunWriter.create(root, spec, probe)
+        for epoch in (0, 1):
+            weights = {}
+            for layer, name in enumerate(names):
+                logits = np.zeros((samples, heads, keys, keys), np.float32)
+                for head in range(heads):
+                    logits[:, head, :, (layer + head) % keys] = epoch * (1 + layer / 2 + head / 8)
+                weights[name] = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+            run.save_attention(epoch, weights)
+            run.commit(None if epoch == 0 else {"epoch": 1, "loss": 1.0, "val_loss": 1.0})
     return Run.open(root)

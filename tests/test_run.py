@@ -229,9 +229,13 @@ def test_force_removes_the_explain_report(synthetic_run):
 def test_a_reader_cannot_write_and_a_writer_needs_the_lock(synthetic_run):
     """Run is the read side: no commit, no save. RunWriter is handed out only to a process
     holding the run's lock (attnviz.store.lock)."""
+    from attnviz.store import lock
     from attnviz.store.lock import exclusive
     from attnviz.store.run import RunWriter
 
+    while lock.holds(synthetic_run.root):  # the fixture's: as when no command runs
+        lock.release(synthetic_run.root)
+    assert not lock.holds(synthetic_run.root)
     reader = Run.open(synthetic_run.root)
     assert not any(hasattr(reader, name) for name in (
         "commit", "save_attention", "save_explain", "rollback_to", "extend",
@@ -244,3 +248,5 @@ def test_a_reader_cannot_write_and_a_writer_needs_the_lock(synthetic_run):
         run.commit()
     with pytest.raises(RuntimeError, match="written without its lock"):
         RunWriter.open(synthetic_run.root)
+    with pytest.raises(RuntimeError, match="written without its lock"):
+        run.commit()  # a writer whose lock was given back commits nothing

@@ -434,13 +434,15 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
     Without `batch_size`, the first pass reads SURVEY samples only: what one sample captures
     sizes the passes after it (about BATCH_BYTES each), and a capture over MAX_BYTES in all
     is refused then, before the memory is spent. The survey's samples are kept, not read
-    again. Peak memory: the captured weights of all samples (returned) plus one pass's
-    activations."""
+    again, and each pass is copied into one array per call allocated once: with s the bytes
+    one sample's attention takes (float32, every selected call) and b = max(1, BATCH_BYTES
+    // s) samples per pass, peak memory is about n * s (the result) + b * s (the pass's
+    own tensors) + the model's activations of b samples."""
     layers = patterns_of(layers)
     n = batch_length(inputs)
     size = batch_size or min(n, SURVEY)
     calls: dict[str, CallInfo] = {}
-    chunks: dict[str, list[np.ndarray]] = {}
+    weights: dict[str, np.ndarray] = {}
     called: dict[str, str] = {}
     per_step: dict[str, str] = {}
     sized = batch_size is not None
@@ -460,9 +462,9 @@ def capture(model, inputs, *, layers: Sequence[str] | None = None, batch_size: i
             array = _standard(np.asarray(tensor))
             if name not in calls:
                 calls[name] = CallInfo(name, layer_class, source, (n, *array.shape[1:]))
-            chunks.setdefault(name, []).append(array)
+                weights[name] = np.empty(calls[name].shape, np.float32)
+            weights[name][start:start + batch] = array
         start += batch
-    weights = {name: np.concatenate(parts) for name, parts in chunks.items()}
     return Captured(list(calls.values()), weights, called, per_step)
 
 

@@ -106,8 +106,8 @@ def model_failures(what: str) -> Iterator[None]:
     not a traceback."""
     try:
         yield
-    except AttnvizError:
-        raise
+    except (AttnvizError, OSError):
+        raise  # OSError: a disk's answer (a full disk while a checkpoint is written), as it is
     except Exception as err:  # noqa: BLE001 (a user's layer may raise anything)
         if raised_by_attnviz(err):
             raise  # attnviz's own bug: a traceback, not "your model failed"

@@ -82,27 +82,26 @@ class AttentionRecorder(keras.callbacks.Callback):
         self.run = None  # the attnviz.store.run.Run being written, from on_train_begin on
         self._recorder = None
         self._started = False  # the first on_epoch_begin of this fit has run
-        self._locked = False  # this recorder holds the run's lock (attnviz.store.lock)
 
     # ---- Keras' callback interface -----------------------------------------------------
 
     def on_train_begin(self, logs=None):
         self._started = False
         self._recorder = self.run = None  # nothing of an earlier fit carries over
-        self._unlock()  # an earlier fit that raised never reached on_train_end
         if not _is_writer(self.model):
             return
-        created = False
         try:
-            if self.directory.is_dir() or not self.directory.exists():  # a file: refused below
-                created = lock.acquire(self.directory)  # one writer per run, for this fit
-                self._locked = True
-            self._recorder = self._make_recorder()
+            with self._writing() as created:
+                try:
+                    self._recorder = self._make_recorder()
+                except BaseException:
+                    if created:
+                        with contextlib.suppress(OSError):
+                            self.directory.rmdir()  # only while empty: the folder it made
+                    raise
         except AttnvizError as err:
-            self._unlock(remove=created)
             raise err.for_python() from None
         except OSError as err:  # a full or read-only disk: the fit goes on, unrecorded
-            self._unlock(remove=created)
             warnings.warn(f"attnviz: not recording into {self.directory} ({err.strerror or err}"
                           "); training goes on", stacklevel=2)
             return
@@ -112,10 +111,11 @@ class AttentionRecorder(keras.callbacks.Callback):
         if self._recorder is None or self._recorder.stopped is not None:
             return
         try:
-            if not self._started:
-                self._started = True
-                self._start(epoch)  # refuses to record over a run: before any training step
-            self._follow(epoch)
+            with self._writing():
+                if not self._started:
+                    self._started = True
+                    self._start(epoch)  # refuses to record over a run: before any step
+                self._follow(epoch)
         except _Refused:
             self._recorder = None
             raise
@@ -125,22 +125,39 @@ class AttentionRecorder(keras.callbacks.Callback):
         self._recorder.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._recorder is not None:
-            self._recorder.on_epoch_end(epoch, logs)
+        if self._recorder is None or self._recorder.stopped is not None:
+            return
+        try:
+            with self._writing():
+                self._recorder.on_epoch_end(epoch, logs)  # its own failures: a warning
+        except (AttnvizError, OSError) as err:  # the lock: another process writes the run
+            self._recorder.give_up(epoch + 1, err)
 
     def on_train_end(self, logs=None):
         """Say in the run that a fit ended here (EarlyStopping and Ctrl-C included): a fit
         that starts over at epoch 0 afterwards is a new training, not a restart."""
+        if self._recorder is None or self._recorder.stopped is not None:
+            return
         try:
-            if self._recorder is None or self._recorder.stopped is not None:
-                return
-            try:
+            with self._writing():
                 self.run.state["fit_ended"] = True
                 self.run.commit()
-            except OSError as err:
-                self._recorder.give_up(self.run.epochs_done, err)
+        except (AttnvizError, OSError) as err:
+            self._recorder.give_up(self.run.epochs_done, err)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Hold the run's lock while one callback writes, and give it back after: a fit that
+        raises (Keras then skips on_train_end) leaves no lock behind. Yields whether taking
+        it made the directory. A path that is a file takes none: creating the run refuses it."""
+        if self.directory.exists() and not self.directory.is_dir():
+            yield False
+            return
+        created = lock.acquire(self.directory)
+        try:
+            yield created
         finally:
-            self._unlock()
+            lock.release(self.directory)
 
     # ---- where this fit starts ---------------------------------------------------------------
 
@@ -204,16 +221,6 @@ class AttentionRecorder(keras.callbacks.Callback):
                         "restored": True})
 
     # ---- setting up ------------------------------------------------------------------------
-
-    def _unlock(self, remove: bool = False) -> None:
-        """Give the run's lock back; with `remove`, also the folder the lock made, if the
-        recorder wrote nothing into it."""
-        if self._locked:
-            self._locked = False
-            lock.release(self.directory)
-        if remove:
-            with contextlib.suppress(OSError):
-                self.directory.rmdir()  # only while empty
 
     def _make_recorder(self):
         from attnviz.keras.recording import Recorder, open_or_create

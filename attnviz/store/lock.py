@@ -1,9 +1,11 @@
 """One writer per run: an advisory lock on the run directory, held while a run is written.
 
-`attnviz train`, `attnviz explain` (which stores its report in the run) and the
-AttentionRecorder in a user's own fit take it; attnviz.store.run.RunWriter refuses to write
-a run whose lock this process does not hold. The lock is flock(2) on the directory itself:
-the kernel drops it when the process dies, so a killed writer never leaves a stale lock.
+`attnviz train` holds it for the whole command, `attnviz explain` while it stores its report,
+and the AttentionRecorder in a user's own fit while each of its callbacks writes (so a fit
+that raises, which Keras ends without on_train_end, leaves no lock behind);
+attnviz.store.run.RunWriter refuses to write a run whose lock this process does not hold.
+The lock is flock(2) on the directory itself: the kernel drops it when the process dies, so a
+killed writer never leaves a stale lock.
 Within one process it is re-entrant: a writer opened under `exclusive` takes it again.
 """
 
@@ -31,29 +33,27 @@ def holds(root: Path) -> bool:
 
 def acquire(root: Path) -> bool:
     """Take the lock of `root` (made if absent, with its parents); True when this call made
-    the directory. Another process holding it is refused, naming the way out."""
+    the directory. Another process holding it is refused (AttnvizError, naming the way out);
+    a directory that cannot be made or opened raises OSError, as the disk said it."""
     root = Path(root)
     key = _key(root)
     if key in _held:
         _held[key][1] += 1
         return False
     created = not root.exists()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        handle = os.open(root, os.O_RDONLY)
-    except OSError as err:
-        raise AttnvizError(f"cannot create --out {root}: {err.strerror}",
-                           python=f"cannot create {root}: {err.strerror}") from None
+    root.mkdir(parents=True, exist_ok=True)
+    handle = os.open(root, os.O_RDONLY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(handle)
         raise AttnvizError(
-            f"{root} is being written by another attnviz process right now: wait for it to "
-            "finish, or choose another --out",
-            python=f"{root} is being written by another process right now (attnviz train, "
-                   "explain or another fit's AttentionRecorder): wait for it to finish, or "
-                   "record into another directory") from None
+            f"{root} is being written by another attnviz process right now (a train, an "
+            "explain storing its report, or a fit's AttentionRecorder): wait for it to finish, "
+            "or write to another directory") from None
+    except BaseException:
+        os.close(handle)
+        raise
     _held[key] = [handle, 1]
     return created
 
@@ -79,7 +79,10 @@ def exclusive(root: Path) -> Iterator[None]:
     if root.exists() and not root.is_dir():
         yield
         return
-    created = acquire(root)
+    try:
+        created = acquire(root)
+    except OSError as err:
+        raise AttnvizError(f"cannot create --out {root}: {err.strerror or err}") from None
     try:
         yield
     except BaseException:

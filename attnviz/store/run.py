@@ -512,7 +512,9 @@ class RunWriter(Run):
 
     def commit(self, record: dict | None = None) -> None:
         """Append the epoch's history record (if any) and write state.json atomically;
-        `finished` says whether every planned epoch is trained."""
+        `finished` says whether every planned epoch is trained. Only under the run's lock:
+        the commit is what makes a write exist for readers."""
+        _check_lock(self.root)
         if record is not None:
             if record["epoch"] != self.epochs_done + 1:
                 raise RuntimeError(f"epoch {record['epoch']} committed after {self.epochs_done}")

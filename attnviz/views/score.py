@@ -262,7 +262,7 @@ def _junit_suite(suites, report: ScoreReport, checks: list[Check]) -> None:
                         ("head", head_label(report.heads[0]))):
         ET.SubElement(properties, "property", name=name, value=value)
     for check in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"attnviz.analysis.score.{check.mask}",
+        case = ET.SubElement(suite, "testcase", classname=f"attnviz.score.{check.mask}",
                              name=check.name, time="0")
         if not check.passed:
             failure = ET.SubElement(
