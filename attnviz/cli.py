@@ -18,6 +18,7 @@ import typer
 
 from attnviz import __version__
 from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
+from attnviz.keras.backend import quiet_import
 from attnviz.store.config import TrainConfig
 from attnviz.store.files import check_output_file
 from attnviz.views.terminal import closed_pipe, console, fail
@@ -65,21 +66,6 @@ def handle_errors(command):
             raise typer.Exit(1) from None
 
     return wrapper
-
-
-def quiet_tensorflow_import() -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, absl) sent to /dev/null."""
-    if "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401  (imports tensorflow, the backend)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _version(value: bool) -> None:
@@ -225,7 +211,7 @@ def _train_locked(request, quiet: bool, json_output: bool) -> None:
 
     out, resume = request.out, request.resume
     if request.user is not None or (resume and core.is_user_run(out)):
-        quiet_tensorflow_import()  # a user's model is built while planning
+        quiet_import()  # a user's model is built while planning
     plan = core.plan_request(request)
     run = plan.run
     if plan.start_epoch >= run.epochs_planned:  # --resume of a finished run
@@ -240,7 +226,7 @@ def _train_locked(request, quiet: bool, json_output: bool) -> None:
                       f"{out} --resume --epochs {done + RESUME_MORE}`", markup=False,
                       soft_wrap=True)  # a command to copy stays on one line
         return
-    quiet_tensorflow_import()  # after the checks above: bad input is answered at once
+    quiet_import()  # after the checks above: bad input is answered at once
     strategy, devices = core.devices_for(request, run)
     err = console(stderr=True)
     show = not (quiet or json_output)
@@ -420,7 +406,7 @@ def inspect(
     if list_calls:
         if not core.is_model_file(target):
             raise AttnvizError(f"--list reads a .keras model file; {target} is not one")
-        quiet_tensorflow_import()
+        quiet_import()
         from attnviz.keras.inspect_model import list_calls as find_calls
 
         calls, source = find_calls(target, options)
@@ -431,7 +417,7 @@ def inspect(
             out.print(show.calls_renderable(calls, source))
         return
     if core.needs_keras(target, options):
-        quiet_tensorflow_import()
+        quiet_import()
         from attnviz.keras.inspect_model import inspect_target
     else:
         inspect_target = core.inspect_target
@@ -575,7 +561,7 @@ def explain(
 
     The report is also stored in RUN/explain.json, for `attnviz report`.
     """
-    quiet_tensorflow_import()
+    quiet_import()
     from attnviz.analysis.verdict import compose, learning
     from attnviz.keras.explain import ExplainOptions, explain_run, parse_baseline, store_report
     from attnviz.views.explain import renderables

@@ -69,6 +69,9 @@ def imports(package: Path) -> list[Import]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 found += [Import(name, node.lineno, alias.name, ()) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level:  # each rule reads absolute
+                found.append(Import(name, node.lineno, "." * node.level + (node.module or ""),
+                                    tuple(alias.name for alias in node.names)))
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = tuple(alias.name for alias in node.names)
                 submodules = [n for n in names if f"{node.module}.{n}" in trees]
@@ -103,9 +106,17 @@ def numpy_only_violations(package: Path) -> list[str]:
 def views_below_cli(package: Path) -> list[str]:
     """Nothing below the CLI imports a view, but the stated exceptions."""
     return [str(imp) for imp in imports(package)
-            if _in(imp.target, "attnviz.views") and imp.target != "attnviz.views"
+            if _in(imp.target, "attnviz.views")
             and not _in(imp.module, "attnviz.views", "attnviz.cli", "attnviz.__main__")
             and (imp.module, imp.target) not in VIEWS_BELOW_CLI]
+
+
+def frameworks_outside_keras(package: Path) -> list[str]:
+    """Keras, TensorFlow and JAX are imported in attnviz.keras only, and every import is
+    absolute (a relative one would slip past these rules)."""
+    return [str(imp) for imp in imports(package)
+            if imp.target.startswith(".")
+            or (_in(imp.target, *FRAMEWORKS) and not _in(imp.module, "attnviz.keras"))]
 
 
 def private_imports(package: Path) -> list[str]:
@@ -128,11 +139,14 @@ def private_imports(package: Path) -> list[str]:
                     if alias.name in trees and alias.asname:
                         aliases[alias.asname] = alias.name
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in aliases and node.attr.startswith("_")
+            if not (isinstance(node, ast.Attribute) and node.attr.startswith("_")
                     and not node.attr.startswith("__")):
-                bad.append(f"{name}:{node.lineno}: {node.value.id}.{node.attr} "
-                           f"({aliases[node.value.id]}'s private name)")
+                continue
+            owner = ast.unparse(node.value)
+            module = aliases.get(owner, owner if owner.startswith("attnviz.") else None)
+            if module is not None and module != name:
+                bad.append(f"{name}:{node.lineno}: {owner}.{node.attr} ({module}'s private "
+                           "name)")
     return bad
 
 
@@ -192,6 +206,7 @@ def _own_instances(tree: ast.Module, own: set[str]) -> set[str]:
 RULES = {
     "numpy-only": numpy_only_violations,
     "views-below-cli": views_below_cli,
+    "frameworks-in-keras": frameworks_outside_keras,
     "private-imports": private_imports,
     "foreign-private-attributes": foreign_private_attributes,
 }
@@ -207,6 +222,8 @@ PLANTED = {
     "numpy-only": ("attnviz/analysis/score.py", "import keras  # planted\n"),
     "views-below-cli": ("attnviz/keras/training.py",
                         "from attnviz.views.heatmap import Heatmap  # planted\n"),
+    "frameworks-in-keras": ("attnviz/views/report.py",
+                            "def planted():\n    import tensorflow\n"),
     "private-imports": ("attnviz/views/report.py",
                         "from attnviz.store.run import _checksum  # planted\n"),
     "foreign-private-attributes": ("attnviz/keras/capture.py",
@@ -239,3 +256,18 @@ def test_the_public_recorder_import_stays_light():
     from attnviz.keras.recorder import AttentionRecorder as defined
 
     assert AttentionRecorder is defined
+
+
+@pytest.mark.parametrize(("rule", "file", "line"), [
+    ("frameworks-in-keras", "attnviz/analysis/score.py", "from . import tasks  # planted\n"),
+    ("private-imports", "attnviz/views/report.py",
+     "def planted():\n    import attnviz.store.run\n    return attnviz.store.run._checksum\n"),
+    ("views-below-cli", "attnviz/analysis/score.py", "from attnviz import views  # planted\n"),
+])
+def test_the_ways_around_a_rule_are_caught(rule, file, line, tmp_path):
+    copy = tmp_path / "attnviz"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*_assets"))
+    before = set(RULES[rule](copy))
+    target = tmp_path / file
+    target.write_text(target.read_text() + "\n" + line)
+    assert len(set(RULES[rule](copy)) - before) >= 1, (rule, line)

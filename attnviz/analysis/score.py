@@ -21,7 +21,7 @@ import numpy as np
 
 from attnviz.errors import AttnvizError, did_you_mean
 from attnviz.store.arrays import load_array
-from attnviz.store.layers import TEMPORAL, kind_of, shown_kind
+from attnviz.store.layers import SELF, TEMPORAL, kind_of, shown_kind
 
 ROW_SUM_TOLERANCE = 1e-2  # float16 attention of L = 512 sums to 1 only within ~1e-3
 SPAN_IOU = 0.5  # ERASER: a predicted span matches a true span when their IoU >= 0.5
@@ -466,7 +466,7 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
     scored, heads, values = score_stream(run.iter_attention(epochs, info["name"]), mask_arrays,
                                          query, str(run.root))
     return ScoreReport(
-        source=str(run.root), kind=kind, query=parse_query(query) if kind == "self" else None,
+        source=str(run.root), kind=kind, query=parse_query(query) if kind == SELF else None,
         heads=heads, masks=names, epochs=scored, samples=int(mask_arrays[names[0]].shape[0]),
         values=values, auprc_skipped=_skipped(mask_arrays), history=list(run.history),
         layer=info["name"], mask_choices=tuple(run.mask_names),
@@ -493,7 +493,7 @@ def score_files(attention_path: Path, mask_paths: Sequence[str], query: str | in
     scored, heads, values = score_stream([(None, attention)], masks, query, source, normalize)
     kind = shown_kind(kind_of(attention.shape))
     return ScoreReport(
-        source=source, kind=kind, query=parse_query(query) if kind == "self" else None,
+        source=source, kind=kind, query=parse_query(query) if kind == SELF else None,
         heads=heads, masks=list(masks), epochs=scored, samples=int(attention.shape[0]),
         values=values, auprc_skipped=_skipped(masks), history=[],
     )

@@ -57,8 +57,14 @@ import numpy as np
 import tensorflow as tf
 
 from attnviz.errors import AttnvizError
-from attnviz.keras.internals import COMPUTE_ATTENTION, compute_attention, producer, scores_returned
-from attnviz.store.layers import matches
+from attnviz.keras.internals import (
+    compute_attention,
+    producer,
+    scores_returned,
+    set_compute_attention,
+    with_scores_asked,
+)
+from attnviz.store.layers import matches, patterns_of
 
 # Keras' own attention layers: a softmax inside them is attention and takes their name
 KERAS_ATTENTION = (keras.layers.MultiHeadAttention, keras.layers.GroupQueryAttention,
@@ -135,10 +141,7 @@ def _softmax(logits, axis=None, name=None):
 def _mha_attention(layer, *args, **kwargs):
     """MultiHeadAttention's attention with return_attention_scores=True: its explicit path."""
     if getattr(_LOCAL, "capture", None) is not None:
-        if len(args) >= 6:
-            args = (*args[:5], True, *args[6:])
-        else:
-            kwargs["return_attention_scores"] = True
+        args, kwargs = with_scores_asked(args, kwargs)
     return _ORIGINAL_MHA(layer, *args, **kwargs)
 
 
@@ -150,11 +153,16 @@ def _gqa_attention(layer, *args, **kwargs):
         return _ORIGINAL_GQA(layer, *args, **kwargs)
 
 
-_PATCHES = ((keras.layers.Layer, "__call__", _ORIGINAL_CALL, _layer_call),
-            (keras.layers.MultiHeadAttention, COMPUTE_ATTENTION, _ORIGINAL_MHA,
-             _mha_attention),
-            (keras.layers.GroupQueryAttention, COMPUTE_ATTENTION, _ORIGINAL_GQA,
-             _gqa_attention))
+def _set_call(method) -> None:
+    keras.layers.Layer.__call__ = method
+
+
+# (how to set it, the original, the patch)
+_PATCHES = ((_set_call, _ORIGINAL_CALL, _layer_call),
+            (lambda method: set_compute_attention(keras.layers.MultiHeadAttention, method),
+             _ORIGINAL_MHA, _mha_attention),
+            (lambda method: set_compute_attention(keras.layers.GroupQueryAttention, method),
+             _ORIGINAL_GQA, _gqa_attention))
 
 
 def _install() -> None:
@@ -164,8 +172,8 @@ def _install() -> None:
     with _INSTALL_LOCK:
         if _installed == 0:
             try:
-                for owner, key, _, patched in _PATCHES:
-                    setattr(owner, key, patched)
+                for put, _, patched in _PATCHES:
+                    put(patched)
                 for module, key in _softmax_aliases():
                     setattr(module, key, _softmax)
             except BaseException:
@@ -184,8 +192,8 @@ def _uninstall() -> None:
 
 def _restore() -> None:
     """Every patch undone: what interception looks like when no thread captures."""
-    for owner, key, original, _ in _PATCHES:
-        setattr(owner, key, original)
+    for put, original, _ in _PATCHES:
+        put(original)
     for module, key in _aliases:
         if getattr(module, key, None) is _softmax:
             setattr(module, key, _ORIGINAL_SOFTMAX)
@@ -488,13 +496,6 @@ def unnumbered(path: str) -> str:
     """A call's path without Keras' automatic name suffixes ("multi_head_attention_1"): a
     model rebuilt in another session, or a second time in one, numbers them otherwise."""
     return re.sub(r"_\d+(?=/|#|$)", "", path)
-
-
-def patterns_of(patterns: str | Sequence[str] | None) -> list[str] | None:
-    """Layer patterns as a list: a string is one pattern (never a list of its characters)."""
-    if patterns is None:
-        return None
-    return [patterns] if isinstance(patterns, str) else list(patterns)
 
 
 def select(calls: Sequence[CallInfo], patterns: str | Sequence[str] | None) -> list[CallInfo]:

@@ -11,13 +11,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-COMPUTE_ATTENTION = "_compute_attention"  # MultiHeadAttention and GroupQueryAttention: the
+_COMPUTE_ATTENTION = "_compute_attention"  # MultiHeadAttention and GroupQueryAttention: the
 # method that computes the softmax and the weighted sum, patched by attnviz.keras.capture
+_MHA_SCORES_ARGUMENT = 5  # MultiHeadAttention._compute_attention(query, key, value,
+# attention_mask, training, return_attention_scores, ...): the position of the last
 
 
 def compute_attention(layer_class):
     """The class's own attention method (the one capture patches)."""
-    return getattr(layer_class, COMPUTE_ATTENTION)
+    return getattr(layer_class, _COMPUTE_ATTENTION)
+
+
+def set_compute_attention(layer_class, method) -> None:
+    """Put `method` in place of the class's attention method (capture's patch, and its undoing)."""
+    setattr(layer_class, _COMPUTE_ATTENTION, method)
+
+
+def with_scores_asked(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """MultiHeadAttention._compute_attention's arguments with return_attention_scores=True,
+    wherever the caller passed it: the layer then takes its explicit path."""
+    if len(args) > _MHA_SCORES_ARGUMENT:
+        return (*args[:_MHA_SCORES_ARGUMENT], True, *args[_MHA_SCORES_ARGUMENT + 1:]), kwargs
+    return args, {**kwargs, "return_attention_scores": True}
 
 
 @contextmanager

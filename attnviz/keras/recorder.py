@@ -33,9 +33,9 @@ import keras
 import numpy as np
 
 from attnviz.errors import AttnvizError
-from attnviz.keras.capture import patterns_of
 from attnviz.keras.internals import restored_by_backup
 from attnviz.store import lock
+from attnviz.store.layers import patterns_of
 
 __all__ = ["AttentionRecorder"]
 

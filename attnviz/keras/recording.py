@@ -24,7 +24,6 @@ from attnviz.keras.capture import (
     batch_length,
     capture,
     no_attention_error,
-    patterns_of,
     per_step_error,
     select,
     slice_samples,
@@ -38,7 +37,7 @@ from attnviz.keras.loading import (
     model_summary,
     script_classes,
 )
-from attnviz.store.layers import as_stored, check_record_heads, stored_layer
+from attnviz.store.layers import as_stored, check_record_heads, patterns_of, stored_layer
 from attnviz.store.run import CONFIG, STATE, RunSpec, RunWriter, probe_digest
 from attnviz.store.samples import TaskBatch
 

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from attnviz.errors import AttnvizError, did_you_mean
+from attnviz.store.layers import RECORD_HEADS
 
 ENCODERS = ("lstm", "gru", "bilstm", "dense")
 ATTENTIONS = ("luong", "bahdanau", "self")
@@ -54,7 +55,7 @@ class TrainConfig:
                 "--strategy multi-worker fails inside Keras 3.15's fit with TensorFlow 2.21 "
                 "(see docs/train.md): use --strategy mirrored on one machine"
             )
-        _choice("record-heads", self.record_heads, ("all", "mean"))
+        _choice("record-heads", self.record_heads, RECORD_HEADS)
         for name, minimum in (
             ("epochs", 1), ("units", 1), ("attention_units", 1), ("heads", 1),
             ("probe_size", 1), ("batch_size", 1), ("checkpoint_every", 1),

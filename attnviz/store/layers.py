@@ -58,6 +58,13 @@ def as_stored(weights: dict[str, np.ndarray], record_heads: str) -> dict[str, np
             for name, w in weights.items()}
 
 
+def patterns_of(patterns: str | Sequence[str] | None) -> list[str] | None:
+    """Layer patterns as a list: a string is one pattern (never a list of its characters)."""
+    if patterns is None:
+        return None
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
 def matches(name: str, patterns: Iterable[str]) -> bool:
     """Whether --layer's patterns pick the call `name`: its exact path, or a glob of it."""
     return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)

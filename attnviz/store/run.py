@@ -92,8 +92,11 @@ class Run:
         self.header = header  # config.json as a format 2 header (format 1 is upgraded)
         self.state = state
         config = header.get("config")
-        self.config: TrainConfig | None = None if config is None else TrainConfig.from_dict(
-            {**config, "epochs": state.get("epochs", config["epochs"])})
+        self.config: TrainConfig | None = None
+        if config is not None:  # state.json's epochs: --resume --epochs extended the run
+            self.config = TrainConfig.from_dict(config)
+            if "epochs" in state:
+                self.config = self.config.replace(epochs=state["epochs"]).validate()
         self._probe: TaskBatch | None = None
 
     # ---- opening -------------------------------------------------------------------------
@@ -391,7 +394,7 @@ class Run:
         return array
 
 
-# ---- the header ------------------------------------------------------------------------------
+# ---- writing ---------------------------------------------------------------------------------
 
 
 class RunWriter(Run):
@@ -497,7 +500,7 @@ class RunWriter(Run):
 
     def save_explain(self, report: dict) -> None:
         """Store an explain report (its --json object) and commit: readers need no TensorFlow
-        to show it. The caller holds the run's lock (train.exclusive) and opened the run
+        to show it. The caller holds the run's lock (attnviz.store.lock) and opened the run
         under it, so a commit of training is never overwritten."""
         self.state["files"][EXPLAIN] = atomic_write_json(self.root / EXPLAIN, report)
         self.commit()
@@ -548,6 +551,9 @@ def _check_lock(root: Path) -> None:
     if not lock.holds(root):
         raise RuntimeError(f"{root} is written without its lock: take "
                            "attnviz.store.lock.exclusive(root) first")
+
+
+# ---- the header of a new run, and its folder -------------------------------------------------
 
 
 def _probe_arrays(info: dict) -> dict[str, dict]:

@@ -30,7 +30,7 @@ LISTABLE = re.compile(r"config\.json|probe\.npz|heldout\.npz|explain\.json"
                       r"|attribution/epoch_\d{4,}\.npy|checkpoints/epoch_\d{4,}\.keras")
 LAYER_FOLDER = re.compile(r"attention/\d{2,}")
 EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)")
-# what fsutil.atomic_path leaves behind when a write is killed: .NAME.RANDOM.tmp[SUFFIX]
+# what store.files.atomic_path leaves behind when a write is killed: .NAME.RANDOM.tmp[SUFFIX]
 TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|heldout\.npz|explain\.json"
                        r"|epoch_\d{4,}\.(npy|keras))"
                        r"\.[A-Za-z0-9_]+\.tmp(\.keras)?")

@@ -11,6 +11,7 @@ import numpy as np
 from attnviz.analysis.score import METRICS, SHOWN_ONCE, SHOWN_PER_MASK, Check, ScoreReport
 from attnviz.errors import AttnvizError
 from attnviz.store.files import atomic_path
+from attnviz.store.layers import SELF
 
 COLUMNS = 3  # panels per row of the score figure
 
@@ -31,7 +32,7 @@ def score_figure(report: ScoreReport, checks: list[Check]):
 
     if report.epochs[0] is None:
         raise AttnvizError("--plot draws metrics over epochs: it needs a RUN, not --attention")
-    view = " (head mean)" if report.kind == "self" else ""
+    view = " (head mean)" if report.kind == SELF else ""
     metrics = [*SHOWN_PER_MASK, *SHOWN_ONCE]
     rows = math.ceil((len(metrics) + 1) / COLUMNS)
     figure = Figure(figsize=(13, 10 * rows / 3), layout="constrained")

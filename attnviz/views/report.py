@@ -37,7 +37,7 @@ from attnviz import __version__
 from attnviz.analysis.score import METRICS, score_stream
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.store.files import atomic_path, check_output_file
-from attnviz.store.layers import shown_kind
+from attnviz.store.layers import SELF, shown_kind
 from attnviz.store.run import Run
 from attnviz.views.animation import check_every_and_samples, keep_every, resolve_samples
 from attnviz.views.colors import colormap_lut
@@ -87,7 +87,7 @@ class Layer:
 
     @property
     def heads(self) -> int:
-        return self.shape[1] if self.kind == "self" else 1
+        return self.shape[1] if self.kind == SELF else 1
 
     @property
     def cells(self) -> int:
@@ -99,11 +99,6 @@ def _layers(run: Run) -> list[Layer]:
     """The attention layers the run recorded."""
     return [Layer(layer["name"], shown_kind(layer["kind"]),
                   tuple(layer["shape"])) for layer in run.layers]
-
-
-def _attention(run: Run, layer: str, epoch: int) -> np.ndarray:
-    """One layer's probe attention at `epoch`: (n, L) or (n, H, Lq, Lk) float32."""
-    return run.attention(epoch, layer)
 
 
 def _tokens(run: Run) -> list[list[str]] | None:
@@ -216,7 +211,7 @@ def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
     def stream():
         nonlocal largest
         for epoch in epochs:
-            weights = _attention(run, layer.name, epoch)[:samples]
+            weights = run.attention(epoch, layer.name)[:samples]
             largest = max(largest, float(weights.max()))
             encoded.append(_encode(weights))
             yield epoch, weights
@@ -233,7 +228,7 @@ def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
     shape = layer.shape
     return {
         "name": layer.name, "kind": layer.kind, "heads": layer.heads,
-        "queries": shape[2] if layer.kind == "self" else 1, "keys": shape[-1],
+        "queries": shape[2] if layer.kind == SELF else 1, "keys": shape[-1],
         "max": largest, "weights": encoded, "scores": scores,
     }
 

@@ -21,6 +21,7 @@ from attnviz.analysis.score import (
     ScoreReport,
 )
 from attnviz.store.files import atomic_write_bytes, check_output_file
+from attnviz.store.layers import SELF
 
 JSON_SCHEMA_VERSION = 1
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -75,7 +76,7 @@ def _metrics_table(report: ScoreReport):
     parts = [report.source]
     if report.epochs[-1] is not None:
         parts.append(f"epoch {report.epochs[-1]}")
-    if report.kind == "self":
+    if report.kind == SELF:
         parts.append(f"self-attention, query {report.query}, "
                      + ("heads averaged" if len(report.heads) > 1 else "recorded head mean"))
     else:
@@ -149,7 +150,7 @@ def _curve_table(report: ScoreReport, width: int):
     # 4 columns: 3 characters of border and padding each, and one more at the edge
     room = width - 13 - label_width - mask_width - len("0.000 → 0.000")
     curve_width = int(np.clip(room, 8, CURVE_WIDTH))
-    view = " (head mean)" if report.kind == "self" else ""
+    view = " (head mean)" if report.kind == SELF else ""
     table = Table()
     for column in ("metric", "mask", "curve", "first → last"):
         table.add_column(column, no_wrap=True)
