@@ -72,22 +72,30 @@ def test_model_failures_keeps_user_errors_one_line_and_lets_bugs_through(tmp_pat
             layers.kind_of(None)
 
 
-def test_a_bug_in_a_command_is_a_traceback_and_a_request_for_a_report(tmp_path):
-    """In a fresh process, as users run it: a core function that breaks (planted) ends the
-    command with its traceback, the report line and exit code 1, not a one-line error."""
-    code = (  # the slip happens inside attnviz's own code: a layer kind of no shape
+def _score_with_broken_core(tmp_path, imports: str, body: str):
+    """`attnviz score` in a fresh process, as users run it, with its core call replaced by a
+    function whose body is `body` (defined outside the package, after `imports`)."""
+    code = (
         "import sys\n"
         "import attnviz.analysis.score as score\n"
-        "from attnviz.store.layers import kind_of\n"
+        f"{imports}"
         "def broken(*args, **kwargs):\n"
-        "    return kind_of(None)\n"
+        f"    {body}\n"
         "score.score_target = broken\n"
         "from attnviz.cli import main\n"
         f"sys.argv = ['attnviz', 'score', {str(tmp_path)!r}]\n"
         "main()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
+
+
+def test_a_bug_in_a_command_is_a_traceback_and_a_request_for_a_report(tmp_path):
+    """A core function that breaks (planted) ends the command with its traceback, the report
+    line and exit code 1, not a one-line error."""
+    # the slip happens inside attnviz's own code: a layer kind of no shape
+    done = _score_with_broken_core(tmp_path, "from attnviz.store.layers import kind_of\n",
+                                   "return kind_of(None)")
     assert done.returncode == 1, done.stderr
     assert "Traceback (most recent call last)" in done.stderr
     assert "TypeError: object of type 'NoneType' has no len()" in done.stderr
@@ -99,18 +107,7 @@ def test_an_error_from_elsewhere_is_named_as_such_not_as_attnvizs_bug(tmp_path):
     """An exception no attnviz code raised (here from a planted function outside the
     package, as Keras or a user's model would) keeps its traceback, and is not called a bug
     of attnviz."""
-    code = (
-        "import sys\n"
-        "import attnviz.analysis.score as score\n"
-        "def broken(*args, **kwargs):\n"
-        "    return {}['planted']\n"
-        "score.score_target = broken\n"
-        "from attnviz.cli import main\n"
-        f"sys.argv = ['attnviz', 'score', {str(tmp_path)!r}]\n"
-        "main()\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    done = _score_with_broken_core(tmp_path, "", "return {}['planted']")
     assert done.returncode == 1, done.stderr
     assert "KeyError: 'planted'" in done.stderr
     assert BUG not in done.stderr.replace("\n", " ")
