@@ -603,7 +603,7 @@ def test_a_run_another_process_writes_is_refused_before_the_first_step(tmp_path)
     root = tmp_path / "run"
     with locked_elsewhere(root):
         model = example("founding_attention").build_model(seq_len=L, units=4)
-        with pytest.raises(AttnvizError, match="being written by another process right now"):
+        with pytest.raises(AttnvizError, match="being written by another attnviz process right now"):
             model.fit(train.x, train.y, epochs=1, verbose=0,
                       callbacks=[AttentionRecorder(root, probe=probe.x)])
         assert model.optimizer.iterations.numpy() == 0  # refused before the first step

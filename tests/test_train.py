@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from attnviz.keras import training as train
+from attnviz.store.lock import exclusive
 from attnviz.store.run import Run
 
 from conftest import locked_plan, tiny_config, train_tiny, verify_all
@@ -67,27 +68,28 @@ def test_same_seed_gives_identical_attention(tmp_path, trained_run):
 
 def test_stop_then_resume_records_each_epoch_once(tmp_path):
     root = tmp_path / "run"
-    plan = locked_plan(tiny_config(epochs=5, checkpoint_every=3, seed=3), root)
-    stopped = train.fit(plan, stop_requested=lambda: Run.open(root).epochs_done >= 1)
-    assert stopped.interrupted and stopped.epochs_done == 2
-    assert Run.open(root).checkpoints == [2]  # the stop writes a checkpoint of its epoch
+    with exclusive(root):  # as `attnviz train` holds it for the whole command
+        plan = locked_plan(tiny_config(epochs=5, checkpoint_every=3, seed=3), root)
+        stopped = train.fit(plan, stop_requested=lambda: Run.open(root).epochs_done >= 1)
+        assert stopped.interrupted and stopped.epochs_done == 2
+        assert Run.open(root).checkpoints == [2]  # the stop writes a checkpoint of its epoch
 
-    # A kill after epoch 3's commit but before a checkpoint covers it: resume rolls back.
-    plan = locked_plan(None, root, resume=True)
-    assert plan.start_epoch == 2
-    run = train.fit(plan, stop_requested=lambda: Run.open(root).epochs_done >= 3).run
-    run.state["checkpoints"].remove(4)
-    run.state["files"].pop("checkpoints/epoch_0004.keras")
-    run.commit()
-    plan = locked_plan(None, root, resume=True)
-    assert (plan.start_epoch, plan.rolled_back_from) == (3, 4)
-    result = train.fit(plan)
-    run = Run.open(root)
-    verify_all(run)
-    assert not result.interrupted
-    assert [h["epoch"] for h in run.history] == [1, 2, 3, 4, 5]
-    assert run.attention_epochs == [0, 1, 2, 3, 4, 5]
-    assert run.checkpoints == [2, 3, 5]  # 3 from the stop, 5 the last; 4 was rolled back
+        # A kill after epoch 3's commit but before a checkpoint covers it: resume rolls back.
+        plan = locked_plan(None, root, resume=True)
+        assert plan.start_epoch == 2
+        run = train.fit(plan, stop_requested=lambda: Run.open(root).epochs_done >= 3).run
+        run.state["checkpoints"].remove(4)
+        run.state["files"].pop("checkpoints/epoch_0004.keras")
+        run.commit()
+        plan = locked_plan(None, root, resume=True)
+        assert (plan.start_epoch, plan.rolled_back_from) == (3, 4)
+        result = train.fit(plan)
+        run = Run.open(root)
+        verify_all(run)
+        assert not result.interrupted
+        assert [h["epoch"] for h in run.history] == [1, 2, 3, 4, 5]
+        assert run.attention_epochs == [0, 1, 2, 3, 4, 5]
+        assert run.checkpoints == [2, 3, 5]  # 3 from the stop, 5 the last; 4 was rolled back
 
 
 def test_resume_extends_epochs(tmp_path, trained_run):
@@ -95,9 +97,10 @@ def test_resume_extends_epochs(tmp_path, trained_run):
 
     root = tmp_path / "more"
     shutil.copytree(trained_run.root, root)
-    plan = locked_plan(None, root, resume=True, epochs=4)
-    assert plan.start_epoch == 3
-    run = train.fit(plan).run
+    with exclusive(root):
+        plan = locked_plan(None, root, resume=True, epochs=4)
+        assert plan.start_epoch == 3
+        run = train.fit(plan).run
     assert Run.open(root).config.epochs == 4
     assert [h["epoch"] for h in run.history] == [1, 2, 3, 4]
     # the optimizer continued: loss after resume stays near where it was
