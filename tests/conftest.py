@@ -253,10 +253,11 @@ def locked_elsewhere(root):
         holder.communicate("", timeout=60)
 
 
-def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samples: int = 3):
+def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samples: int = 3,
+                   dtype: str = "float16"):
     """A run shaped like BERT-base's attention (12 layers x 12 heads by default), at a small
     L: head h of layer l puts its weight on position (l + h) % keys, sharper in later layers,
-    so every head has its own entropy and argmax. No TensorFlow."""
+    so every head has its own entropy and argmax; its maps stored as `dtype`. No TensorFlow."""
     from attnviz.store.run import RunSpec
     from attnviz.store.samples import TaskBatch
 
@@ -266,7 +267,7 @@ def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samp
     names = [f"transformer_layer_{layer}/self_attention/attention_softmax"
              for layer in range(layers)]
     spec = RunSpec([{"name": name, "class": "MultiHeadAttention",
-                     "shape": [samples, heads, keys, keys], "dtype": "float16"} for name in names],
+                     "shape": [samples, heads, keys, keys], "dtype": dtype} for name in names],
                    {"epochs": 1, "record_every": 1, "checkpoint_every": 0, "record_heads": "all"})
     with exclusive(root):
         run = RunWriter.create(root, spec, probe)

@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from attnviz.analysis.tasks import (
     PROBE_STREAM,
     TRAIN_STREAM,
@@ -23,7 +21,7 @@ from attnviz.analysis.tasks import (
 )
 from attnviz.errors import AttnvizError
 from attnviz.store.config import TrainConfig
-from attnviz.store.layers import stored_layer
+from attnviz.store.layers import stored_bytes, stored_layer
 from attnviz.store.run import CONFIG, STATE, Run, RunSpec, RunWriter, check_new_run_dir
 from attnviz.store.schema import read_config
 
@@ -138,8 +136,7 @@ def run_spec(config: TrainConfig) -> RunSpec:
 
 def bytes_per_record(run: Run) -> int:
     """Bytes one recorded epoch adds: every layer's attention (and attribution)."""
-    size = sum(int(np.prod(layer["shape"])) * np.dtype(layer["dtype"]).itemsize
-               for layer in run.layers)
+    size = sum(stored_bytes(layer) for layer in run.layers)
     if run.config is not None and run.config.attribution:
         size += run.config.probe_size * run.config.seq_len * 4
     return size

@@ -82,7 +82,8 @@ def read_npy(handle, source: Path | str, shape, kinds: str) -> np.ndarray:
     except UNREADABLE as err:
         raise RunFormatError(f"{source}: not a readable .npy file ({err})") from None
     if dtype.kind not in kinds or dtype.hasobject or dtype.subdtype is not None:
-        expected = {"f": "floats", "fiu": "numbers", "biu": "0/1 or bool"}[kinds]
+        expected = {"f": "floats", "u": "8-bit codes", "fiu": "numbers",
+                    "biu": "0/1 or bool"}[kinds]
         raise RunFormatError(f"{source}: dtype {dtype} but the run stores {expected}")
     if list(found) != list(shape):
         raise RunFormatError(f"{source}: shape {tuple(found)} but the run says {tuple(shape)}")

@@ -4,8 +4,9 @@ every command shares.
     kind           TEMPORAL: (n, L) weights, one row per sample (many-to-one attention)
                    MULTI_HEAD: (n, heads, Lq, Lk), a row per query and head (self-attention)
     record_heads   "all" heads as captured, or their "mean" (heads 1: H times less disk)
-    dtype          float32 for temporal rows, float16 for multi-head (half the disk; rows
-                   still sum to 1 within 1e-3)
+    dtype          float32 for temporal rows; float16 for multi-head (half the disk; rows
+                   still sum to 1 within 1e-3), or q8 (a quarter: attnviz.store.quant,
+                   each weight and each span of keys within 0.4 % of the row's maximum)
     --layer        a call's path, or a glob over the paths (`'*layer_1*'`), in every command
 """
 
@@ -17,11 +18,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from attnviz.errors import AttnvizError
+from attnviz.store import quant
 
 TEMPORAL, MULTI_HEAD = "temporal", "multi-head"
 SELF = "self"  # MULTI_HEAD as score's JSON, the report and config.json's v1 'attention' say it
 RECORD_HEADS = ("all", "mean")
-DTYPES = ("float16", "float32")
+DTYPES = ("float16", "float32", quant.Q8)
 
 
 def kind_of(shape: Sequence[int]) -> str:
@@ -40,14 +42,41 @@ def check_record_heads(value: str, flag: str = "--record-heads") -> str:
     return value
 
 
-def stored_layer(name: str, layer_class: str, shape: Sequence[int], record_heads: str) -> dict:
+def stored_layer(name: str, layer_class: str, shape: Sequence[int], record_heads: str,
+                 compact: bool = False) -> dict:
     """config.json's entry for a call captured with `shape`: the shape and dtype it is stored
-    in (attnviz.store.run adds its kind and folder)."""
+    in (attnviz.store.run adds its kind and folder); `compact`: multi-head maps as q8."""
     shape = list(shape)
     if record_heads == "mean" and len(shape) == 4:
         shape[1] = 1
-    return {"name": name, "class": layer_class, "shape": shape,
-            "dtype": "float32" if len(shape) == 2 else "float16"}
+    dtype = "float32" if len(shape) == 2 else quant.Q8 if compact else "float16"
+    return {"name": name, "class": layer_class, "shape": shape, "dtype": dtype}
+
+
+def file_shape(layer: dict) -> list[int]:
+    """The shape of a layer's epoch file (q8 keeps each row's scale after its codes)."""
+    shape = list(layer["shape"])
+    return quant.stored_shape(shape) if layer["dtype"] == quant.Q8 else shape
+
+
+def stored_bytes(layer: dict) -> int:
+    """Bytes one recorded epoch of `layer` takes on disk (its .npy header aside)."""
+    itemsize = 1 if layer["dtype"] == quant.Q8 else np.dtype(layer["dtype"]).itemsize
+    return int(np.prod(file_shape(layer))) * itemsize
+
+
+def to_stored(layer: dict, weights: np.ndarray) -> np.ndarray:
+    """Weights as `layer`'s epoch file holds them."""
+    if layer["dtype"] == quant.Q8:
+        return quant.encode(weights)
+    return np.asarray(weights).astype(layer["dtype"])
+
+
+def from_stored(layer: dict, array: np.ndarray) -> np.ndarray:
+    """An epoch file's array as float32 weights of `layer`'s shape."""
+    if layer["dtype"] == quant.Q8:
+        return quant.decode(array)
+    return array.astype(np.float32)
 
 
 def as_stored(weights: dict[str, np.ndarray], record_heads: str) -> dict[str, np.ndarray]:

@@ -40,9 +40,13 @@ from attnviz.store.arrays import read_npy, read_npz
 from attnviz.store.config import TrainConfig
 from attnviz.store.files import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from attnviz.store.layers import (
+    file_shape,
+    from_stored,
     kind_of,
     matches,
+    to_stored,
 )
+from attnviz.store.quant import Q8
 from attnviz.store.samples import TaskBatch
 from attnviz.store.schema import (
     CONFIG,
@@ -53,6 +57,7 @@ from attnviz.store.schema import (
     FORMAT_VERSION,
     HELDOUT,
     PROBE,
+    RECORDING_DEFAULTS,
     STATE,
     TEMP_FILE,
     check_explain,
@@ -142,7 +147,7 @@ class Run:
 
     @property
     def recording(self) -> dict:
-        return {**self.header["recording"], "epochs": self.epochs_planned}
+        return {**RECORDING_DEFAULTS, **self.header["recording"], "epochs": self.epochs_planned}
 
     @property
     def attention_epochs(self) -> list[int]:
@@ -312,8 +317,17 @@ class Run:
         if epoch not in self.state["attention_epochs"]:
             raise AttnvizError(f"epoch {epoch} has no recorded attention in {self.root}")
         info = self.layer(layer)
-        return self._load_npy(epoch_file("attention_epochs", epoch, info["folder"]),
-                              info["shape"])
+        name = epoch_file("attention_epochs", epoch, info["folder"])
+        if info["dtype"] != Q8:
+            return self._load_npy(name, info["shape"])
+        codes = read_npy(io.BytesIO(self._verify(name)), self.root / name, file_shape(info), "u")
+        if codes.dtype != np.uint8:
+            raise RunFormatError(f"{self.root / name}: dtype {codes.dtype} but the run stores "
+                                 "q8 (uint8)")
+        weights = from_stored(info, codes)
+        if not np.isfinite(weights).all():
+            raise RunFormatError(f"{self.root / name}: a row's scale is NaN or Inf")
+        return weights
 
     def iter_attention(self, epochs: Iterable[int] | None = None,
                        layer: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -477,7 +491,7 @@ class RunWriter(Run):
                 raise RuntimeError(f"layer {layer['name']}: weights {array.shape}, the run "
                                    f"records {tuple(layer['shape'])}")
             self._save_npy(epoch_file("attention_epochs", epoch, layer["folder"]),
-                           array.astype(layer["dtype"]))
+                           to_stored(layer, array))
         self._add_epoch("attention_epochs", epoch)
 
     def save_attribution(self, epoch: int, values: np.ndarray) -> None:
@@ -536,6 +550,20 @@ class RunWriter(Run):
                     self.state["files"].pop(name, None)
             self.state[key] = [e for e in self.state[key] if e <= epoch]
         self.commit()
+
+    def prune_checkpoints(self, keep: int) -> None:
+        """Keep the last `keep` checkpoints (0: all): the older ones leave state.json first,
+        then the disk, so a kill in between leaves only unlisted files (removed as stale)."""
+        dropped = self.state["checkpoints"][:-keep] if keep else []
+        if not dropped:
+            return
+        names = [epoch_file("checkpoints", epoch) for epoch in dropped]
+        self.state["checkpoints"] = self.state["checkpoints"][len(dropped):]
+        for name in names:
+            self.state["files"].pop(name, None)
+        self.commit()
+        for name in names:
+            (self.root / name).unlink(missing_ok=True)
 
     def _add_epoch(self, key: str, epoch: int) -> None:
         if epoch not in self.state[key]:

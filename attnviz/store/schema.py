@@ -11,8 +11,12 @@ from pathlib import Path
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.store.config import TrainConfig
 from attnviz.store.layers import DTYPES, MULTI_HEAD, RECORD_HEADS, TEMPORAL, kind_of, shown_kind
+from attnviz.store.quant import Q8
 
 FORMAT_VERSION = 2
+# what a run's 'recording' says when it predates these keys: every checkpoint kept, each with
+# its optimizer state, no size limit
+RECORDING_DEFAULTS = {"keep_checkpoints": 0, "checkpoint_optimizer": True, "max_run_mb": None}
 CONFIG = "config.json"
 STATE = "state.json"
 PROBE = "probe.npz"
@@ -160,6 +164,13 @@ def check_header(path: Path, header: dict) -> None:
             f"recording 'epochs' {epochs!r} is not a count")
     expect(recording.get("record_heads") in RECORD_HEADS, path,
             f"recording 'record_heads' is not one of {RECORD_HEADS}")
+    keep = recording.get("keep_checkpoints", 0)
+    limit = recording.get("max_run_mb")
+    expect(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 0
+           and isinstance(recording.get("checkpoint_optimizer", True), bool)
+           and (limit is None or is_number(limit) and limit > 0), path,
+           "recording 'keep_checkpoints' is not a count, 'checkpoint_optimizer' not true or "
+           "false, or 'max_run_mb' not a size")
     probe = header["probe"]
     check_batch(path, probe, "probe")
     n = probe["size"]
@@ -185,9 +196,10 @@ def check_header(path: Path, header: dict) -> None:
                 f"with n = {n}")
         expect(layer.get("kind") == kind_of(shape), path,
                 f"layer {layer['name']}: kind {layer.get('kind')!r} does not fit its shape")
-        expect(layer.get("dtype") in DTYPES, path,
-                f"layer {layer['name']}: dtype {layer.get('dtype')!r}: expected float16 or "
-                "float32")
+        expect(layer.get("dtype") in DTYPES and (
+            layer.get("dtype") != Q8 or len(shape) == 4), path,
+            f"layer {layer['name']}: dtype {layer.get('dtype')!r}: expected float16, float32 "
+            "or q8 (q8 for (n, heads, queries, keys) only)")
         folder = layer.get("folder")
         expect(folder == "attention" if header["format_version"] == 1 else
                 isinstance(folder, str) and LAYER_FOLDER.fullmatch(folder) is not None, path,
