@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -185,8 +186,10 @@ def test_fitting_again_follows_the_epoch_keras_trains_from(tmp_path):
     train, _, probe = founding_data(128)
     model = example("founding_attention").build_model(seq_len=L, units=4)
     model.fit(train.x, train.y, epochs=3, verbose=0, callbacks=[
-        AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+        AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1,
+                          keep_checkpoints=0)])  # every one kept
     first = Run.open(tmp_path / "run")
+    assert first.checkpoints == [1, 2, 3]
     kept = first.attention(1).copy()
     # continue from epoch 1, as BackupAndRestore would: the weights after epoch 1 restored,
     # epochs 2.. again
@@ -195,12 +198,35 @@ def test_fitting_again_follows_the_epoch_keras_trains_from(tmp_path):
         AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
     run = Run.open(tmp_path / "run")
     assert [h["epoch"] for h in run.history] == [1, 2, 3, 4]
+    # the run keeps what it was created with (every checkpoint), whatever a later recorder says
     assert run.attention_epochs == [0, 1, 2, 3, 4] and run.checkpoints == [1, 2, 3, 4]
     assert np.array_equal(run.attention(1), kept) and run.epochs_planned == 4
     other = np.zeros_like(probe.x)
     with pytest.raises(AttnvizError, match="another model or probe"):
         model.fit(train.x, train.y, epochs=1, verbose=0,
                   callbacks=[AttentionRecorder(tmp_path / "run", probe=other)])
+
+
+def test_the_last_two_checkpoints_are_kept_without_optimizer_state(tmp_path):
+    import h5py
+
+    train, _, probe = founding_data(128)
+    model = example("founding_attention").build_model(seq_len=L, units=4)
+    optimizer = model.optimizer
+    model.fit(train.x, train.y, epochs=3, verbose=0, callbacks=[
+        AttentionRecorder(tmp_path / "run", probe=probe.x, checkpoint_every=1)])
+    run = Run.open(tmp_path / "run")
+    assert run.checkpoints == [2, 3]  # epoch 1's left state.json, then the disk
+    assert sorted(p.name for p in (run.root / "checkpoints").iterdir()) == [
+        "epoch_0002.keras", "epoch_0003.keras"]
+    with zipfile.ZipFile(run.checkpoint_path()) as archive, archive.open(
+            "model.weights.h5") as weights:
+        assert "optimizer" not in h5py.File(weights, "r")
+    # the fit's own optimizer is put back after each save, its state kept
+    assert model.optimizer is optimizer and int(optimizer.iterations.numpy()) == 3 * 4
+    loaded = keras.saving.load_model(run.checkpoint_path(), compile=False)
+    np.testing.assert_allclose(loaded.predict(probe.x, verbose=0),
+                               model.predict(probe.x, verbose=0), rtol=1e-6)
 
 
 def _files(root) -> dict:
@@ -603,7 +629,8 @@ def test_a_run_another_process_writes_is_refused_before_the_first_step(tmp_path)
     root = tmp_path / "run"
     with locked_elsewhere(root):
         model = example("founding_attention").build_model(seq_len=L, units=4)
-        with pytest.raises(AttnvizError, match="being written by another attnviz process right now"):
+        with pytest.raises(AttnvizError,
+                           match="being written by another attnviz process right now"):
             model.fit(train.x, train.y, epochs=1, verbose=0,
                       callbacks=[AttentionRecorder(root, probe=probe.x)])
         assert model.optimizer.iterations.numpy() == 0  # refused before the first step

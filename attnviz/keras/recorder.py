@@ -59,15 +59,23 @@ class AttentionRecorder(keras.callbacks.Callback):
             else given.
         every: record every K epochs (epoch 0 and the last are always recorded).
         checkpoint_every: a .keras checkpoint every N epochs (and the last); 0: none.
+        keep_checkpoints: keep the last K checkpoints (0: all).
+        checkpoint_optimizer: keep the optimizer's state in checkpoints (Adam's: twice the
+            weights). Off by default: the run's checkpoints are for reading attention;
+            to resume a crashed fit, use Keras' BackupAndRestore (the recorder follows it).
         record_heads: "all" heads, or their "mean" (H times less disk).
+        max_run_mb: the run's disk budget, planned when it is created: over it, multi-head
+            maps are stored as q8, then fewer checkpoints kept, then maps recorded less
+            often (one warning says what; docs/run-format.md). None: no limit.
         overwrite: replace a run already in `directory` when `fit` starts (by default one
             that holds recorded epochs is continued, never recorded over).
     """
 
     def __init__(self, directory, probe, masks: Mapping[str, np.ndarray] | None = None,
                  layers: str | Sequence[str] | None = None, *, y=None, validation=None,
-                 every: int = 1, checkpoint_every: int = 5, record_heads: str = "all",
-                 overwrite: bool = False):
+                 every: int = 1, checkpoint_every: int = 5, keep_checkpoints: int = 2,
+                 checkpoint_optimizer: bool = False, record_heads: str = "all",
+                 max_run_mb: float | None = 1024, overwrite: bool = False):
         super().__init__()
         self.directory = Path(directory)
         self.probe_x = probe
@@ -77,6 +85,9 @@ class AttentionRecorder(keras.callbacks.Callback):
         self.validation = validation
         self.every = every
         self.checkpoint_every = checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
+        self.checkpoint_optimizer = checkpoint_optimizer
+        self.max_run_mb = max_run_mb
         self.record_heads = record_heads
         self.overwrite = overwrite
         self.run = None  # the attnviz.store.run.Run being written, from on_train_begin on
@@ -229,7 +240,9 @@ class AttentionRecorder(keras.callbacks.Callback):
             self.directory, self.model, self.probe_x, y=self.probe_y, masks=self.masks,
             layers=self.layers, every=self.every, checkpoint_every=self.checkpoint_every,
             record_heads=self.record_heads, epochs=(self.params or {}).get("epochs"),
-            source="callback", replace=self.overwrite, validation=self.validation)
+            source="callback", replace=self.overwrite, validation=self.validation,
+            keep_checkpoints=self.keep_checkpoints,
+            checkpoint_optimizer=self.checkpoint_optimizer, max_run_mb=self.max_run_mb)
         recorder = Recorder(run, tolerant=True)
         recorder.set_model(self.model)
         return recorder

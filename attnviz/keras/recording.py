@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -37,7 +38,14 @@ from attnviz.keras.loading import (
     model_summary,
     script_classes,
 )
-from attnviz.store.layers import as_stored, check_record_heads, patterns_of, stored_layer
+from attnviz.store import budget
+from attnviz.store.layers import (
+    as_stored,
+    check_record_heads,
+    patterns_of,
+    stored_bytes,
+    stored_layer,
+)
 from attnviz.store.run import CONFIG, STATE, RunSpec, RunWriter, probe_digest
 from attnviz.store.samples import TaskBatch
 
@@ -163,14 +171,18 @@ class Recorder(keras.callbacks.Callback):
         # Everything attnviz adds to an epoch: probe pass, writes, checkpoint, commit.
         entry["record_seconds"] = round(time.perf_counter() - started, 5)
         self.run.commit(entry)
+        self.run.prune_checkpoints(self.run.recording["keep_checkpoints"])
         if self.on_epoch is not None:
             self.on_epoch(entry)
 
     def _checkpoint(self, done: int) -> None:
         """Write epoch `done`'s checkpoint; tolerant, a model that cannot be saved (its own
         get_config raising, say) skips checkpoints from then on, with one warning."""
+        save = self.model.save
+        if not self.run.recording["checkpoint_optimizer"]:
+            save = functools.partial(save_without_optimizer, self.model)
         try:
-            self.run.write_checkpoint(done, self.model.save)
+            self.run.write_checkpoint(done, save)
         except OSError:
             raise  # the disk: recording itself cannot go on
         except Exception as err:  # noqa: BLE001 (model.save runs the user's get_config)
@@ -181,6 +193,21 @@ class Recorder(keras.callbacks.Callback):
             warnings.warn(f"attnviz: checkpoints skipped: {reason}; attention is still "
                           "recorded", stacklevel=3)
             self.run.skip_checkpoints(reason)
+
+
+def save_without_optimizer(model, path) -> None:
+    """model.save(path) without the optimizer's state (Adam's two moments: twice the weights):
+    a checkpoint to read attention from, not to resume by (Keras' BackupAndRestore is that).
+    Loaded with compile=True, Keras builds a fresh optimizer and warns that it had none."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        model.save(path)
+        return
+    model.optimizer = None  # the saver walks the model's attributes: this one is skipped
+    try:
+        model.save(path)
+    finally:
+        model.optimizer = optimizer
 
 
 def weights_fingerprint(model) -> list[float] | None:
@@ -235,16 +262,23 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                    checkpoint_every: int = 5, record_heads: str = "all",
                    epochs: int | None = None, source: str = "callback",
                    force: bool = False, replace: bool = False, fit: dict | None = None,
-                   validation=None) -> RunWriter:
+                   validation=None, keep_checkpoints: int = 0,
+                   checkpoint_optimizer: bool = True,
+                   max_run_mb: float | None = None) -> RunWriter:
     """The run that records `model` on `probe_x` in `directory`: everything is checked
     against the model before anything is written; then the run is created, or opened when it
     already records this model on this probe. `force` (`train --force`) replaces any run;
     `replace` (the callback's overwrite=True) a run of another model or probe, a run of this
     one being the callback's to start over. `validation`: (x, y) held-out samples whose
-    first ones a new run keeps for explain (heldout_batch)."""
-    if every < 1 or checkpoint_every < 0:
-        raise AttnvizError(f"every must be at least 1 and checkpoint_every at least 0, got "
-                           f"{every} and {checkpoint_every}")
+    first ones a new run keeps for explain (heldout_batch). A new run is planned within
+    `max_run_mb` (attnviz.store.budget); `keep_checkpoints` (0: all) and
+    `checkpoint_optimizer` say what its checkpoints keep."""
+    if every < 1 or checkpoint_every < 0 or keep_checkpoints < 0:
+        raise AttnvizError(f"every must be at least 1, checkpoint_every and keep_checkpoints "
+                           f"at least 0, got {every}, {checkpoint_every} and {keep_checkpoints}")
+    if max_run_mb is not None and not max_run_mb > 0:
+        raise AttnvizError(f"max_run_mb {max_run_mb!r}: give a size in MB above 0, or None "
+                           "for no limit")
     check_record_heads(record_heads, "record_heads")
     with model_failures("the probe does not fit the model"):
         captured = capture(model, probe_x)
@@ -274,17 +308,13 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                for name, mask in (masks or {}).items()}
     if y is not None and len(y) != n:
         raise AttnvizError(f"y holds {len(y)} samples, the probe {n}")
-    recorded = [stored_layer(call.name, call.layer_class, call.shape, record_heads)
+    def layers(compact: bool) -> list[dict]:
+        return [stored_layer(call.name, call.layer_class, call.shape, record_heads, compact)
                 for call in calls]
+
+    recorded = layers(False)
     probe = TaskBatch(x=probe_x, y=None if y is None else np.asarray(y), masks=checked)
     in_script = script_classes(model)
-    spec = RunSpec(layers=recorded,
-                   recording={"epochs": epochs, "record_every": every,
-                              "checkpoint_every": checkpoint_every,
-                              "record_heads": record_heads},
-                   model={**model_summary(model), "source": source,
-                          "code": code_files(model), "script_classes": in_script,
-                          **({"fit": fit} if fit else {})})
     directory = Path(directory)
     run = None
     if not force and (directory / STATE).is_file() and (directory / CONFIG).is_file():
@@ -303,8 +333,34 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                                       "to replace it")
     if run is None:
         heldout, given = heldout_batch(validation, model)
+        sizes = budget.Sizes(
+            maps=sum(map(stored_bytes, recorded)),
+            maps_q8=sum(map(stored_bytes, layers(True))),
+            checkpoint=checkpoint_bytes(model, checkpoint_optimizer),
+            once=_nbytes(probe_x) + (0 if heldout is None else _nbytes(heldout.x)
+                                     + heldout.y.nbytes))
+        plan = budget.fit(sizes, epochs or 0, None if max_run_mb is None or epochs is None
+                          else int(max_run_mb * budget.MB), every=every,
+                          checkpoint_every=checkpoint_every, keep=keep_checkpoints)
+        if plan.gave_up:
+            warnings.warn(f"attnviz: {plan.said(max_run_mb)}", stacklevel=3)
+        spec = RunSpec(layers=layers(plan.compact),
+                       recording={"epochs": epochs, "record_every": plan.every,
+                                  "checkpoint_every": checkpoint_every if plan.checkpoints
+                                  else 0, "record_heads": record_heads,
+                                  "keep_checkpoints": plan.keep,
+                                  "checkpoint_optimizer": checkpoint_optimizer,
+                                  "max_run_mb": max_run_mb},
+                       model={**model_summary(model), "source": source,
+                              "code": code_files(model), "script_classes": in_script,
+                              **({"fit": fit} if fit else {})})
         run = RunWriter.create(directory, spec, probe, force=force or replace, heldout=heldout,
-                         heldout_given=given)
+                               heldout_given=given)
+        if not plan.checkpoints and checkpoint_every:
+            run.skip_checkpoints(f"one checkpoint takes {budget.megabytes(sizes.checkpoint)}, "
+                                 f"more than max_run_mb={max_run_mb:g} leaves")
+            run.commit()
+    checkpoint_every = run.recording["checkpoint_every"]
     if in_script and checkpoint_every and not run.state.get("checkpoints_skipped"):
         warnings.warn(
             f"attnviz: {', '.join(in_script)} {'is' if len(in_script) == 1 else 'are'} defined "
@@ -319,6 +375,24 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
             run.skip_checkpoints(reason)
             run.commit()
     return run
+
+
+def checkpoint_bytes(model, with_optimizer: bool) -> int:
+    """About what one .keras checkpoint of `model` takes: its weights, and the optimizer's
+    (Adam's two moments when it is not built yet)."""
+    weights = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+    if not with_optimizer or getattr(model, "optimizer", None) is None:
+        return weights
+    built = list(getattr(model.optimizer, "variables", []))
+    if len(built) > 2:
+        return weights + sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in built)
+    trainable = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
+                    for w in model.trainable_weights)
+    return weights + 2 * trainable
+
+
+def _nbytes(x) -> int:
+    return sum(np.asarray(a).nbytes for a in keras.tree.flatten(x))
 
 
 HELDOUT_SAMPLES = 1000  # explain's default sample count: more would not be read
@@ -371,7 +445,7 @@ def reload_problem(model, probe_x=None, names: Sequence[str] = ()) -> str | None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model.save(path)
+                save_without_optimizer(model, path)
                 reloaded = keras.saving.load_model(path, custom_objects=custom, compile=False,
                                                    safe_mode=True)
         except OSError as err:  # the temporary folder's disk, not the run's
