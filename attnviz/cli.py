@@ -313,8 +313,14 @@ def animate(
     cmap: CmapOption = "hot",
     every: EveryOption = 1,
     samples: SamplesOption = None,
-    scale: Annotated[int, typer.Option(help="Pixels per attention cell.")] = 16,
-    head: HeadOption = None,
+    scale: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Pixels per attention cell (default: 16; with --head all, about 128 px a head).",
+        show_default=False)] = None,
+    head: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Self-attention: a head index, 'mean' (default), or 'all': every head of the "
+             "layer as a grid, one sample's queries x keys.", show_default=False)] = None,
+    sample: Annotated[int, typer.Option(
+        help="With --head all: the probe sample drawn.")] = 0,
     query: QueryOption = None,
     vmax: Annotated[str, typer.Option(help="Value drawn in the top colour: a number, or "
                                       "'auto' (the run's largest).")] = "1",
@@ -332,7 +338,7 @@ def animate(
 
     result = core(run, AnimateOptions(
         output=output, fps=fps, mask=mask, cmap=cmap, every=every, samples=samples, scale=scale,
-        head=head, query=query, vmax=vmax, frames_dir=frames, layer=layer,
+        head=head, sample=sample, query=query, vmax=vmax, frames_dir=frames, layer=layer,
     ))
     if json_output:
         print(json.dumps({

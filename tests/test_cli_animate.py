@@ -225,6 +225,12 @@ def _without_attention(root):
         (["{run}", "--frames", "{tmp}/a_file"], "is a file"),
         (["{self}", "--head", "7"], "--head 7 is out of range"),
         (["{self}", "--query", "first"], "--query 'first'"),
+        (["{run}", "--head", "all"], "--head all draws the heads of multi-head attention"),
+        (["{self}", "--head", "all", "--query", "0", "--samples", "2"],
+         "drop --query and --samples"),
+        (["{self}", "--head", "all", "--sample", "10"], "the probe holds samples 0..9"),
+        (["{self}", "--sample", "3"], "add --head all"),
+        (["{self}", "--head", "all", "--scale", "500"], "pass a smaller --scale"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -295,3 +301,45 @@ def test_frames_say_which_layer_head_and_query_they_show(tmp_path):
     assert frames[0].header[0].endswith("mean of 12 heads · mean of queries")
     founding, _, _ = collect_frames(make_synthetic_run(tmp_path / "luong"), AnimateOptions())
     assert founding[0].header[0].startswith("epoch 0/")
+
+
+def test_head_all_draws_every_head_of_the_layer_in_a_grid(tmp_path):
+    """Head h of layer l of the 12 x 12 run looks at key (l + h) % 16 from every query: in
+    its panel, that column (and only that one) is drawn in the top colours."""
+    from attnviz.views.animation import AnimateOptions, collect_heads
+    from attnviz.views.head_grid import HeadsRenderer, grid_scale, grid_shape, render_heads
+
+    run = many_heads_run(tmp_path / "bert")
+    frames = collect_heads(run, AnimateOptions(layer="*layer_3/*", head="all", sample=2))
+    assert [frame.epoch for frame in frames] == [0, 1] and frames[1].maps.shape == (12, 16, 16)
+    assert frames[1].header[0] == ("layer transformer_layer_3/self_attention/attention_softmax"
+                                   " · all 12 heads · sample 2 · queries (rows) x keys "
+                                   "(columns), 16 x 16")
+    assert grid_shape(12) == (3, 4) and grid_shape(144) == (12, 12) and grid_shape(1) == (1, 1)
+    scale = grid_scale(16, 16, None)
+    assert scale == 8  # a panel of 128 px
+    pictures = render_heads(frames, None, 1.0)
+    renderer = HeadsRenderer(12, 16, 16, [frame.header for frame in frames], scale, 1.0)
+    for head in range(12):
+        top, left = renderer.panel_origin(head)
+        panel = pictures[1][top:top + 16 * scale, left:left + 16 * scale]
+        columns = panel.reshape(16, scale, 16, scale).mean(axis=(0, 1, 3))
+        assert int(np.argmax(columns)) == (3 + head) % 16
+    assert not np.array_equal(pictures[0], pictures[1])  # epoch 0 is uniform, 1 is not
+
+
+def test_head_all_in_a_fresh_process(tmp_path):
+    import json
+
+    run = many_heads_run(tmp_path / "bert", layers=2, heads=3)
+    out = subprocess.run([sys.executable, "-m", "attnviz", "animate", str(run.root), "--head",
+                          "all", "--layer", "*layer_1/*", "--json", "-o",
+                          str(tmp_path / "heads.gif"), "--frames", str(tmp_path / "png")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    assert said["frames"] == 2 and said["attribution"] is False
+    frames = iio.imread(tmp_path / "heads.gif", index=None)
+    assert frames.shape[:3] == (2, said["height"], said["width"])
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
+        "epoch_0000.png", "epoch_0001.png"]

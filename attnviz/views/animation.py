@@ -30,6 +30,9 @@ from attnviz.views.encoders import (
     write_pngs,
 )
 from attnviz.views.frames import FrameData, render_frames
+from attnviz.views.head_grid import HeadsFrame, render_heads
+
+ALL_HEADS = "all"  # --head all: every head of the layer as a grid per frame
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,10 @@ class AnimateOptions:
     cmap: str = "hot"  # a matplotlib colour map name
     every: int = 1  # keep every K-th recorded epoch (the last is always kept)
     samples: int | None = None  # show the first N probe samples; None: all
-    scale: int = 16  # pixels per attention cell
-    head: str | None = None  # self-attention: a head index or "mean" (None: "mean")
+    scale: int | None = None  # pixels per attention cell (None: 16; --head all: a panel
+    # of about 128 px)
+    head: str | None = None  # self-attention: a head index, "mean" (None) or "all" (a grid)
+    sample: int = 0  # --head all: the probe sample drawn
     query: str | None = None  # self-attention: a query index, "last" or "mean" (None: "last")
     vmax: str = "1"  # the value drawn in the top colour: a number, or "auto" (run maximum)
     frames_dir: Path | None = None  # also write one PNG per frame here
@@ -75,12 +80,19 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
     run = Run.open(run_dir)
     output = Path(options.output) if options.output else run.root / "attention.gif"
     _check_output(output, options.fps)
-    frames, mask, mask_name = collect_frames(run, options)
-    if options.frames_dir is not None:
-        _prepare_frames_dir(Path(options.frames_dir))
-    # 'auto': the largest attention value of the whole run, so frames share one scale
-    vmax = fixed_vmax or max(float(frame.rows.max()) for frame in frames) or 1.0
-    pictures = render_frames(frames, mask, options.scale, vmax, mask_name)
+    if options.head == ALL_HEADS:
+        frames = collect_heads(run, options)
+        if options.frames_dir is not None:
+            _prepare_frames_dir(Path(options.frames_dir))
+        vmax = fixed_vmax or max(float(frame.maps.max()) for frame in frames) or 1.0
+        pictures = render_heads(frames, options.scale, vmax)
+    else:
+        frames, mask, mask_name = collect_frames(run, options)
+        if options.frames_dir is not None:
+            _prepare_frames_dir(Path(options.frames_dir))
+        # 'auto': the largest attention value of the whole run, so frames share one scale
+        vmax = fixed_vmax or max(float(frame.rows.max()) for frame in frames) or 1.0
+        pictures = render_frames(frames, mask, options.scale or 16, vmax, mask_name)
     palette = palette_for(lut)
     try:
         if output.suffix.lower() == ".mp4":
@@ -97,7 +109,7 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
     return Animation(
         path=output, frames=len(pictures), width=width, height=height,
         size_bytes=output.stat().st_size, epochs=[frame.epoch for frame in frames], vmax=vmax,
-        attribution=any(frame.attribution is not None for frame in frames),
+        attribution=any(getattr(frame, "attribution", None) is not None for frame in frames),
         png_paths=png_paths, seconds=time.perf_counter() - started,
     )
 
@@ -143,6 +155,36 @@ def collect_frames(
     return frames, mask[:samples], mask_name
 
 
+def collect_heads(run: Run, options: AnimateOptions) -> list[HeadsFrame]:
+    """--head all: every head's map of one probe sample, one frame per kept epoch."""
+    info = run.layer(options.layer)
+    if info["kind"] == TEMPORAL:
+        raise AttnvizError(f"--head all draws the heads of multi-head attention; {run.root} "
+                           f"recorded {info['name']} as temporal attention (one row per "
+                           "sample): drop --head")
+    unused = [flag for flag, given in (("--query", options.query is not None),
+                                        ("--mask", options.mask is not None),
+                                        ("--samples", options.samples is not None)) if given]
+    if unused:
+        raise AttnvizError(f"--head all draws every query of one sample (--sample N), without "
+                           f"a mask: drop {' and '.join(unused)}")
+    n, heads, queries, keys = info["shape"]
+    if not 0 <= options.sample < n:
+        raise AttnvizError(f"--sample {options.sample}: the probe holds samples 0..{n - 1}")
+    shown = " · ".join([*([f"layer {info['name']}"] if len(run.layers) > 1 else []),
+                        "mean of heads (recorded so)" if run.recording["record_heads"] == "mean"
+                        else f"all {heads} heads", f"sample {options.sample}",
+                        f"queries (rows) x keys (columns), {queries} x {keys}"])
+    losses = {record["epoch"]: record.get("loss") for record in run.history}
+    total = run.epochs_planned
+    frames = []
+    for epoch, attention in run.iter_attention(keep_every(run, options.every), info["name"]):
+        loss = losses.get(epoch)
+        frames.append(HeadsFrame(epoch=epoch, maps=attention[options.sample], header=(
+            shown, f"epoch {epoch}/{total}   loss " + ("-" if loss is None else f"{loss:.4g}"))))
+    return frames
+
+
 def keep_every(run: Run, every: int) -> list[int]:
     """Every `every`-th recorded epoch of the run, and always the last."""
     recorded = sorted(run.attention_epochs)
@@ -164,8 +206,11 @@ def _check_numbers(options: AnimateOptions) -> None:
     if not 0 < options.fps < float("inf"):
         raise AttnvizError(f"--fps {options.fps:g} must be above 0 (e.g. --fps 10)")
     check_every_and_samples(options.every, options.samples)
-    if options.scale < 1:
+    if options.scale is not None and options.scale < 1:
         raise AttnvizError(f"--scale {options.scale} must be 1 or more pixels per cell")
+    if options.sample != 0 and options.head != ALL_HEADS:
+        raise AttnvizError("--sample picks the sample --head all draws: add --head all, or "
+                           "use --samples N for the first N samples of one head")
 
 
 def check_every_and_samples(every: int, samples: int | None) -> None:
