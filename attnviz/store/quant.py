@@ -29,19 +29,25 @@ SCALE_BYTES = 2  # float16, little-endian, after the codes
 
 def encode(weights: np.ndarray) -> np.ndarray:
     """(..., Lk) non-negative weights as (..., Lk + 2) uint8: codes, then the row's scale."""
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.size and (not np.isfinite(weights).all() or weights.min() < 0):
+    weights = np.asarray(weights)
+    if weights.size and not (np.isfinite(weights).all() and weights.min() >= 0):
         raise ValueError("attention weights must be finite and non-negative to store as q8")
-    peak = weights.max(axis=-1, initial=0.0)
+    peak = weights.max(axis=-1, initial=0).astype(np.float64)
     scale = np.asarray(peak, dtype=np.float16)
     up = np.nextafter(scale, np.float16(np.inf))  # where float16 rounded the maximum down
     scale = np.where(scale.astype(np.float64) < peak, up, scale)
     scale = np.asarray(np.where(peak > 0, scale, np.float16(1.0)), dtype="<f2")
-    running = np.rint(np.cumsum(weights, axis=-1) * (LEVELS / scale.astype(np.float64))[
-        ..., None])
-    codes = np.diff(running, axis=-1, prepend=0.0)
+    # float64 running sums: exact enough that rounding them is the only error (float32's
+    # would be off by several codes over 512 keys)
+    running = np.cumsum(weights, axis=-1, dtype=np.float64)
+    running *= (LEVELS / scale.astype(np.float64))[..., None]
+    np.rint(running, out=running)
     stored = np.empty(weights.shape[:-1] + (weights.shape[-1] + SCALE_BYTES,), np.uint8)
-    stored[..., :-SCALE_BYTES] = np.clip(codes, 0, 255)  # within 0..255 already
+    if weights.shape[-1]:
+        # the running sums never fall and rise by at most 255 a key: each difference is a code
+        stored[..., 0] = running[..., 0]
+        np.subtract(running[..., 1:], running[..., :-1], out=stored[..., 1:-SCALE_BYTES],
+                    casting="unsafe")
     stored[..., -SCALE_BYTES:] = scale[..., None].view(np.uint8)
     return stored
 
