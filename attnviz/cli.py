@@ -606,9 +606,9 @@ def report(
         show_default=False)] = None,
     samples: SamplesOption = None,
     cmap: CmapOption = "hot",
-    max_mb: Annotated[float, typer.Option(help="Refuse to write a report larger than this "
-                                          "many MB (thin it with --every, --layer, --samples).")]
-    = 50.0,
+    max_mb: Annotated[float, typer.Option(help="The page's size in MB at most: past it, every "
+                                          "head's statistics and the maps that fit; refused "
+                                          "when not even those fit.")] = 25.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
                                               "JSON object (schema: docs/report.md).")] = False,
 ) -> None:
@@ -623,6 +623,8 @@ def report(
             "budget_bytes": result.budget_bytes, "epochs": result.epochs,
             "layers": result.layers, "heads": result.heads, "samples": result.samples,
             "explain": result.explained, "seconds": round(result.seconds, 3),
+            "maps": {"mode": result.maps.mode, "samples": result.maps.samples,
+                     "epochs": [result.epochs[i] for i in result.maps.epochs]},
         }, indent=2))
         return
     shown = f"{len(result.epochs)} epochs ({result.epochs[0]}-{result.epochs[-1]})"
@@ -630,6 +632,10 @@ def report(
                     f"{result.heads} head(s), {_size(result.size_bytes)}"
                     + (", with the explain verdict" if result.explained else "")
                     + f", in {result.seconds:.2f} s", markup=False, soft_wrap=True)
+    compact = result.maps.said(result.epochs, result.samples)
+    if compact:
+        console().print(f"compact page, within --max-mb: {compact}", markup=False,
+                        soft_wrap=True)
 
 
 @app.command()

@@ -254,10 +254,11 @@ def locked_elsewhere(root):
 
 
 def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samples: int = 3,
-                   dtype: str = "float16"):
+                   dtype: str = "float16", epochs: int = 1):
     """A run shaped like BERT-base's attention (12 layers x 12 heads by default), at a small
-    L: head h of layer l puts its weight on position (l + h) % keys, sharper in later layers,
-    so every head has its own entropy and argmax; its maps stored as `dtype`. No TensorFlow."""
+    L: head h of layer l puts its weight on position (l + h) % keys, sharper in later layers
+    and later epochs (uniform at epoch 0), so every head has its own entropy and argmax; its
+    maps stored as `dtype`. No TensorFlow."""
     from attnviz.store.run import RunSpec
     from attnviz.store.samples import TaskBatch
 
@@ -268,16 +269,19 @@ def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samp
              for layer in range(layers)]
     spec = RunSpec([{"name": name, "class": "MultiHeadAttention",
                      "shape": [samples, heads, keys, keys], "dtype": dtype} for name in names],
-                   {"epochs": 1, "record_every": 1, "checkpoint_every": 0, "record_heads": "all"})
+                   {"epochs": epochs, "record_every": 1, "checkpoint_every": 0,
+                    "record_heads": "all"})
     with exclusive(root):
         run = RunWriter.create(root, spec, probe)
-        for epoch in (0, 1):
+        for epoch in range(epochs + 1):
             weights = {}
             for layer, name in enumerate(names):
                 logits = np.zeros((samples, heads, keys, keys), np.float32)
                 for head in range(heads):
-                    logits[:, head, :, (layer + head) % keys] = epoch * (1 + layer / 2 + head / 8)
+                    logits[:, head, :, (layer + head) % keys] = (
+                        epoch / epochs * (1 + layer / 2 + head / 8))
                 weights[name] = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
             run.save_attention(epoch, weights)
-            run.commit(None if epoch == 0 else {"epoch": 1, "loss": 1.0, "val_loss": 1.0})
+            run.commit(None if epoch == 0 else {"epoch": epoch, "loss": 1.0 / epoch,
+                                                "val_loss": 1.0})
     return Run.open(root)

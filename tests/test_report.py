@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 from attnviz.analysis.score import METRIC_NAMES, score_run
 from attnviz.analysis.tasks import get_task
 from attnviz.cli import app
+from attnviz.errors import AttnvizError
 from attnviz.store.run import Run, RunSpec
 from attnviz.views.report import BYTES_PER_WEIGHT, Layer, embed_json, estimate_bytes
 
-from conftest import explain_report, make_synthetic_run, mixed_keys_run, new_run
+from conftest import explain_report, make_synthetic_run, many_heads_run, mixed_keys_run, new_run
 
 runner = CliRunner()
 
@@ -218,3 +219,59 @@ def test_report_does_not_import_tensorflow(founding):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
     assert out.stdout.split() == ["0", "False", "False"]
+
+
+# ---- a run too large for every map: the compact page ----------------------------------------
+
+
+def test_a_compact_page_holds_every_heads_statistics_and_the_maps_that_fit(tmp_path):
+    from attnviz.analysis.heads import STATISTICS, head_statistics
+    from attnviz.store import quant
+
+    run = many_heads_run(tmp_path / "bert", layers=3, heads=4, keys=32, samples=3, dtype="q8",
+                         epochs=10)
+    out = tmp_path / "r.html"
+    result = invoke(run.root, "-o", out, "--max-mb", "0.2", "--json")
+    assert result.exit_code == 0, result.output
+    said = json.loads(result.stdout)
+    data = page_data(out)
+    assert said["bytes"] <= 0.2e6 and data["maps"]["mode"] == said["maps"]["mode"] == "compact"
+    held = data["maps"]["epochs"]
+    assert said["maps"]["epochs"] == [data["epochs"][i] for i in held]
+    assert held[0] == 0 and held[-1] == 10 and 2 <= len(held) < 11  # evenly, first and last
+    assert data["samples"] == said["maps"]["samples"] == 1
+    assert data["maps"]["probe_samples"] == 3 and len(data["masks"][0]["rows"]) == 1
+    assert data["statistics"] == list(STATISTICS)
+    for layer, name in zip(data["layers"], run.layer_names, strict=True):
+        assert layer["encoding"] == "q8"
+        assert [i for i, text in enumerate(layer["weights"]) if text is not None] == held
+        for index in held:  # the first sample's maps, as the run holds them
+            codes = np.frombuffer(base64.b64decode(layer["weights"][index]), np.uint8)
+            decoded = quant.decode(codes.reshape(1, 4, 32, 34))
+            np.testing.assert_allclose(decoded, run.attention(data["epochs"][index], name)[:1],
+                                       atol=1e-6)
+        for index, epoch in enumerate(data["epochs"]):  # statistics of every sample
+            stats = head_statistics(run.attention(epoch, name))
+            np.testing.assert_allclose(np.array(layer["stats"][index], dtype=float),
+                                       np.round(np.stack([stats[s] for s in STATISTICS], 1), 4),
+                                       atol=1e-9)
+    assert "compact page" not in result.stdout  # --json says it as data
+    plain = invoke(run.root, "-o", out, "--max-mb", "0.2")
+    assert "compact page, within --max-mb: maps of sample 0 of 3 at epochs 0, " in " ".join(
+        plain.stdout.split())
+
+
+def test_maps_fill_what_the_budget_leaves():
+    from attnviz.views.report import _fixed_bytes, _q8_bytes, plan_maps
+
+    layers = [Layer("a", "self", (8, 12, 128, 128))]
+    fixed, per_map = _fixed_bytes(21, layers, 8, 0), _q8_bytes(layers)
+    assert plan_maps(21, layers, 8, 0, 1e12).mode == "full"
+    every = plan_maps(21, layers, 8, 0, fixed + 21 * 3 * per_map)
+    assert (every.mode, every.samples, every.epochs) == ("compact", 3, tuple(range(21)))
+    five = plan_maps(21, layers, 8, 0, fixed + 5.5 * per_map)
+    assert (five.samples, five.epochs) == (1, (0, 5, 10, 15, 20))
+    assert plan_maps(1, layers, 8, 0, fixed + per_map).epochs == (0,)
+    with pytest.raises(AttnvizError, match="even with the maps of one sample at the first "
+                                           "and last epoch"):
+        plan_maps(21, layers, 8, 0, fixed + 1.5 * per_map)

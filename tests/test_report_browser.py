@@ -20,7 +20,7 @@ from attnviz.store.samples import TaskBatch
 from attnviz.views import report
 from attnviz.views.report import ReportOptions, write_report
 
-from conftest import explain_report, make_synthetic_run, mixed_keys_run, new_run
+from conftest import explain_report, make_synthetic_run, many_heads_run, mixed_keys_run, new_run
 
 expect = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev "
                              "extra has it)").expect
@@ -312,3 +312,58 @@ def test_the_viewer_computes_rows_mass_and_labels_as_python_does(browser):
         assert dict(masses) == pytest.approx(
             {name: mass(expected, mask) for name, mask in masks.items()}, abs=1e-6)
     assert got["steps"] == [label_step(cell, label) for cell, label in steps]
+
+
+def test_a_compact_page_shows_every_head_and_the_nearest_map(open_page, tmp_path):
+    """A run too large for every map (here: --max-mb 0.2): the heads panel is the way in.
+    Head h of layer l looks at key (l + h) % 32, so each head's map is its own."""
+    run = many_heads_run(tmp_path / "bert", layers=3, heads=4, keys=32, samples=3,
+                         dtype="q8", epochs=10)
+    result = write_report(run.root, ReportOptions(output=tmp_path / "r.html", max_mb=0.2))
+    held = [result.epochs[i] for i in result.maps.epochs]
+    assert result.maps.mode == "compact" and 10 in held and len(held) < 11
+    page = open_page(result.path)
+    assert page.page.is_visible("#heads-panel") and not page.page.is_visible("#grid-panel")
+    assert page.page.get_attribute("#heads", "aria-label") == (
+        "statistic entropy of 3 layers by 4 heads over 11 epochs")
+    heads = page.page.locator("#heads")
+    box = heads.bounding_box()
+    cell_w, cell_h = (box["width"] - 44 - 70) / 4, (box["height"] - 28) / 3
+    before = page.pixels("#qk")
+    heads.click(position={"x": 44 + 2.5 * cell_w, "y": 20 + 1.5 * cell_h})  # layer 1, head 2
+    caption = page.text("#probe-caption")
+    assert "layer transformer_layer_1/self_attention/attention_softmax · head 2" in caption
+    assert "sample 0 of 3" in caption
+    assert page.pixels("#qk") != before
+    heads.hover(position={"x": 44 + 0.5 * cell_w, "y": 20 + 0.5 * cell_h})
+    assert page.text("#tooltip").startswith("transformer_layer_0/self_attention/attention_"
+                                            "softmax\nhead 0 · epoch 10\nentropy ")
+    page.page.select_option("#heads-controls select", "prev")
+    assert page.page.get_attribute("#heads", "aria-label").startswith("statistic prev ")
+    missing = next(epoch for epoch in range(11) if epoch not in held)
+    page.page.focus("#epoch")
+    page.page.keyboard.press("Home")
+    for _ in range(missing):
+        page.page.keyboard.press("ArrowRight")
+    nearest = min(held, key=lambda epoch: abs(epoch - missing))
+    assert f"map of epoch {nearest}, the nearest this page holds" in page.text("#probe-caption")
+
+
+def test_the_viewer_decodes_q8_as_python_does(browser):
+    from attnviz.store import quant
+
+    rng = np.random.default_rng(5)
+    weights = rng.dirichlet(np.full(9, 0.3), size=(2, 3, 4))  # sharp and flat rows
+    weights[0, 0, 0] = 0.0  # a row of zeros: scale 1, every code 0
+    stored = quant.encode(weights)
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    page.set_content("<html><body></body></html>")
+    got = page.evaluate(
+        "([source, bytes, keys]) => {"
+        "  const run = new Function(source + '; return decodeQ8;');"
+        "  return Array.from(run()(String.fromCharCode(...bytes), keys));"
+        "}", [js_functions("half", "decodeQ8"), stored.ravel().tolist(), 9])
+    context.close()
+    np.testing.assert_allclose(np.reshape(got, weights.shape), quant.decode(stored), rtol=1e-6,
+                               atol=1e-9)

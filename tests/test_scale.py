@@ -101,3 +101,38 @@ def test_every_command_reads_the_compact_run_in_a_fresh_process(bert_run, tmp_pa
     assert (tmp_path / "r.html").stat().st_size > 0
     listed = _attnviz("inspect", str(run.root), "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
+
+
+def test_its_compact_report_opens_in_chromium_and_shows_each_head(bert_run, tmp_path):
+    """The 4-layer run's report, made compact (--max-mb 1), in headless Chromium: the heads
+    panel shows 4 layers x 4 heads, and choosing one shows it, with no error on the page."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "report_screenshot", Path(__file__).parent.parent / "docs" / "report_screenshot.py")
+    screenshot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(screenshot)
+    if not screenshot.CHROMIUM.exists():
+        pytest.skip(f"needs Chromium at {screenshot.CHROMIUM}: {screenshot.INSTALL_HINT}")
+    run, _, _ = bert_run
+    made = _attnviz("report", str(run.root), "-o", str(tmp_path / "r.html"), "--max-mb", "1",
+                    cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "compact page, within --max-mb: maps of " in " ".join(made.stdout.split())
+    assert (tmp_path / "r.html").stat().st_size <= 1e6
+    problems = []
+    with screenshot.open_browser() as browser:
+        page = browser.new_context(viewport=screenshot.VIEWPORT, offline=True).new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto((tmp_path / "r.html").resolve().as_uri())
+        page.wait_for_selector("#heatmap[aria-label]")
+        assert page.get_attribute("#heads", "aria-label").startswith(
+            "statistic entropy of 4 layers by 4 heads over ")
+        box = page.locator("#heads").bounding_box()
+        cell_w, cell_h = (box["width"] - 44 - 70) / 4, (box["height"] - 28) / 4
+        page.locator("#heads").click(position={"x": 44 + 3.5 * cell_w, "y": 20 + 3.5 * cell_h})
+        assert "bert_backbone/transformer_layer_3/self_attention_layer · head 3" in (
+            page.text_content("#probe-caption"))
+    assert problems == []

@@ -317,17 +317,28 @@ class Run:
         if epoch not in self.state["attention_epochs"]:
             raise AttnvizError(f"epoch {epoch} has no recorded attention in {self.root}")
         info = self.layer(layer)
+        if info["dtype"] != Q8:
+            return self._load_npy(epoch_file("attention_epochs", epoch, info["folder"]),
+                                  info["shape"])
+        return from_stored(info, self.q8_codes(epoch, layer))
+
+    def q8_codes(self, epoch: int, layer: str | None = None) -> np.ndarray:
+        """A q8 layer's epoch file as stored (attnviz.store.quant), checksum and scales
+        checked: for a writer that keeps it q8 without quantising it twice."""
+        if epoch not in self.state["attention_epochs"]:
+            raise AttnvizError(f"epoch {epoch} has no recorded attention in {self.root}")
+        info = self.layer(layer)
         name = epoch_file("attention_epochs", epoch, info["folder"])
         if info["dtype"] != Q8:
-            return self._load_npy(name, info["shape"])
+            raise RuntimeError(f"layer {info['name']} is stored as {info['dtype']}, not q8")
         codes = read_npy(io.BytesIO(self._verify(name)), self.root / name, file_shape(info), "u")
         if codes.dtype != np.uint8:
             raise RunFormatError(f"{self.root / name}: dtype {codes.dtype} but the run stores "
                                  "q8 (uint8)")
-        weights = from_stored(info, codes)
-        if not np.isfinite(weights).all():
-            raise RunFormatError(f"{self.root / name}: a row's scale is NaN or Inf")
-        return weights
+        scales = np.ascontiguousarray(codes[..., -2:]).view("<f2")
+        if not (np.isfinite(scales).all() and (scales >= 0).all()):
+            raise RunFormatError(f"{self.root / name}: a row's scale is NaN, Inf or negative")
+        return codes
 
     def iter_attention(self, epochs: Iterable[int] | None = None,
                        layer: str | None = None) -> Iterator[tuple[int, np.ndarray]]:

@@ -14,6 +14,14 @@ epochs, one temporal layer):
 
 Weights travel as base64 of little-endian uint16 (w x 65535, steps of 1.5e-5): 2 bytes a
 weight, 8/3 once encoded, one string per (layer, epoch).
+
+A run too large for that within --max-mb (a BERT-base fine-tune: 12 layers x 12 heads x
+128 x 128 per sample and epoch) gets a compact page instead: every head's statistics at
+every epoch (attnviz.analysis.heads: a few bytes a head), drawn as a layers x heads grid,
+and maps only as many as fit: q8 (attnviz.store.quant, 4/3 byte a weight once encoded) of
+the first samples, at every epoch when they fit, else of sample 0 at evenly spaced epochs
+(the first and the last always). The viewer decodes a map only when it is shown, and says
+which epoch's map it shows when the chosen one has none.
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ from pathlib import Path
 import numpy as np
 
 from attnviz import __version__
+from attnviz.analysis.heads import STATISTICS, head_statistics
 from attnviz.analysis.score import METRICS, score_stream
 from attnviz.errors import AttnvizError, RunFormatError
+from attnviz.store import quant
 from attnviz.store.files import atomic_path, check_output_file
 from attnviz.store.layers import SELF, shown_kind
 from attnviz.store.run import Run
@@ -43,7 +53,9 @@ from attnviz.views.animation import check_every_and_samples, keep_every, resolve
 from attnviz.views.colors import colormap_lut
 
 BYTES_PER_WEIGHT = 8 / 3  # uint16, base64-encoded
+BYTES_PER_Q8 = 4 / 3  # a q8 code, base64-encoded (each row adds its 2-byte scale)
 BYTES_PER_SCORE = 7  # "0.1234," in JSON
+BYTES_PER_STAT = 7  # a head's statistic at an epoch
 FACTS_BYTES = 4_000  # config, metric names, colour map, run facts, baselines
 SUFFIXES = (".html", ".htm")
 
@@ -57,7 +69,7 @@ class ReportOptions:
     layers: tuple[str, ...] = ()  # only these attention layers; (): all of them
     samples: int | None = None  # the first N probe samples; None: all
     cmap: str = "hot"  # a matplotlib colour map name
-    max_mb: float = 50.0  # refuse to write a report larger than this
+    max_mb: float = 25.0  # past this, a compact page; refuse one larger still
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,27 @@ class Report:
     samples: int
     explained: bool  # the run's explain report is shown
     seconds: float
+    maps: MapPlan  # which maps the page holds
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    """Which attention maps a page holds: "full" (every sample and epoch, uint16) or
+    "compact" (q8, `samples` first samples at the epochs `epochs` indexes)."""
+
+    mode: str
+    samples: int
+    epochs: tuple[int, ...]  # indexes into the page's epochs
+    full_bytes: int  # what the full page would take
+
+    def said(self, shown: list[int], probe: int) -> str | None:
+        if self.mode == "full":
+            return None
+        at = ("every epoch" if len(self.epochs) == len(shown) else
+              f"epochs {', '.join(str(shown[i]) for i in self.epochs)}")
+        return (f"maps of {'sample 0' if self.samples == 1 else f'samples 0-{self.samples - 1}'}"
+                f" of {probe} at {at}, every head's statistics at every epoch (every map "
+                f"would take {self.full_bytes / 1e6:,.0f} MB)")
 
 
 # ---- the run, as the report reads it -----------------------------------------------------
@@ -126,14 +159,9 @@ def write_report(run_dir: Path, options: ReportOptions) -> Report:
     layers = _select_layers(run, options.layers)
     samples = resolve_samples(options.samples, layers[0].shape[0])
     masks = _masks(run, layers, samples)
-    budget = estimate_bytes(len(epochs), layers, samples, len(masks))
-    if budget > options.max_mb * 1e6:
-        raise AttnvizError(
-            f"the report would take about {budget / 1e6:.0f} MB, over --max-mb "
-            f"{options.max_mb:g}: thin it with --every K, --layer NAME or --samples N, or "
-            "raise --max-mb"
-        )
-    data = report_data(run, epochs, layers, samples, masks, lut)
+    maps = plan_maps(len(epochs), layers, samples, len(masks), options.max_mb * 1e6)
+    budget = estimate_bytes(len(epochs), layers, samples, len(masks), maps)
+    data = report_data(run, epochs, layers, samples, masks, lut, maps)
     page = render_html(data)
     with atomic_path(output, suffix=".html", make_folder=True) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -141,24 +169,69 @@ def write_report(run_dir: Path, options: ReportOptions) -> Report:
         path=output, size_bytes=output.stat().st_size, budget_bytes=budget, epochs=epochs,
         layers=[layer.name for layer in layers], heads=sum(layer.heads for layer in layers),
         samples=samples, explained=data["explain"] is not None,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, maps=maps,
     )
 
 
-def estimate_bytes(epochs: int, layers: list[Layer], samples: int, masks: int) -> int:
-    """The budget: the page, the probe, and per epoch the weights of every layer x head and
-    the scores of every head (and their mean) x mask."""
+def estimate_bytes(epochs: int, layers: list[Layer], samples: int, masks: int,
+                   maps: MapPlan | None = None) -> int:
+    """The budget: the page, the probe, the scores of every head (and their mean) x mask and
+    the statistics of every head at every epoch, and the maps: the weights of every layer x
+    head at every epoch (full), or those `maps` holds (compact)."""
+    fixed = _fixed_bytes(epochs, layers, samples, masks)
+    if maps is None or maps.mode == "full":
+        return int(fixed + sum(epochs * samples * layer.cells * BYTES_PER_WEIGHT
+                               for layer in layers))
+    return int(fixed + len(maps.epochs) * maps.samples * _q8_bytes(layers))
+
+
+def _fixed_bytes(epochs: int, layers: list[Layer], samples: int, masks: int) -> float:
     page = sum(len(text.encode()) for text in _assets()) + FACTS_BYTES
     probe = samples * layers[0].shape[-1] * (7 + 2 * masks)
-    weights = sum(epochs * samples * layer.cells * BYTES_PER_WEIGHT for layer in layers)
     views = sum(layer.heads + (layer.heads > 1) for layer in layers)
     scores = epochs * views * masks * len(METRICS) * BYTES_PER_SCORE
-    return int(page + probe + weights + scores)
+    stats = epochs * sum(layer.heads for layer in layers if layer.kind == SELF) * len(
+        STATISTICS) * BYTES_PER_STAT
+    return page + probe + scores + stats
+
+
+def _q8_bytes(layers: list[Layer]) -> float:
+    """One sample's maps of every layer at one epoch, as q8 in base64."""
+    return sum((layer.cells + 2 * layer.cells // layer.shape[-1]) * BYTES_PER_Q8
+               for layer in layers)
+
+
+def plan_maps(epochs: int, layers: list[Layer], samples: int, masks: int,
+              limit: float) -> MapPlan:
+    """Every map at full precision when the page fits `limit` bytes; else as many q8 maps as
+    fit: the first samples at every epoch, or sample 0 at evenly spaced epochs (the first
+    and last always). Refused when not even the first and last epoch's maps fit."""
+    full = estimate_bytes(epochs, layers, samples, masks)
+    if full <= limit:
+        return MapPlan("full", samples, tuple(range(epochs)), full)
+    room = limit - _fixed_bytes(epochs, layers, samples, masks)
+    fits = int(room // _q8_bytes(layers)) if room > 0 else 0  # sample-epochs of maps
+    if fits >= epochs:
+        return MapPlan("compact", min(samples, fits // epochs), tuple(range(epochs)), full)
+    needed = min(epochs, 2)
+    if fits < needed:
+        least = _fixed_bytes(epochs, layers, samples, masks) + needed * _q8_bytes(layers)
+        raise AttnvizError(
+            f"the report would take about {least / 1e6:.0f} MB even with the maps of one "
+            f"sample at the first and last epoch, over --max-mb {limit / 1e6:g}: thin it "
+            "with --every K, --layer NAME or --samples N, or raise --max-mb")
+    chosen = sorted({round(i * (epochs - 1) / (fits - 1)) for i in range(fits)})
+    return MapPlan("compact", 1, tuple(chosen), full)
 
 
 def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
-                masks: dict[str, np.ndarray], lut: np.ndarray) -> dict:
-    """Everything the page shows, JSON-ready; `masks` as `_masks` gives them."""
+                masks: dict[str, np.ndarray], lut: np.ndarray,
+                maps: MapPlan | None = None) -> dict:
+    """Everything the page shows, JSON-ready; `masks` as `_masks` gives them. Scores and
+    statistics are of every sample; a compact page's maps, masks and probe rows are of the
+    samples it holds maps of."""
+    maps = maps or MapPlan("full", samples, tuple(range(len(epochs))), 0)
+    shown = maps.samples
     task = run.task or {}
     probe = run.probe
     x = probe.x
@@ -185,35 +258,54 @@ def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
         "history": {key: [_finite(record.get(key)) for record in run.history]
                     for key in ("epoch", "loss", "val_loss")},
         "epochs": epochs,
-        "samples": samples,
-        "inputs": None if inputs is None else np.round(inputs.astype(np.float64), 4).tolist(),
+        "samples": shown,
+        "maps": {"mode": maps.mode, "probe_samples": samples, "epochs": list(maps.epochs),
+                 "said": maps.said(epochs, samples)},
+        "statistics": list(STATISTICS),
+        "inputs": None if inputs is None else np.round(
+            inputs[:shown].astype(np.float64), 4).tolist(),
         "targets": None if probe.y is None or probe.y.ndim != 2 or probe.y.shape[1] != 1
-        else np.round(probe.y[:samples, 0].astype(np.float64), 4).tolist(),
-        "tokens": None if tokens is None else [row for row in tokens[:samples]],
-        "masks": [{"name": name, "rows": mask.astype(int).tolist()}
+        else np.round(probe.y[:shown, 0].astype(np.float64), 4).tolist(),
+        "tokens": None if tokens is None else [row for row in tokens[:shown]],
+        "masks": [{"name": name, "rows": mask[:shown].astype(int).tolist()}
                   for name, mask in masks.items()],
         "metrics": [{"name": m.name, "better": m.better, "low": m.low, "high": m.high,
                      "summary": m.summary, "per_mask": m.per_mask, "same_as": m.same_as}
                     for m in METRICS.values()],
-        "layers": [_layer_data(run, layer, epochs, samples, masks) for layer in layers],
+        "layers": [_layer_data(run, layer, epochs, samples, masks, maps) for layer in layers],
         "colormap": lut.tobytes().hex(),
         "explain": _explain_data(run),
     }
 
 
 def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
-                masks: dict[str, np.ndarray]) -> dict:
-    """A layer's weights at every epoch (encoded) and its scores against the masks over its
-    keys, read in one pass."""
+                masks: dict[str, np.ndarray], maps: MapPlan) -> dict:
+    """A layer's maps (encoded, as `maps` says), its heads' statistics at every epoch, and
+    its scores against the masks over its keys, read in one pass."""
     masks = {name: mask for name, mask in masks.items() if mask.shape[-1] == layer.shape[-1]}
-    encoded, largest = [], 0.0
+    encoded, statistics, largest = [], [], 0.0
+    with_maps = set(maps.epochs)
+    stored_q8 = run.layer(layer.name)["dtype"] == quant.Q8
 
     def stream():
         nonlocal largest
-        for epoch in epochs:
+        for index, epoch in enumerate(epochs):
             weights = run.attention(epoch, layer.name)[:samples]
             largest = max(largest, float(weights.max()))
-            encoded.append(_encode(weights))
+            if maps.mode == "full":
+                encoded.append(_encode(weights))
+            elif index not in with_maps:
+                encoded.append(None)
+            elif stored_q8:  # as recorded: q8 of q8 would round twice
+                codes = run.q8_codes(epoch, layer.name)[:maps.samples]
+                encoded.append(base64.b64encode(codes.tobytes()).decode("ascii"))
+            else:
+                encoded.append(_encode_q8(weights[:maps.samples]))
+            if layer.kind == SELF:
+                values = head_statistics(weights)
+                statistics.append([[None if values[name] is None else _finite(
+                    float(values[name][head]), 4) for name in STATISTICS]
+                    for head in range(layer.heads)])
             yield epoch, weights
 
     scores = None
@@ -230,12 +322,18 @@ def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
         "name": layer.name, "kind": layer.kind, "heads": layer.heads,
         "queries": shape[2] if layer.kind == SELF else 1, "keys": shape[-1],
         "max": largest, "weights": encoded, "scores": scores,
+        "encoding": "uint16" if maps.mode == "full" else "q8",
+        "stats": statistics or None,  # [epoch][head][statistic], as DATA.statistics names
     }
 
 
 def _encode(weights: np.ndarray) -> str:
     quantised = np.rint(np.clip(weights, 0.0, 1.0) * 65535).astype("<u2")
     return base64.b64encode(quantised.tobytes()).decode("ascii")
+
+
+def _encode_q8(weights: np.ndarray) -> str:
+    return base64.b64encode(quant.encode(np.clip(weights, 0.0, None)).tobytes()).decode("ascii")
 
 
 def _masks(run: Run, layers: list[Layer], samples: int) -> dict[str, np.ndarray]:

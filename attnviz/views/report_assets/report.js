@@ -20,6 +20,7 @@
     sample: 0, // the sample of the queries x keys map
     scale: "one", // "one": colours from 0 to 1; "max": 0 to the layer's largest weight
     timer: null,
+    statistic: null, // the per-head statistic the heads panel is coloured by
   };
   const cache = new Map();
   const $ = (id) => document.getElementById(id);
@@ -110,14 +111,58 @@
     return DATA.layers[state.layer];
   }
 
-  function weights(layerIndex, epochIndex) {
-    const key = layerIndex + ":" + epochIndex;
-    if (!cache.has(key)) {
-      const binary = atob(DATA.layers[layerIndex].weights[epochIndex]);
-      const values = new Float32Array(binary.length / 2);
-      for (let i = 0; i < values.length; i++) {
-        values[i] = (binary.charCodeAt(2 * i) | (binary.charCodeAt(2 * i + 1) << 8)) / 65535;
+  // the epoch (an index into DATA.epochs) whose maps stand for `epochIndex`: itself, or on a
+  // compact page the nearest epoch that has maps
+  function mapIndex(layerIndex, epochIndex) {
+    const held = DATA.layers[layerIndex].weights;
+    if (held[epochIndex] !== null) return epochIndex;
+    let best = -1;
+    held.forEach((text, i) => {
+      if (text !== null && (best < 0 || Math.abs(i - epochIndex) < Math.abs(best - epochIndex))) {
+        best = i;
       }
+    });
+    return best;
+  }
+
+  // attnviz.store.quant's float16 scale: sign, 5 exponent bits, 10 fraction bits
+  function half(low, high) {
+    const bits = low | (high << 8);
+    const sign = bits & 0x8000 ? -1 : 1;
+    const exponent = (bits >> 10) & 31, fraction = bits & 1023;
+    if (exponent === 0) return sign * fraction * Math.pow(2, -24);
+    if (exponent === 31) return fraction ? NaN : sign * Infinity;
+    return sign * (1 + fraction / 1024) * Math.pow(2, exponent - 15);
+  }
+
+  // attnviz.store.quant.decode: rows of K codes and a float16 scale; a weight is code s / 254
+  function decodeQ8(binary, keys) {
+    const width = keys + 2, rows = binary.length / width;
+    const values = new Float32Array(rows * keys);
+    for (let r = 0; r < rows; r++) {
+      const base = r * width;
+      const step = half(binary.charCodeAt(base + keys), binary.charCodeAt(base + keys + 1)) / 254;
+      for (let k = 0; k < keys; k++) values[r * keys + k] = binary.charCodeAt(base + k) * step;
+    }
+    return values;
+  }
+
+  function decodeUint16(binary) {
+    const values = new Float32Array(binary.length / 2);
+    for (let i = 0; i < values.length; i++) {
+      values[i] = (binary.charCodeAt(2 * i) | (binary.charCodeAt(2 * i + 1) << 8)) / 65535;
+    }
+    return values;
+  }
+
+  // the maps of a layer at an epoch, decoded when first shown (and kept for a while)
+  function weights(layerIndex, epochIndex) {
+    const at = mapIndex(layerIndex, epochIndex);
+    const key = layerIndex + ":" + at;
+    if (!cache.has(key)) {
+      const spec = DATA.layers[layerIndex];
+      const binary = atob(spec.weights[at]);
+      const values = spec.encoding === "q8" ? decodeQ8(binary, spec.keys) : decodeUint16(binary);
       if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value);
       cache.set(key, values);
     }
@@ -301,7 +346,8 @@
       " positions" + (shown.length ? "; mass on " + shown.join(", ") : ""));
   }
 
-  function drawColourBar(ctx, x, y, height, top) {
+  function drawColourBar(ctx, x, y, height, top, low) {
+    low = low || 0;
     const steps = 64;
     for (let i = 0; i < steps; i++) {
       const index = 3 * lutIndex(1 - i / (steps - 1), 1);
@@ -310,7 +356,7 @@
     }
     ctx.fillStyle = FIGURE.text;
     ctx.textAlign = "left";
-    for (const [fraction, value] of [[0, top], [0.5, top / 2], [1, 0]]) {
+    for (const [fraction, value] of [[0, top], [0.5, (low + top) / 2], [1, low]]) {
       ctx.fillText(format(value, 3), x + 17, y + fraction * height);
     }
   }
@@ -411,12 +457,137 @@
     if (at) select({ query: at[0] });
   });
 
+  // ---- what each head does: statistics of every head over epochs -------------------------------
+
+  const STAT_TEXT = {
+    entropy: "entropy / ln L (0: one key, 1: uniform)",
+    first: "mass on the first key",
+    self: "mass on the query's own position",
+    prev: "mass on the previous position",
+    distance: "mean distance to the keys looked at (positions)",
+  };
+  let headsBoxes = null;
+
+  function statLayers() {
+    return DATA.layers.map((spec, index) => ({ spec, index })).filter((item) => item.spec.stats);
+  }
+
+  function buildHeads() {
+    const items = statLayers();
+    $("heads-panel").hidden = items.length === 0;
+    if (!items.length) return;
+    const present = DATA.statistics.filter((name, s) => items.some((item) =>
+      item.spec.stats.some((epoch) => epoch.some((head) => head[s] !== null))));
+    state.statistic = present[0];
+    const wrapper = node("label", "colour ");
+    const element = wrapper.appendChild(node("select"));
+    for (const name of present) {
+      const option = element.appendChild(node("option", name + ": " + STAT_TEXT[name]));
+      option.value = name;
+    }
+    element.addEventListener("change", () => select({ statistic: element.value }));
+    controls.statistic = element;
+    $("heads-controls").append(wrapper);
+    $("heads-caption").textContent = "One cell per head, one stripe per recorded epoch from " +
+      "left to right, coloured by the chosen statistic of every probe sample and query " +
+      "(docs/metrics.md); the outlined stripe is the epoch shown. Click a head to show its map.";
+  }
+
+  function statRange(name) {
+    if (name !== "distance") return [0, 1];
+    let high = 0;
+    const s = DATA.statistics.indexOf(name);
+    for (const item of statLayers()) {
+      for (const epoch of item.spec.stats) for (const head of epoch) high = Math.max(high, head[s] || 0);
+    }
+    return [0, high || 1];
+  }
+
+  function drawHeads() {
+    const items = statLayers();
+    if (!items.length) return;
+    const canvas = $("heads");
+    const name = state.statistic, s = DATA.statistics.indexOf(name);
+    const [low, high] = statRange(name);
+    const E = DATA.epochs.length;
+    const H = Math.max(...items.map((item) => item.spec.heads));
+    const left = 44, top = 20, bar = 70;
+    const cellW = Math.max(8, Math.min(6 * E + 4, Math.floor((availableWidth(canvas) - left - bar) / H)));
+    const cellH = Math.max(10, Math.min(24, cellW));
+    const width = left + H * cellW + bar;
+    const height = top + Math.max(items.length * cellH, 60) + 8;
+    const ctx = setupCanvas(canvas, width, height);
+    ctx.fillStyle = FIGURE.ground;
+    ctx.fillRect(0, 0, width, height);
+    const stripe = (cellW - 2) / E;
+    items.forEach((item, row) => {
+      const y = top + row * cellH;
+      for (let h = 0; h < item.spec.heads; h++) {
+        const x = left + h * cellW;
+        for (let e = 0; e < E; e++) {
+          const value = item.spec.stats[e][h][s];
+          if (value === null) continue;
+          const index = 3 * lutIndex((value - low) / (high - low), 1);
+          ctx.fillStyle = `rgb(${LUT[index]},${LUT[index + 1]},${LUT[index + 2]})`;
+          ctx.fillRect(x + e * stripe, y, Math.ceil(stripe), cellH - 2);
+        }
+        ctx.strokeStyle = FIGURE.text;
+        ctx.strokeRect(x + state.epoch * stripe + 0.5, y + 0.5, Math.max(1, stripe - 1), cellH - 3);
+        if (item.index === state.layer && h === state.head) {
+          ctx.strokeStyle = "#38bdf8";
+          ctx.lineWidth = 2;
+          ctx.strokeRect(x - 1, y - 1, cellW, cellH);
+          ctx.lineWidth = 1;
+        }
+      }
+    });
+    ctx.fillStyle = FIGURE.text;
+    ctx.textAlign = "right";
+    const rowStep = labelStep(cellH, 14);
+    items.forEach((item, row) => {
+      if (row % rowStep === 0) ctx.fillText("L" + item.index, left - 6, top + (row + 0.5) * cellH);
+    });
+    ctx.textAlign = "center";
+    const headStep = labelStep(cellW, ctx.measureText(String(H - 1)).width + 6);
+    for (let h = 0; h < H; h += headStep) ctx.fillText(String(h), left + (h + 0.5) * cellW, 9);
+    drawColourBar(ctx, left + H * cellW + 12, top, Math.max(items.length * cellH - 2, 60), high,
+                  low);
+    headsBoxes = { left, top, cellW, cellH, items, H, s };
+    canvas.setAttribute("aria-label", "statistic " + name + " of " + items.length +
+      " layers by " + H + " heads over " + E + " epochs");
+  }
+
+  function headAt(event) {
+    const box = headsBoxes;
+    if (!box) return null;
+    const rect = event.currentTarget.getBoundingClientRect();
+    const h = Math.floor((event.clientX - rect.left - box.left) / box.cellW);
+    const row = Math.floor((event.clientY - rect.top - box.top) / box.cellH);
+    if (row < 0 || row >= box.items.length || h < 0 || h >= box.items[row].spec.heads) return null;
+    return { item: box.items[row], head: h };
+  }
+
+  $("heads").addEventListener("mousemove", (event) => {
+    const at = headAt(event);
+    if (!at) return hideTooltip();
+    const value = at.item.spec.stats[state.epoch][at.head][headsBoxes.s];
+    showTooltip(event, [at.item.spec.name, "head " + at.head + " · epoch " +
+      DATA.epochs[state.epoch], state.statistic + " " + format(value, 3)]);
+  });
+  $("heads").addEventListener("mouseleave", hideTooltip);
+  $("heads").addEventListener("click", (event) => {
+    const at = headAt(event);
+    if (at) select({ layer: at.item.index, head: at.head });
+  });
+
   // ---- the model view: layers x heads --------------------------------------------------------
 
   const thumbnails = [];
 
   function buildGrid() {
-    const show = DATA.layers.length > 1 || DATA.layers.some((spec) => heads(spec).length > 1);
+    // a compact page holds too few maps for a thumbnail of every head: the heads panel
+    const show = DATA.maps.mode === "full" &&
+      (DATA.layers.length > 1 || DATA.layers.some((spec) => heads(spec).length > 1));
     $("grid-panel").hidden = !show;
     if (!show) return;
     const table = node("table");
@@ -728,7 +899,8 @@
       ["what it asks", task ? task.description : null],
       ["epochs", run.epochs_done + " trained of " + run.epochs_planned + "; " +
         DATA.epochs.length + " recorded epochs shown"],
-      ["probe batch", DATA.samples + " samples"],
+      ["probe batch", DATA.maps.probe_samples + " samples"],
+      ["maps", DATA.maps.said],
       ["layers", DATA.layers.map((spec) => spec.name + " (" + spec.kind + ", " +
         (spec.kind === "self" ? spec.heads + " heads, " : "") + spec.keys + " positions)").join("; ")],
       ["written by", "attnviz " + run.written_by + " (run format " + run.format_version + "), " +
@@ -739,7 +911,8 @@
     const config = $("run-facts").appendChild(node("dl", null, { className: "config" }));
     for (const [key, value] of Object.entries(DATA.config)) {
       const item = config.appendChild(node("div"));
-      item.append(node("dt", key), node("dd", String(value)));
+      const text = value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
+      item.append(node("dt", key), node("dd", text));
     }
   }
 
@@ -821,7 +994,7 @@
       buildViewControls();
       if (controls.layer) controls.layer.value = String(state.layer);
     }
-    for (const key of ["head", "query", "sample", "scale"]) {
+    for (const key of ["head", "query", "sample", "scale", "statistic"]) {
       if (controls[key]) controls[key].value = String(state[key]);
     }
     $("epoch").value = String(state.epoch);
@@ -848,10 +1021,17 @@
     }
     const view = viewName(spec, state.head, state.query);
     if (view) parts.push(view);
+    const at = mapIndex(state.layer, state.epoch);
+    if (at !== state.epoch) parts.push("map of epoch " + DATA.epochs[at] + ", the nearest this page holds");
+    if (DATA.maps.mode !== "full") {
+      parts.push((DATA.samples === 1 ? "sample 0" : "samples 0-" + (DATA.samples - 1)) + " of " +
+                 DATA.maps.probe_samples);
+    }
     $("probe-caption").textContent = parts.join(" · ");
     drawHeatmap();
     drawQueryMap();
-    drawGrid();
+    drawHeads();
+    if (!$("grid-panel").hidden) drawGrid();
     charts.forEach(drawChart);
   }
 
@@ -860,7 +1040,7 @@
     $("title").textContent = "attnviz report · " + DATA.title;
     $("subtitle").textContent = [task ? task.name : null, DATA.config.encoder && DATA.config.attention
       ? DATA.config.encoder + " + " + DATA.config.attention : null,
-      DATA.run.epochs_done + " epochs", "probe batch of " + DATA.samples]
+      DATA.run.epochs_done + " epochs", "probe batch of " + DATA.maps.probe_samples]
       .filter(Boolean).join(" · ");
     $("curves-caption").textContent = "Loss per epoch" +
       (DATA.baselines.length ? " with the task's baselines (dashed)" : "") + "; " +
@@ -868,6 +1048,7 @@
       "computes it (topk-f1 is also topk-precision and topk-recall). The orange line is the " +
       "epoch shown; click a chart to show another epoch.";
     buildControls();
+    buildHeads();
     buildGrid();
     buildCharts();
     buildExplain();

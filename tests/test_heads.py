@@ -1,0 +1,40 @@
+"""Per-head statistics (attnviz.analysis.heads) against hand computations."""
+
+import numpy as np
+import pytest
+
+from attnviz.analysis.heads import head_statistics
+
+
+def test_three_heads_by_hand():
+    # L = 3, one sample. Head 0 looks at the previous key (query 0 at itself), head 1 at the
+    # first key, head 2 is uniform.
+    prev = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], float)
+    first = np.array([[1, 0, 0], [1, 0, 0], [1, 0, 0]], float)
+    uniform = np.full((3, 3), 1 / 3)
+    stats = head_statistics(np.stack([prev, first, uniform])[None])
+    # prev: keys q-1 of queries 1 and 2 hold 1 and 1 -> 2/2; self: query 0 only -> 1/3
+    np.testing.assert_allclose(stats["prev"], [1.0, 1 / 2, 1 / 3])
+    np.testing.assert_allclose(stats["self"], [1 / 3, 1 / 3, 1 / 3])
+    np.testing.assert_allclose(stats["first"], [2 / 3, 1.0, 1 / 3])
+    np.testing.assert_allclose(stats["entropy"], [0.0, 0.0, 1.0], atol=1e-6)
+    # distance: head 0 |0-0| + |1-0| + |2-1| = 2 over 3 queries; head 1 0 + 1 + 2 = 3 -> 1;
+    # uniform: (0+1+2)/3 + (1+0+1)/3 + (2+1+0)/3 = 8/3, over 3 queries = 8/9
+    np.testing.assert_allclose(stats["distance"], [2 / 3, 1.0, 8 / 9])
+
+
+def test_averages_over_samples_and_cross_attention_has_no_positions():
+    rng = np.random.default_rng(0)
+    weights = rng.dirichlet(np.ones(5), size=(4, 2, 3))  # (n 4, H 2, Lq 3, Lk 5)
+    stats = head_statistics(weights)
+    assert stats["self"] is None and stats["prev"] is None and stats["distance"] is None
+    np.testing.assert_allclose(stats["first"], weights[..., 0].mean(axis=(0, 2)))
+    by_hand = -(weights * np.log(weights)).sum(-1) / np.log(5)
+    np.testing.assert_allclose(stats["entropy"], by_hand.mean(axis=(0, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("length", [1, 2])
+def test_tiny_sequences(length):
+    stats = head_statistics(np.ones((1, 1, length, length)) / length)
+    assert stats["entropy"][0] == pytest.approx(0.0 if length == 1 else 1.0)
+    assert stats["prev"][0] == (0.0 if length == 1 else 0.5)
