@@ -38,3 +38,38 @@ def test_tiny_sequences(length):
     stats = head_statistics(np.ones((1, 1, length, length)) / length)
     assert stats["entropy"][0] == pytest.approx(0.0 if length == 1 else 1.0)
     assert stats["prev"][0] == (0.0 if length == 1 else 0.5)
+
+
+def test_planted_heads_get_exactly_their_labels():
+    """Heads set by hand: previous-token, first-token, uniform, self, and one that splits its
+    attention between the first and the previous key (neither reaches 0.5: mixed)."""
+    from attnviz.analysis.heads import head_labels
+
+    length = 12
+    eye = np.eye(length)
+    prev = np.roll(eye, -1, axis=1)  # query q looks at key q - 1 ...
+    prev[0] = eye[0]  # ... and query 0 at itself
+    first = np.zeros((length, length))
+    first[:, 0] = 1
+    uniform = np.full((length, length), 1 / length)
+    split = 0.4 * first + 0.4 * prev + 0.2 * uniform
+    weights = np.stack([prev, first, uniform, eye, split])[None].repeat(2, axis=0)
+    labels = head_labels(weights)
+    assert [label for label, _ in labels] == [
+        "previous-token", "first-token", "broad", "self", "mixed"]
+    assert labels[0][1] == pytest.approx(1.0) and labels[1][1] == pytest.approx(1.0)
+    assert labels[2][1] == pytest.approx(1.0)  # entropy of uniform rows
+
+
+def test_a_local_head_and_an_untrained_one():
+    from attnviz.analysis.heads import head_labels
+
+    length = 16
+    q, k = np.arange(length)[:, None], np.arange(length)[None, :]
+    near = np.exp(-np.abs(q - k) * 0.7)  # a band around the diagonal, no key above 0.5
+    near /= near.sum(axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    untrained = np.exp(rng.normal(size=(length, length)) * 0.1)  # random init: near uniform
+    untrained /= untrained.sum(axis=1, keepdims=True)
+    labels = [label for label, _ in head_labels(np.stack([near, untrained])[None])]
+    assert labels == ["local", "broad"]

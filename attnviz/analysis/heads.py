@@ -45,3 +45,34 @@ def head_statistics(weights: np.ndarray) -> dict[str, np.ndarray | None]:
         stats["distance"] = np.einsum("nhqk,qk->h", rows, gaps, dtype=np.float64) / (
             n * queries)
     return stats
+
+
+# A head's label, from its statistics, first match wins. The thresholds are starting points
+# set on the planted heads of tests/test_heads.py and the synthetic 12 x 12 run, not yet on
+# trained models (issue 22 asks for that): docs/metrics.md says so.
+PEAKED = 0.5  # mass on one structural position that names the head
+LOCAL = 1.5  # mean distance, in positions, of a head that looks nearby
+BROAD = 0.8  # entropy / ln L of a head that spreads its attention
+
+
+def head_label(stats: dict[str, float | None]) -> tuple[str, float]:
+    """(label, the number it rests on) of one head: previous-token, self, first-token, local,
+    broad or mixed."""
+    for name, label in (("prev", "previous-token"), ("self", "self"), ("first", "first-token")):
+        value = stats.get(name)
+        if value is not None and value >= PEAKED:
+            return label, float(value)
+    distance = stats.get("distance")
+    if distance is not None and distance <= LOCAL:
+        return "local", float(distance)
+    if stats["entropy"] >= BROAD:
+        return "broad", float(stats["entropy"])
+    return "mixed", float(stats["entropy"])
+
+
+def head_labels(weights: np.ndarray) -> list[tuple[str, float]]:
+    """The label of each head of (n, H, Lq, Lk) weights."""
+    stats = head_statistics(weights)
+    return [head_label({name: None if values is None else float(values[head])
+                        for name, values in stats.items()})
+            for head in range(weights.shape[1])]
