@@ -380,15 +380,17 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
 def checkpoint_bytes(model, with_optimizer: bool) -> int:
     """About what one .keras checkpoint of `model` takes: its weights, and the optimizer's
     (Adam's two moments when it is not built yet)."""
-    weights = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+    weights = _variable_bytes(model.weights)
     if not with_optimizer or getattr(model, "optimizer", None) is None:
         return weights
     built = list(getattr(model.optimizer, "variables", []))
     if len(built) > 2:
-        return weights + sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in built)
-    trainable = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
-                    for w in model.trainable_weights)
-    return weights + 2 * trainable
+        return weights + _variable_bytes(built)
+    return weights + 2 * _variable_bytes(model.trainable_weights)
+
+
+def _variable_bytes(variables) -> int:
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
 
 
 def _nbytes(x) -> int:

@@ -134,10 +134,9 @@ class FrameRenderer:
 
     def __init__(self, mask: np.ndarray, headers: Sequence[Sequence[str]], scale: int,
                  vmax: float, panel: bool, mask_name: str = "mask"):
-        from PIL import ImageFont
 
         # the bitmap font: ten times faster to draw than FreeType, and two-tone, so palette-safe
-        self.font = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+        self.font = bitmap_font()
         self.vmax = vmax
         lines = max(len(header) for header in headers)
         samples, positions = mask.shape
@@ -219,14 +218,27 @@ class FrameRenderer:
         return image
 
     def _header(self, lines: Sequence[str]) -> np.ndarray:
-        from PIL import Image, ImageDraw
+        return header_strip(self.font, self.layout.width, self.layout.header, lines)
 
-        strip = Image.new("L", (self.layout.width, self.layout.header), 0)
-        draw = ImageDraw.Draw(strip)
-        for number, line in enumerate(lines):
-            draw.text((HEADER_PAD_PX, HEADER_PAD_PX + number * HEADER_LINE_PX), line,
-                      fill=255, font=self.font)
-        return np.where(np.asarray(strip) > 127, TEXT, BACKGROUND).astype(np.uint8)
+
+def bitmap_font():
+    """Pillow's bitmap font: ten times faster to draw than FreeType, and two-tone, so
+    palette-safe."""
+    from PIL import ImageFont
+
+    return getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+
+
+def header_strip(font, width: int, height: int, lines: Sequence[str]) -> np.ndarray:
+    """A frame's header: `lines` of text, one HEADER_LINE_PX apart, as palette indices."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(strip)
+    for number, line in enumerate(lines):
+        draw.text((HEADER_PAD_PX, HEADER_PAD_PX + number * HEADER_LINE_PX), line,
+                  fill=255, font=font)
+    return np.where(np.asarray(strip) > 127, TEXT, BACKGROUND).astype(np.uint8)
 
 
 def render_frames(frames: Sequence[FrameData], mask: np.ndarray, scale: int = 16,

@@ -22,7 +22,14 @@ import numpy as np
 
 from attnviz.errors import AttnvizError
 from attnviz.views.colors import BACKGROUND, CMAP_LEVELS, TEXT, to_indices, upscale
-from attnviz.views.frames import BAR_WIDTH_PX, HEADER_LINE_PX, HEADER_PAD_PX, LABEL_PAD_PX
+from attnviz.views.frames import (
+    BAR_WIDTH_PX,
+    HEADER_LINE_PX,
+    HEADER_PAD_PX,
+    LABEL_PAD_PX,
+    bitmap_font,
+    header_strip,
+)
 
 PANEL_PX = 128  # the side a panel aims at when no --scale is given
 GAP_PX = 6
@@ -55,9 +62,7 @@ class HeadsRenderer:
 
     def __init__(self, heads: int, queries: int, keys: int, headers: Sequence[Sequence[str]],
                  scale: int, vmax: float):
-        from PIL import ImageFont
-
-        self.font = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
+        self.font = bitmap_font()
         self.scale, self.vmax = scale, vmax
         self.heads, self.rows_of_panels = heads, grid_shape(heads)
         rows, columns = self.rows_of_panels
@@ -110,15 +115,8 @@ class HeadsRenderer:
         return template
 
     def render(self, frame: HeadsFrame) -> np.ndarray:
-        from PIL import Image, ImageDraw
-
         image = self.template.copy()
-        strip = Image.new("L", (image.shape[1], self.header), 0)
-        draw = ImageDraw.Draw(strip)
-        for number, line in enumerate(frame.header):
-            draw.text((HEADER_PAD_PX, HEADER_PAD_PX + number * HEADER_LINE_PX), line,
-                      fill=255, font=self.font)
-        image[: self.header] = np.where(np.asarray(strip) > 127, TEXT, BACKGROUND)
+        image[: self.header] = header_strip(self.font, image.shape[1], self.header, frame.header)
         for head, cells in enumerate(frame.maps):
             top, left = self.panel_origin(head)
             image[top : top + self.panel_h, left : left + self.panel_w] = upscale(
