@@ -92,7 +92,8 @@ def test_keras_hub_bert_classifier_records_every_layer(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
     backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=2, num_heads=2,
                                              hidden_dim=8, intermediate_dim=16,
-                                             max_sequence_length=L)
+                                             max_sequence_length=L,
+                                             name="bert_backbone")  # not _1 after another
     inputs = backbone.input
     outputs = layers.Dense(1)(backbone(inputs)["pooled_output"])
     model = keras.Model(inputs, outputs)
