@@ -445,7 +445,9 @@ def score(
         help="The run directory (or use --attention).", show_default=False)] = None,
     mask: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
         "--mask", "-m", help="A mask to score against; repeat for several (default: every mask "
-        "of the task, main first). With --attention: an (n, L) 0/1 .npy file.",
+        "of the task, main first; without any, the built-in ones). Built in: self, prev, next, "
+        "first, last, pad, induction, token:ID. With --attention: an (n, L) or (n, L, L) 0/1 "
+        ".npy file, or a built-in name.",
         show_default=False)] = None,
     epoch: Annotated[str, typer.Option(help="Run: 'last', 'all' or an epoch number.")] = "last",
     minimum: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
@@ -455,8 +457,14 @@ def score(
     maximum: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
         "--max", metavar="METRIC[@MASK]=X", help="Exit 1 unless METRIC <= X, for metrics where "
         "lower is better (jsd, entropy). Repeatable.", show_default=False)] = None,
-    query: Annotated[str, typer.Option(help="Self-attention: the query row scored: 'last', "
-                                       "'mean' or an index.")] = "last",
+    head_label: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--head-label", metavar="LABEL[=X]", help="Exit 1 unless some head of the layer does "
+        "LABEL (previous-token, induction, first-token, ...: docs/metrics.md), its number >= X "
+        "(<= X for local). Repeatable.", show_default=False)] = None,
+    query: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Self-attention: the query rows scored: 'last', 'mean', an index, or 'all' (each "
+        "query, averaged). Default: all when a mask marks keys per query (prev, induction, "
+        "an (n, L, L) file), else last.", show_default=False)] = None,
     layer: Annotated[Optional[str], typer.Option(  # noqa: UP045
         metavar="NAME", help="Run: the recorded layer to score (default: the first); a glob "
         "such as '*' scores and gates every layer it matches.", show_default=False)] = None,
@@ -477,7 +485,7 @@ def score(
     """Score attention against ground-truth masks; exit 1 if a --min/--max is missed."""
     from attnviz.analysis import score as core
     from attnviz.views import score as show
-    thresholds = core.parse_thresholds(minimum or [], maximum or [])
+    thresholds = core.parse_thresholds(minimum or [], maximum or [], head_label or [])
     for path, flag in ((junit, "--junit"), (plot, "--plot")):
         if path is not None:
             check_output_file(path, flag)

@@ -285,3 +285,42 @@ def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samp
             run.commit(None if epoch == 0 else {"epoch": epoch, "loss": 1.0 / epoch,
                                                 "val_loss": 1.0})
     return Run.open(root)
+
+
+def planted_heads_run(root, epochs: int = 3, samples: int = 4, half: int = 8):
+    """A run of 2 layers x 3 heads over token sequences whose second half repeats the first,
+    recorded without masks: layer 0 head 0 turns into a previous-token head and layer 1 head
+    1 into an induction head at epoch 2 (both uniform over the past before), every other head
+    stays causal-uniform. No TensorFlow."""
+    from attnviz.store.run import RunSpec
+    from attnviz.store.samples import TaskBatch
+
+    rng = np.random.default_rng(0)
+    first = np.stack([rng.permutation(np.arange(1, 50))[:half] for _ in range(samples)])
+    x = np.concatenate([first, first], axis=1).astype(np.int32)  # (n, 2 * half) token ids
+    length = x.shape[1]
+    causal = np.tril(np.ones((length, length)))
+    uniform = causal / causal.sum(axis=1, keepdims=True)
+    prev = np.eye(length, k=-1)
+    prev[0, 0] = 1
+    induction = uniform.copy()
+    for q in range(half, length):  # the key after the first copy of the query's token
+        induction[q] = np.eye(length)[q - half + 1]
+    names = ["layer_0/attention", "layer_1/attention"]
+    spec = RunSpec([{"name": name, "class": "MultiHeadAttention",
+                     "shape": [samples, 3, length, length], "dtype": "float32"}
+                    for name in names],
+                   {"epochs": epochs, "record_every": 1, "checkpoint_every": 0,
+                    "record_heads": "all"})
+    with exclusive(root):
+        run = RunWriter.create(root, spec, TaskBatch(x=x, y=None, masks={}))
+        for epoch in range(epochs + 1):
+            formed = epoch >= 2
+            heads = {names[0]: [prev if formed else uniform, uniform, uniform],
+                     names[1]: [uniform, induction if formed else uniform, uniform]}
+            run.save_attention(epoch, {
+                name: np.broadcast_to(np.stack(maps)[None], (samples, 3, length, length))
+                .astype(np.float32) for name, maps in heads.items()})
+            run.commit(None if epoch == 0 else {"epoch": epoch, "loss": 1.0 / epoch,
+                                                "val_loss": 1.0})
+    return Run.open(root)

@@ -73,3 +73,46 @@ def test_a_local_head_and_an_untrained_one():
     untrained /= untrained.sum(axis=1, keepdims=True)
     labels = [label for label, _ in head_labels(np.stack([near, untrained])[None])]
     assert labels == ["local", "broad"]
+
+
+def test_next_token_special_token_and_induction_heads_planted():
+    """With token ids: a head on the next key, one on [SEP] (the id at the last position of
+    every sample) and one on the key after the earlier copy of the query's token."""
+    from attnviz.analysis.heads import head_labels, special_ids
+
+    rng = np.random.default_rng(3)
+    n, half = 4, 6
+    body = rng.permutation(np.arange(10, 40))[:n * half].reshape(n, half)  # no id twice
+    tokens = np.concatenate([np.full((n, 1), 101), body, body, np.full((n, 1), 102)], axis=1)
+    length = tokens.shape[1]
+    assert special_ids(tokens) == [101, 102]
+    nxt = np.eye(length, k=1)
+    nxt[-1, -1] = 1
+    sep = np.zeros((length, length))
+    sep[:, -1] = 1
+    induction = np.zeros((n, length, length))
+    for q in range(length):
+        # the second copy's queries look at the key after their token's first copy
+        k = q - half + 1 if half + 1 <= q < length - 1 else 0
+        induction[:, q, k] = 1
+    weights = np.stack([np.broadcast_to(nxt, (n, length, length)),
+                        np.broadcast_to(sep, (n, length, length)), induction], axis=1)
+    labels = head_labels(weights, tokens)
+    assert [label for label, _ in labels] == ["next-token", "special-token", "induction"]
+    assert labels[2][1] == pytest.approx(1.0)
+    # the same heads without token ids: special and induction do not apply
+    assert [label for label, _ in head_labels(weights)][:1] == ["next-token"]
+
+
+def test_an_untrained_head_is_no_induction_head():
+    from attnviz.analysis.heads import head_labels, head_statistics
+
+    rng = np.random.default_rng(4)
+    n, length = 8, 24
+    tokens = rng.integers(0, 6, size=(n, length))  # many earlier copies of each token
+    scores = rng.normal(size=(n, 4, length, length)) * 0.1
+    scores = np.where(np.tril(np.ones((length, length))) > 0, scores, -np.inf)  # causal
+    weights = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    stats = head_statistics(weights, tokens)
+    assert (stats["induction"] < 0.3).all()
+    assert "induction" not in [label for label, _ in head_labels(weights, tokens)]

@@ -225,7 +225,8 @@ def test_report_does_not_import_tensorflow(founding):
 
 
 def test_a_compact_page_holds_every_heads_statistics_and_the_maps_that_fit(tmp_path):
-    from attnviz.analysis.heads import STATISTICS, head_statistics
+    from attnviz.analysis import structural
+    from attnviz.analysis.heads import STATISTICS, head_labels, head_statistics
     from attnviz.store import quant
 
     run = many_heads_run(tmp_path / "bert", layers=3, heads=4, keys=32, samples=3, dtype="q8",
@@ -250,11 +251,21 @@ def test_a_compact_page_holds_every_heads_statistics_and_the_maps_that_fit(tmp_p
             decoded = quant.decode(codes.reshape(1, 4, 32, 34))
             np.testing.assert_allclose(decoded, run.attention(data["epochs"][index], name)[:1],
                                        atol=1e-6)
+        tokens = structural.probe_tokens(run.probe.x)  # the probe's ids: induction applies
+        assert tokens is not None
         for index, epoch in enumerate(data["epochs"]):  # statistics of every sample
-            stats = head_statistics(run.attention(epoch, name))
-            np.testing.assert_allclose(np.array(layer["stats"][index], dtype=float),
-                                       np.round(np.stack([stats[s] for s in STATISTICS], 1), 4),
-                                       atol=1e-9)
+            stats = head_statistics(run.attention(epoch, name), tokens)
+            shown = np.array(layer["stats"][index], dtype=float)  # None (does not apply): NaN
+            for s, statistic in enumerate(STATISTICS):
+                if stats[statistic] is None:
+                    assert np.isnan(shown[:, s]).all(), statistic
+                else:
+                    np.testing.assert_allclose(shown[:, s], stats[statistic], atol=1e-4)
+            labels = head_labels(run.attention(epoch, name), tokens)
+            assert [label for label, _ in layer["labels"][index]] == [
+                label for label, _ in labels]
+            np.testing.assert_allclose([value for _, value in layer["labels"][index]],
+                                       [value for _, value in labels], atol=1e-4)
     assert "compact page" not in result.stdout  # --json says it as data
     plain = invoke(run.root, "-o", out, "--max-mb", "0.2")
     assert "compact page, within --max-mb: maps of sample 0 of 3 at epochs 0, " in " ".join(

@@ -366,8 +366,9 @@ def test_score_stream_holds_one_epoch_at_a_time():
             yield epoch, attention
             del attention
 
-    scored, heads, values = score_stream(epochs(), {"m": mask}, "last", "test")
-    assert scored == list(range(6)) and values.shape == (6, 1, 1, len(METRIC_NAMES))
+    scored = score_stream(epochs(), {"m": mask}, "last", "test")
+    assert scored.epochs == list(range(6))
+    assert scored.values.shape == (6, 1, 1, len(METRIC_NAMES))
 
 
 def test_a_run_that_recorded_the_head_mean_takes_no_other_head():

@@ -66,19 +66,22 @@ def test_train_and_explain_fit_80_columns(tmp_path, monkeypatch, trained_run):
 
 
 def test_twelve_layers_of_twelve_heads_are_a_grid_in_80_columns(tmp_path, monkeypatch):
-    """BERT-base's 144 heads: one row per layer, one cell per head, each head's entropy
-    readable (no cell cut off), then the first call in full."""
+    """BERT-base's 144 heads: one row per layer, one cell per head, each head's label in
+    three letters (no cell cut off; colour is its entropy), then the first call in full."""
+    from attnviz.views.inspection import CODES
+
     monkeypatch.chdir(tmp_path)
     many_heads_run(tmp_path / "bert")
     lines = lines_of("inspect", "bert")
     assert_fits(lines)
-    rows = [line for line in lines if line.startswith("transformer_layer_")]
+    rows = [line for line in lines if line.startswith("transformer_layer_")
+            and line.split()[0].endswith("…")]
     assert len(rows) == 12, "\n".join(lines)
     for layer, row in enumerate(rows):
         cells = row.split()[1:]
-        assert len(cells) == 12 and all(cell.isdigit() for cell in cells), row
+        assert len(cells) == 12 and set(cells) <= set(CODES.values()), row
         assert f"layer_{layer}/" in row  # the layer index survives the shortening
-    # sharper in later layers: the last layer's heads are nearer one position than the first's
-    assert max(map(int, rows[-1].split()[1:])) < min(map(int, rows[0].split()[1:]))
+    # sharper in later layers: broad heads in the first layer, none in the last
+    assert set(rows[0].split()[1:]) == {"brd"} and "brd" not in rows[-1].split()[1:]
     wide = runner.invoke(app, ["inspect", "bert"], env={"COLUMNS": "200", "NO_COLOR": "1"})
-    assert "@" in wide.output  # room for the full table: entropy @ argmax per head
+    assert "broad 0.9" in wide.output  # room for the full table: label and number per head

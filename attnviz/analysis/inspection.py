@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from attnviz.analysis import structural
+from attnviz.analysis.heads import label_rows, row_entropy
 from attnviz.analysis.score import (
     attention_rows,
     check_recorded_heads,
     mass,
     parse_head,
     parse_query,
-    row_entropy,
 )
 from attnviz.errors import AttnvizError
 from attnviz.store.arrays import UNREADABLE, check_numeric, load_untrusted
@@ -77,6 +78,7 @@ class View:
     rows: np.ndarray  # (n, L) float32
     reduction: str | None  # how weights became rows, e.g. "mean of 2 heads, query 19 (last)"
     summary: RowSummary
+    heads: list[dict] = field(default_factory=list)  # head_stats: one dict per head
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def _view_json(view: View, shown: int) -> dict:
         "entropy": summary.entropy,
         "entropy_nats": summary.entropy_nats,
         "argmax_histogram": summary.argmax_histogram,
-        "heads": head_stats(view.weights),
+        "heads": view.heads,
         "rows": np.round(view.rows[:shown].astype(np.float64), 6).tolist(),
     }
 
@@ -133,11 +135,15 @@ def summarize(rows: np.ndarray, masks: dict[str, np.ndarray] | None = None) -> R
     )
 
 
-def head_stats(weights: np.ndarray) -> list[dict]:
+def head_stats(weights: np.ndarray, tokens: np.ndarray | None = None,
+               padding: np.ndarray | None = None) -> list[dict]:
     """Per head of (n, L) or (n, heads, Lq, Lk) weights: entropy as a share of the uniform
     row's (0 all on one position, 1 uniform), over every sample and query, and the key
-    position that is the argmax of most rows."""
+    position that is the argmax of most rows. Multi-head weights also get what the head does
+    (analysis.heads): its label, the number it rests on and every statistic."""
     weights = np.asarray(weights, dtype=np.float64)
+    labelled = weights.ndim == 4 and not (weights < 0).any()
+    labels = label_rows(weights, tokens, padding) if labelled else None
     if weights.ndim == 2:
         weights = weights[:, None, None, :]
     elif weights.ndim == 3:
@@ -154,6 +160,9 @@ def head_stats(weights: np.ndarray) -> list[dict]:
         entropy = float(row_entropy(rows).mean() / math.log(keys)) if keys > 1 else 0.0
         argmax = int(np.bincount(rows.argmax(axis=1), minlength=keys).argmax())
         stats.append({"entropy": entropy, "argmax": argmax})
+        if labels is not None:
+            stats[-1].update(label=labels[head]["label"], label_value=labels[head]["value"],
+                             statistics=labels[head]["statistics"])
     return stats
 
 
@@ -205,14 +214,19 @@ def to_rows(weights: np.ndarray, head: str | None = None,
 
 
 def view_of(name: str, weights: np.ndarray, options: InspectOptions,
-            masks: dict[str, np.ndarray] | None = None, layer_class: str | None = None) -> View:
-    """A View of `weights`, reduced to rows as --head and --query say."""
+            masks: dict[str, np.ndarray] | None = None, layer_class: str | None = None,
+            inputs=None) -> View:
+    """A View of `weights`, reduced to rows as --head and --query say; `inputs` (the probe's
+    or the model's) give each head's token ids and padding."""
     if not np.isfinite(weights).all():  # no entropy, no colour: refuse rather than draw NaN
         raise AttnvizError(f"{name}: the weights contain NaN or Inf: a model that diverged "
                            "has no attention to show")
     rows, reduction = to_rows(weights, options.head, options.query)
+    tokens = padding = None
+    if inputs is not None:
+        tokens, padding = structural.probe_tokens(inputs), structural.probe_padding(inputs)
     return View(name, layer_class, np.asarray(weights, dtype=np.float32), rows, reduction,
-                summarize(rows, masks))
+                summarize(rows, masks), head_stats(weights, tokens, padding))
 
 
 def samples_shown(options: InspectOptions) -> int:
@@ -269,7 +283,7 @@ def inspect_run(run: Run, options: InspectOptions) -> Inspection:
     for name in names:
         check_recorded_heads(run, options.head, name)
         views.append(view_of(name, run.attention(epoch, name), options, run.masks_for(name),
-                             run.layer(name)["class"]))
+                             run.layer(name)["class"], run.probe.x))
     masks = run.masks_for(names[0])
     return Inspection("run", run_facts(run, epoch), views, masks, samples_shown(options))
 

@@ -19,6 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from attnviz.analysis import structural
+from attnviz.analysis.heads import (
+    ALL_LABELS,
+    LABEL_NUMBER,
+    default_gate,
+    label_bound,
+    label_rows,
+    row_entropy,
+)
 from attnviz.errors import AttnvizError, did_you_mean
 from attnviz.store.arrays import load_array
 from attnviz.store.layers import SELF, TEMPORAL, kind_of, shown_kind
@@ -99,6 +108,9 @@ def attention_rows(
         return per_head[:, -1, :]
     if query == "mean":
         return per_head.mean(axis=1)
+    if query == "all":
+        raise AttnvizError("--query all scores every query row (score only); a view draws "
+                           "one row per sample: use last, mean or a query index")
     if not 0 <= int(query) < per_head.shape[1]:
         raise AttnvizError(f"--query {query} is out of range 0..{per_head.shape[1] - 1}")
     return per_head[:, int(query), :]
@@ -110,15 +122,15 @@ def mass(rows: np.ndarray, mask: np.ndarray) -> float:
 
 
 def parse_query(query: str | int) -> str | int:
-    """--query as attention_rows takes it: "last", "mean" or a non-negative index."""
-    if query in ("last", "mean"):
+    """--query as scoring takes it: "last", "mean", "all" or a non-negative index."""
+    if query in ("last", "mean", "all"):
         return query
     try:
         index = int(query)
     except (TypeError, ValueError):
         index = -1
     if index < 0:
-        raise AttnvizError(f"--query {query!r}: use last, mean or a query position 0..L-1")
+        raise AttnvizError(f"--query {query!r}: use last, mean, all or a query position 0..L-1")
     return index
 
 
@@ -175,18 +187,31 @@ def _check_shape(attention: np.ndarray, source: str) -> None:
         )
 
 
-def check_mask(mask: np.ndarray, shape: tuple[int, int], source: str) -> np.ndarray:
-    """Refuse a mask that is not 0/1 of `shape` (n, L) or has a sample with nothing marked."""
-    if mask.shape != tuple(shape):
+def check_mask(mask: np.ndarray, shape: tuple[int, int], source: str, queries: int = 1,
+               allow_empty: bool = False) -> np.ndarray:
+    """Refuse a mask that is not 0/1 of `shape` (n, Lk), or (n, Lq, Lk) when the attention
+    has `queries` > 1 query rows, or that marks nothing for a sample. A query mask may leave
+    rows empty (those queries are not scored); `allow_empty` (built-in masks) lets a sample
+    mark nothing, and it is left out of the averages."""
+    n, keys = shape
+    wanted = [tuple(shape)] + ([(n, queries, keys)] if queries > 1 else [])
+    if mask.shape not in wanted:
+        query_shape = f", or (n, {queries}, {keys}) per query" if queries > 1 else ""
         raise AttnvizError(
             f"{source}: mask has shape {mask.shape} but the attention rows are {tuple(shape)} "
-            "(n samples, L key positions): save a mask of that shape"
+            f"(n samples, L key positions{query_shape}): save a mask of that shape"
         )
     if mask.dtype != bool:
         if not np.issubdtype(mask.dtype, np.number) or not np.isin(mask, (0, 1)).all():
             raise AttnvizError(f"{source}: mask values must be 0/1 or bool")
         mask = mask.astype(bool)
-    empty = np.flatnonzero(~mask.any(axis=1))
+    marks = mask.reshape(n, -1).any(axis=1)
+    if allow_empty:
+        if not marks.any():
+            raise AttnvizError(f"{source}: marks no position in any sample: nothing to score "
+                               "against")
+        return mask
+    empty = np.flatnonzero(~marks)
     if empty.size:
         raise AttnvizError(
             f"{source}: {empty.size} sample(s) mark no position (first: sample {empty[0]}): "
@@ -282,12 +307,6 @@ def _score_masks(rows: np.ndarray, truths: Sequence[Truth]) -> np.ndarray:
     return out
 
 
-def row_entropy(p: np.ndarray) -> np.ndarray:
-    """Shannon entropy in nats of each row of (n, L) distributions, with 0 ln 0 = 0."""
-    logs = np.log(np.maximum(p, np.finfo(np.float32).tiny))  # 0 * ln(tiny) = 0
-    return 0.0 - np.einsum("ij,ij->i", p, logs, dtype=np.float64)  # 0.0 - x: no -0.0
-
-
 def _average_precision(
     ranked: np.ndarray, positive: np.ndarray, positive_row: np.ndarray, rank: np.ndarray,
     marked: np.ndarray,
@@ -374,6 +393,8 @@ class ScoreReport:
     history: list[dict]  # the run's per-epoch loss records ([] for arrays)
     layer: str | None = None  # the run's recorded layer scored (None for arrays)
     mask_choices: tuple[str, ...] = ()  # every mask --mask could name (a run's)
+    # multi-head self-attention: per scored epoch, what each head does (heads.label_rows)
+    head_labels: list[list[dict]] | None = None
 
     def value(self, metric: str, mask: str, head=None, epoch_index: int = -1) -> float:
         head = self.heads[0] if head is None else head
@@ -391,41 +412,129 @@ class ScoreReport:
         if epoch == "all" or len(self.epochs) == 1:
             return self
         index = len(self.epochs) - 1 if epoch == "last" else self.epochs.index(int(epoch))
-        return replace(self, epochs=[self.epochs[index]], values=self.values[index:index + 1])
+        labels = None if self.head_labels is None else self.head_labels[index:index + 1]
+        return replace(self, epochs=[self.epochs[index]], values=self.values[index:index + 1],
+                       head_labels=labels)
 
 
 def score_stream(
     stream: Iterable[tuple[int | None, np.ndarray]], masks: dict[str, np.ndarray], query,
-    source: str, normalize: bool = False,
-) -> tuple[list, list, np.ndarray]:
-    """Score (epoch, attention) pairs one at a time: (epochs, head views, values).
+    source: str, normalize: bool = False, padding: np.ndarray | None = None,
+) -> Scored:
+    """Score (epoch, attention) pairs one at a time.
 
-    `masks` are (n, L) bool arrays already passed through `check_mask`. Each epoch is one
-    vectorised pass over all its head views, so memory stays one epoch deep.
+    `masks` are (n, Lk) key masks (the same keys for every query) or (n, Lq, Lk) query
+    masks, already checked. With `query` "all", every query row of self-attention is scored
+    and averaged per sample over its valid queries (not padding, at least one key marked),
+    then over samples; otherwise the one row `query` picks. `padding` (n, L) bool marks the
+    real positions. Each epoch is one vectorised pass per mask over all its head views, so
+    memory stays one epoch deep.
     """
     query = parse_query(query)
-    truths = None
+    plans = None
     epochs, values, heads = [], [], [None]
     for epoch, raw in stream:
         where = source if epoch is None else f"{source} epoch {epoch}"
         attention = check_attention(raw, where, normalize)
-        rows, heads = _head_rows(attention, query)  # (V, n, L)
-        if truths is None:  # the views of one epoch are scored as one (V*n, L) batch
-            truths = [Truth.of(np.tile(mask, (len(heads), 1))) for mask in masks.values()]
-        scores = _score_masks(rows.reshape(-1, rows.shape[-1]), truths)  # (M, metrics, V*n)
-        per_view = scores.reshape(len(masks), len(METRICS), len(heads), -1)
+        rows, heads = _head_rows(attention, query)  # (V, n, Q, Lk)
+        if plans is None:  # the masks' rows and truths, once for every epoch
+            plans = [_MaskRows.of(mask, query, attention, padding, len(heads))
+                     for mask in masks.values()]
+        per_view = np.stack([plan.scores(rows) for plan in plans])  # (M, metrics, V, n)
         values.append(np.moveaxis(mean_scores(per_view), 1, -1))  # (M, V, metrics)
         epochs.append(epoch)
         del raw, attention, rows  # release this epoch before the next one is read
-    return epochs, heads, np.array(values)
+    skipped = {name: plan.skipped() for name, plan in zip(masks, plans or [], strict=True)}
+    return Scored(epochs, heads, np.array(values), skipped)
+
+
+@dataclass(frozen=True)
+class Scored:
+    epochs: list  # as the stream gave them
+    heads: list  # the head views: [None] temporal, ["mean", 0, 1, ...] self-attention
+    values: np.ndarray  # (epochs, masks, views, metrics) float64, NaN where undefined
+    skipped: dict[str, int]  # per mask: samples auprc skipped (their rows mark every key)
+
+
+@dataclass(frozen=True)
+class _MaskRows:
+    """The query rows one mask scores, over every head view: which (sample, query) rows
+    count, and the truth of those rows tiled over the views."""
+
+    valid: np.ndarray  # (n, Q) bool
+    truth: Truth  # of the valid rows, tiled over the V views
+    group: np.ndarray  # (V * rows,) view * n + sample of each scored row
+    views: int
+
+    @classmethod
+    def of(cls, mask: np.ndarray, query, attention: np.ndarray, padding: np.ndarray | None,
+           views: int) -> _MaskRows:
+        n, keys = attention.shape[0], attention.shape[-1]
+        queries = attention.shape[-2] if attention.ndim == 4 else 1
+        chosen = _query_index(query, queries)  # None: every query row
+        if mask.ndim == 3 and chosen is None and query != "all" and attention.ndim == 4:
+            raise AttnvizError("--query mean averages the queries, but a query mask marks "
+                               "other keys for each query: use --query all, last or an index")
+        real = (np.ones((n, queries), dtype=bool) if padding is None or attention.ndim != 4
+                or np.shape(padding) != (n, queries) else np.asarray(padding, dtype=bool))
+        if chosen is not None:  # one query row
+            real = real[:, chosen:chosen + 1]
+            mask = mask[:, chosen:chosen + 1] if mask.ndim == 3 else mask[:, None]
+        elif query == "mean" or attention.ndim == 2:  # the mean of the queries: one row
+            real = np.ones((n, 1), dtype=bool)
+            mask = mask[:, None]
+        else:
+            mask = np.broadcast_to(mask[:, None], (n, queries, keys)) if mask.ndim == 2 else mask
+        valid = real & mask.any(axis=-1)
+        picked = mask[valid]  # (rows, Lk)
+        samples = np.nonzero(valid)[0]
+        group = (np.arange(views)[:, None] * n + samples[None, :]).ravel()
+        return cls(valid, Truth.of(np.tile(picked, (views, 1))), group, views)
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """(metrics, V, n): each metric averaged over each sample's scored rows (NaN where a
+        sample has none, or where every one is undefined)."""
+        picked = rows[:, self.valid]  # (V, rows, Lk)
+        scores = _score_masks(picked.reshape(-1, picked.shape[-1]), [self.truth])[0]
+        n = self.valid.shape[0]
+        defined = ~np.isnan(scores)
+        total = np.stack([np.bincount(self.group, np.where(ok, row, 0.0), self.views * n)
+                          for row, ok in zip(scores, defined, strict=True)])
+        count = np.stack([np.bincount(self.group, ok, self.views * n) for ok in defined])
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        return mean.reshape(len(METRICS), self.views, n)
+
+    def skipped(self) -> int:
+        """Samples whose every scored row marks every key: auprc is undefined for them."""
+        n = self.valid.shape[0]
+        samples = np.nonzero(self.valid)[0]
+        full = self.truth.marked[:samples.size] == self.truth.mask.shape[1]
+        scored = np.bincount(samples, minlength=n)
+        return int(((scored > 0) & (np.bincount(samples, full, n) == scored)).sum())
+
+
+def _query_index(query, queries: int) -> int | None:
+    """The one query row `query` scores, or None for "all" and "mean"."""
+    if query == "last":
+        return queries - 1
+    if query in ("all", "mean"):
+        return None
+    if not 0 <= int(query) < queries:
+        raise AttnvizError(f"--query {query} is out of range 0..{queries - 1}")
+    return int(query)
 
 
 def _head_rows(attention: np.ndarray, query) -> tuple[np.ndarray, list]:
-    """(V, n, L) rows for each head view: the head average first, then each head."""
+    """(V, n, Q, L) query rows for each head view, the head average first, then each head:
+    every query with `query` "all" (Q = Lq), else the one row attention_rows gives (Q = 1)."""
     if attention.ndim == 2:
-        return attention[None], [None]
+        return attention[None, :, None], [None]
     heads = attention.shape[1]
-    per_head = np.stack([attention_rows(attention, head, query) for head in range(heads)])
+    if query == "all":
+        per_head = np.moveaxis(attention, 1, 0)  # (H, n, Lq, Lk)
+    else:
+        per_head = np.stack([attention_rows(attention, head, query)
+                             for head in range(heads)])[:, :, None]
     if heads == 1:  # one recorded head: the run recorded the mean of its heads
         return per_head, ["mean"]
     # The head average of rows equals the rows of the head-averaged attention.
@@ -433,27 +542,23 @@ def _head_rows(attention: np.ndarray, query) -> tuple[np.ndarray, list]:
                                                                             *range(heads)]
 
 
-def _skipped(masks: dict[str, np.ndarray]) -> dict[str, int]:
-    return {name: int(mask.all(axis=1).sum()) for name, mask in masks.items()}
-
-
 def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last",
-              query: str | int = "last", layer: str | None = None) -> ScoreReport:
+              query: str | int | None = None, layer: str | None = None) -> ScoreReport:
     """Score a run's recorded attention of `layer` (default: its first): `epoch` is "last",
-    "all" or an epoch number; masks default to every mask that fits the layer's keys."""
+    "all" or an epoch number. Masks are the run's or built-in (structural) names, default
+    every run mask that fits the layer's keys, or the built-in ones when the run has none
+    (default_masks). `query` None: "all" when a query mask is scored, else "last"."""
     info = run.layer(layer)
-    fitting = run.masks_for(info["name"])
-    names = list(masks) if masks else list(fitting)
+    names = list(masks) if masks else default_masks(run, info)
     if not names:
         raise AttnvizError(f"{run.root} has no mask over the {info['shape'][-1]} positions of "
                            f"layer {info['name']} to score against: record the run with masks "
-                           "(masks={...} in the callback, mask_NAME in --data)")
+                           "(masks={...} in the callback, mask_NAME in --data), or name a "
+                           f"built-in one: --mask {' --mask '.join(structural.KEY_MASKS[:2])}")
     if len(set(names)) != len(names):
         raise AttnvizError(f"--mask given twice: {', '.join(names)}")
-    shape = info["shape"]
-    mask_arrays = {name: check_mask(run.mask(name), (shape[0], shape[-1]),
-                                    f"mask {name} (layer {info['name']})")
-                   for name in names}
+    mask_arrays = run_masks(run, info, names)
+    query = default_query(query, mask_arrays)
     if epoch not in ("all", "last") and not str(epoch).isdigit():
         raise AttnvizError(f"--epoch {epoch!r}: use last, all or a recorded epoch number")
     if epoch == "all":
@@ -463,44 +568,122 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
     else:
         epochs = [run.resolve_epoch(epoch)]
     kind = shown_kind(info["kind"])
-    scored, heads, values = score_stream(run.iter_attention(epochs, info["name"]), mask_arrays,
-                                         query, str(run.root))
+    tokens = structural.probe_tokens(run.probe.x)
+    padding = structural.probe_padding(run.probe.x)
+    labels: list[list[dict]] | None = [] if len(info["shape"]) == 4 else None
+
+    def stream():
+        for epoch, attention in run.iter_attention(epochs, info["name"]):
+            if labels is not None:
+                labels.append(label_rows(attention, tokens, padding))
+            yield epoch, attention
+
+    scored = score_stream(stream(), mask_arrays, query, str(run.root), padding=padding)
     return ScoreReport(
         source=str(run.root), kind=kind, query=parse_query(query) if kind == SELF else None,
-        heads=heads, masks=names, epochs=scored, samples=int(mask_arrays[names[0]].shape[0]),
-        values=values, auprc_skipped=_skipped(mask_arrays), history=list(run.history),
-        layer=info["name"], mask_choices=tuple(run.mask_names),
+        heads=scored.heads, masks=names, epochs=scored.epochs, samples=int(info["shape"][0]),
+        values=scored.values, auprc_skipped=scored.skipped, history=list(run.history),
+        layer=info["name"], mask_choices=(*run.mask_names, *structural.NAMES),
+        head_labels=labels,
     )
 
 
-def score_files(attention_path: Path, mask_paths: Sequence[str], query: str | int = "last",
-                normalize: bool = False) -> ScoreReport:
-    """Score a user's (n, L) or (n, H, L, L) attention .npy against (n, L) mask .npy files."""
+def default_masks(run, info: dict) -> list[str]:
+    """The masks `score` takes when none is named: every run mask that fits the layer's keys,
+    main first; for a run recorded without any, the built-in masks that apply to the layer."""
+    fitting = list(run.masks_for(info["name"]))
+    if fitting or run.mask_names:
+        return fitting
+    names = ["prev", "self", "next"] if info["kind"] != TEMPORAL else []
+    names += ["first", "last"]
+    tokens = structural.probe_tokens(run.probe.x)
+    if tokens is not None and tokens.shape[-1] == info["shape"][-1] and "prev" in names:
+        names.append("induction")
+    padding = structural.probe_padding(run.probe.x)
+    if padding is not None and not padding.all():
+        names.append("pad")
+    return names
+
+
+def run_masks(run, info: dict, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Each named mask for a run's layer, checked: the run's own first, then the built-in
+    masks computed from positions and the probe's token ids and padding."""
+    shape = info["shape"]
+    n, keys = shape[0], shape[-1]
+    queries = shape[-2] if len(shape) > 2 else 1
+    arrays = {}
+    for name in names:
+        where = f"mask {name} (layer {info['name']})"
+        if name in run.mask_names:
+            arrays[name] = check_mask(run.mask(name), (n, keys), where)
+            continue
+        if not structural.is_structural(name):
+            choices = [*run.mask_names, *structural.NAMES]
+            own = (f"the run's masks are {', '.join(run.mask_names)}; " if run.mask_names
+                   else f"{run.root} was recorded without masks; ")
+            raise AttnvizError(f"unknown mask {name!r}{did_you_mean(name, choices)}: {own}"
+                               f"built in: {', '.join(structural.NAMES)}")
+        if info["kind"] == TEMPORAL and structural.is_query_mask(name):
+            raise AttnvizError(f"mask {name} marks keys per query, and layer {info['name']} "
+                               "is temporal attention (one row per sample): use first, last, "
+                               "pad or token:ID")
+        x = run.probe.x
+        arrays[name] = check_mask(structural.structural_mask(
+            name, n, queries, keys, structural.probe_tokens(x), structural.probe_padding(x)),
+            (n, keys), where, queries=queries, allow_empty=True)
+    return arrays
+
+
+def default_query(query: str | int | None, masks: dict[str, np.ndarray]) -> str | int:
+    """--query when not given: every query when a mask marks keys per query, else the last."""
+    if query is not None:
+        return query
+    return "all" if any(mask.ndim == 3 for mask in masks.values()) else "last"
+
+
+def score_files(attention_path: Path, mask_paths: Sequence[str],
+                query: str | int | None = None, normalize: bool = False) -> ScoreReport:
+    """Score a user's (n, L) or (n, H, L, L) attention .npy against mask .npy files ((n, L)
+    or (n, L, L)) or built-in masks by name (self, prev, next, first, last)."""
     if not mask_paths:
         raise AttnvizError("--attention needs --mask M.npy: an (n, L) 0/1 array of the "
-                           "ground-truth positions")
+                           "ground-truth positions, or a built-in mask such as prev or first")
     attention = load_array(Path(attention_path), "--attention")
     _check_shape(attention, str(attention_path))
-    shape = (attention.shape[0], attention.shape[-1])
+    n, keys = attention.shape[0], attention.shape[-1]
+    queries = attention.shape[-2] if attention.ndim == 4 else 1
     masks = {}
     for mask_path in mask_paths:
-        name = Path(mask_path).stem
+        built_in = structural.is_structural(mask_path) and not Path(mask_path).exists()
+        name = mask_path if built_in else Path(mask_path).stem
         if name in masks:
             raise AttnvizError(f"two --mask files are named {name}: rename one")
-        masks[name] = check_mask(load_array(Path(mask_path), "--mask"), shape,
-                                 f"--mask {mask_path}")
+        if built_in:
+            if attention.ndim == 2 and structural.is_query_mask(name):
+                raise AttnvizError(f"mask {name} marks keys per query, and {attention_path} "
+                                   "is temporal attention (n, L): use first or last")
+            masks[name] = check_mask(structural.structural_mask(name, n, queries, keys),
+                                     (n, keys), f"mask {name}", queries=queries,
+                                     allow_empty=True)
+        else:
+            masks[name] = check_mask(load_array(Path(mask_path), "--mask"), (n, keys),
+                                     f"--mask {mask_path}", queries=queries)
     source = str(attention_path)
-    scored, heads, values = score_stream([(None, attention)], masks, query, source, normalize)
+    query = default_query(query, masks)
+    scored = score_stream([(None, attention)], masks, query, source, normalize)
     kind = shown_kind(kind_of(attention.shape))
+    labels = ([label_rows(check_attention(attention, source, normalize))]
+              if attention.ndim == 4 else None)
     return ScoreReport(
         source=source, kind=kind, query=parse_query(query) if kind == SELF else None,
-        heads=heads, masks=list(masks), epochs=scored, samples=int(attention.shape[0]),
-        values=values, auprc_skipped=_skipped(masks), history=[],
+        heads=scored.heads, masks=list(masks), epochs=scored.epochs,
+        samples=int(attention.shape[0]), values=scored.values, auprc_skipped=scored.skipped,
+        history=[], head_labels=labels,
     )
 
 
 def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[str],
-                 epoch: str = "last", query: str | int = "last", normalize: bool = False,
+                 epoch: str = "last", query: str | int | None = None, normalize: bool = False,
                  over_epochs: bool = False, layer: str | None = None) -> list[ScoreReport]:
     """What `attnviz score` scores: a run directory (one report per layer that `layer`
     selects: a name or a glob, default the run's first), or --attention with --mask files.
@@ -540,10 +723,11 @@ def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[s
 
 @dataclass(frozen=True)
 class Threshold:
-    metric: str
+    metric: str  # a metric, or with head=True a head label
     mask: str | None  # None: the first scored mask
     bound: str  # "min" (metric >= value) or "max" (metric <= value)
     value: float
+    head: bool = False  # --head-label: some head has this label, its number within value
 
 
 @dataclass(frozen=True)
@@ -551,8 +735,9 @@ class Check:
     """One threshold judged on the last scored epoch, for the gated head view."""
 
     threshold: Threshold
-    mask: str
-    head: str | None  # "mean" for self-attention, None for temporal
+    mask: str | None  # None: a --head-label gate
+    head: str | int | None  # "mean" for self-attention, None for temporal; a head's index
+    # for --head-label (the head nearest the gate; None when no head has the label)
     epoch: int | None
     value: float
     passed: bool
@@ -562,6 +747,9 @@ class Check:
     def name(self) -> str:
         sign = ">=" if self.threshold.bound == "min" else "<="
         metric = self.threshold.metric
+        if self.threshold.head:
+            return (f"head label {metric}: {LABEL_NUMBER[metric]} {sign} "
+                    f"{self.threshold.value:g}")
         on = f"@{self.mask}" if METRICS[metric].per_mask else ""  # entropy: any mask
         return f"{metric}{on} {sign} {self.threshold.value:g}"
 
@@ -593,18 +781,40 @@ def parse_threshold(spec: str, bound: str) -> Threshold:
     return Threshold(metric, mask.strip() or None, bound, value)
 
 
-def parse_thresholds(minimums: Sequence[str], maximums: Sequence[str]) -> list[Threshold]:
+def parse_thresholds(minimums: Sequence[str], maximums: Sequence[str],
+                     head_labels: Sequence[str] = ()) -> list[Threshold]:
     return ([parse_threshold(spec, "min") for spec in minimums]
-            + [parse_threshold(spec, "max") for spec in maximums])
+            + [parse_threshold(spec, "max") for spec in maximums]
+            + [parse_head_gate(spec) for spec in head_labels])
+
+
+def parse_head_gate(spec: str) -> Threshold:
+    """`--head-label LABEL[=X]`: some head is labelled LABEL, its number >= X (<= X for
+    local, a distance); X defaults to the number the label is given at."""
+    label, sep, number = spec.partition("=")
+    label = label.strip()
+    if label not in ALL_LABELS:
+        raise AttnvizError(f"--head-label {spec!r}: unknown label {label!r}"
+                           f"{did_you_mean(label, ALL_LABELS)}: choose one of "
+                           f"{', '.join(ALL_LABELS)}")
+    try:
+        value = float(number) if sep else default_gate(label)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise AttnvizError(f"--head-label {spec!r}: write LABEL=X with X a number >= 0, "
+                           "e.g. --head-label induction=0.8")
+    return Threshold(label, None, label_bound(label), value, head=True)
 
 
 def rank_only_gates(thresholds: Sequence[Threshold]) -> list[str]:
     """The rank-only metrics gated when no threshold reads how much attention there is
     (mass, jsd, entropy): such gates pass attention that is uniform but for a hair above the
     mask, a model that attends to nothing. Empty when the gates are sound (or absent)."""
-    if any(not METRICS[t.metric].rank_only for t in thresholds):
+    metrics = [t for t in thresholds if not t.head]
+    if any(not METRICS[t.metric].rank_only for t in metrics):
         return []
-    return list(dict.fromkeys(t.metric for t in thresholds))
+    return list(dict.fromkeys(t.metric for t in metrics))
 
 
 def first_sustained_epoch(epochs: Sequence, values: np.ndarray, threshold: float,
@@ -624,6 +834,9 @@ def check_thresholds(report: ScoreReport, thresholds: Sequence[Threshold]) -> li
     checks = []
     head = report.heads[0]
     for threshold in thresholds:
+        if threshold.head:
+            checks.append(_check_head_label(report, threshold))
+            continue
         mask = threshold.mask or report.masks[0]
         if mask not in report.masks:
             if mask in report.mask_choices:
@@ -642,3 +855,30 @@ def check_thresholds(report: ScoreReport, thresholds: Sequence[Threshold]) -> li
         passed = value >= threshold.value if threshold.bound == "min" else value <= threshold.value
         checks.append(Check(threshold, mask, head, report.epochs[-1], value, passed, first))
     return checks
+
+
+def _check_head_label(report: ScoreReport, threshold: Threshold) -> Check:
+    """Whether some head carries the label with its number within the gate, at the last
+    scored epoch; the head that comes nearest is named either way."""
+    if not report.head_labels:
+        raise AttnvizError(f"--head-label {threshold.metric}: {report.source} "
+                           f"{report.layer or ''} is not multi-head self-attention, whose heads "
+                           "have labels: drop --head-label".replace("  ", " "))
+    sign = 1.0 if threshold.bound == "min" else -1.0
+
+    def best(rows: list[dict]) -> tuple[dict | None, bool]:
+        labelled = [row for row in rows if row["label"] == threshold.metric]
+        if not labelled:
+            return None, False
+        row = max(labelled, key=lambda row: sign * row["value"])
+        return row, sign * row["value"] >= sign * threshold.value
+
+    held = [best(rows)[1] for rows in report.head_labels]
+    row, passed = best(report.head_labels[-1])
+    value = math.nan if row is None else row["value"]
+    first = None
+    if report.epochs[0] is not None and held[-1]:
+        misses = [i for i, ok in enumerate(held) if not ok]
+        first = report.epochs[misses[-1] + 1] if misses else report.epochs[0]
+    return Check(threshold, None, None if row is None else row["head"], report.epochs[-1],
+                 value, passed, first)

@@ -10,6 +10,8 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
+
 from attnviz.analysis.inspection import (
     Inspection,
     InspectOptions,
@@ -121,6 +123,15 @@ def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
     return Inspection("checkpoint", facts, views, masks, samples_shown(options))
 
 
+def _numpy_inputs(inputs):
+    """The model's inputs as numpy (token ids and padding are read from them)."""
+    if isinstance(inputs, dict):
+        return {key: np.asarray(value) for key, value in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return [np.asarray(value) for value in inputs]
+    return np.asarray(inputs)
+
+
 def _views(model, inputs, options: InspectOptions, run: Run | None = None) -> list:
     """One View per selected attention call; on a run's probe batch, with its masks."""
     calls, watch = resolve_layers(model, inputs, options.layers or None)
@@ -128,5 +139,5 @@ def _views(model, inputs, options: InspectOptions, run: Run | None = None) -> li
     captured = capture(model, inputs, layers=names, watch=watch)
     return [view_of(call.name, captured.weights[call.name], options,
                     run.masks_for(call.name) if run and call.name in run.layer_names else None,
-                    call.layer_class)
+                    call.layer_class, _numpy_inputs(inputs))
             for call in captured.calls]

@@ -13,7 +13,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from attnviz.analysis.inspection import Inspection, View, head_stats, save_weights, single_view
+from attnviz.analysis.inspection import Inspection, View, save_weights, single_view
 from attnviz.errors import AttnvizError
 from attnviz.store.files import atomic_path, check_output_file
 from attnviz.views.colors import colormap_lut
@@ -86,7 +86,7 @@ def renderables(inspection: Inspection, width: int = 80) -> list:
     out: list = [Text(line) for line in _fact_lines(inspection)]
     views = inspection.views
     if len(views) > MANY_VIEWS:
-        stats = [head_stats(view.weights) for view in views]
+        stats = [view.heads for view in views]
         table = _heads_table(views, stats)
         if _width_of(table) > width:
             table = _heads_grid(views, stats, width)
@@ -118,6 +118,9 @@ def _view_renderables(inspection: Inspection, view: View) -> list:
         out.append(Text(f"entropy {summary.entropy:.3f} of ln L, as score's "
                         f"({summary.entropy_nats:.3f} nats)"))
     out.append(Text("argmax at " + _argmax_text(summary.argmax_histogram, n)))
+    heads = head_line(view)
+    if heads:
+        out.append(Text(heads))
     shown = min(inspection.samples, n)
     if shown < n:
         out.append(Text(f"showing the first {shown} of {n} samples (--samples N)"))
@@ -129,16 +132,36 @@ def _view_renderables(inspection: Inspection, view: View) -> list:
 def _heads_table(views: list[View], stats: list[list[dict]]) -> Table:
     """Layers x heads: entropy (share of uniform's) and the most common argmax position."""
     heads = max(len(row) for row in stats)
-    table = Table(title="entropy (0 one position .. 1 uniform) @ most common argmax",
-                  box=None, pad_edge=False, title_justify="left")
+    labelled = any("label" in cell for row in stats for cell in row)
+    title = ("what each head does, and the number it rests on (docs/metrics.md, Head labels)"
+             if labelled else "entropy (0 one position .. 1 uniform) @ most common argmax")
+    table = Table(title=title, box=None, pad_edge=False, title_justify="left")
     table.add_column("attention call", no_wrap=True)
     for head in range(heads):
         table.add_column(f"head {head}" if heads > 1 else "all", justify="right")
     for view, row in zip(views, stats, strict=True):
-        cells = ["—" if cell["entropy"] is None else f"{cell['entropy']:.2f} @{cell['argmax']}"
-                 for cell in row]
+        cells = [_table_cell(cell) for cell in row]
         table.add_row(view.name, *cells, *[""] * (heads - len(cells)))
     return table
+
+
+def _table_cell(cell: dict) -> str:
+    if "label" in cell:
+        return f"{cell['label']} {cell['label_value']:.2f}"
+    return "—" if cell["entropy"] is None else f"{cell['entropy']:.2f} @{cell['argmax']}"
+
+
+# Three letters per label, for the 80-column grid.
+CODES = {"previous-token": "prv", "next-token": "nxt", "self": "slf", "induction": "ind",
+         "first-token": "1st", "special-token": "spc", "local": "loc", "broad": "brd",
+         "mixed": "mix"}
+
+
+def head_line(view: View) -> str | None:
+    """What each head of one multi-head view does, on one (wrapping) line; None unlabelled."""
+    cells = [f"{head} {cell['label']} {cell['label_value']:.2f}"
+             for head, cell in enumerate(view.heads) if "label" in cell]
+    return "heads: " + " · ".join(cells) if cells else None
 
 
 def _heads_grid(views: list[View], stats: list[list[dict]], width: int) -> Table:
@@ -148,7 +171,11 @@ def _heads_grid(views: list[View], stats: list[list[dict]], width: int) -> Table
     heads = max(len(row) for row in stats)
     name_width = max(16, width - CELL * heads)
     names, ending = _distinct_parts([view.name for view in views], name_width - 1)
-    title = "entropy per head, % of uniform (0 one position, 100 uniform); argmax: --json"
+    labelled = any("label" in cell for row in stats for cell in row)
+    title = ("what each head does: " + ", ".join(f"{code} {label}" for label, code in
+                                                 CODES.items())
+             + "; colour: entropy (dark: one position); numbers: --json" if labelled else
+             "entropy per head, % of uniform (0 one position, 100 uniform); argmax: --json")
     if ending:
         title += f"\neach call's path ends in {ending}"
     table = Table(title=title, box=None, pad_edge=False, padding=0, title_justify="left")
@@ -156,7 +183,7 @@ def _heads_grid(views: list[View], stats: list[list[dict]], width: int) -> Table
     for head in range(heads):
         table.add_column(f"{head:>{CELL - 1}}", justify="right", width=CELL, no_wrap=True)
     for name, row in zip(names, stats, strict=True):
-        cells = [_grid_cell(cell["entropy"]) for cell in row]
+        cells = [_grid_cell(cell["entropy"], CODES.get(cell.get("label"))) for cell in row]
         table.add_row(name, *cells, *[""] * (heads - len(cells)))
     return table
 
@@ -165,12 +192,13 @@ CELL = 4  # a grid cell: "100" and a space
 _HOT = colormap_lut("hot", 256)
 
 
-def _grid_cell(entropy: float | None) -> Text:
+def _grid_cell(entropy: float | None, code: str | None = None) -> Text:
     if entropy is None:
         return Text("—".rjust(CELL - 1) + " ")
     rgb = _HOT[min(255, int(entropy * 255))]
     ink = "black" if sum(int(c) for c in rgb) > 384 else "white"
-    return Text(f"{round(100 * entropy):>{CELL - 1}}", style=Style(
+    shown = code or f"{round(100 * entropy):>{CELL - 1}}"
+    return Text(shown, style=Style(
         color=ink, bgcolor=Color.from_rgb(*(int(c) for c in rgb)))) + Text(" ")
 
 

@@ -45,7 +45,7 @@ def score_figure(report: ScoreReport, checks: list[Check]):
                     **({} if info.per_mask else {"color": "black"}))  # not a mask's colour
         for check in checks:
             judged = check.threshold.metric
-            if (METRICS[judged].same_as or judged) == metric:
+            if not check.threshold.head and (METRICS[judged].same_as or judged) == metric:
                 ax.axhline(check.threshold.value, linestyle="--", linewidth=1, color="grey")
         margin = 0.03 * (info.high - info.low)
         ax.set_ylim(info.low - margin, info.high + margin)

@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from attnviz import __version__
-from attnviz.analysis.heads import STATISTICS, head_statistics
+from attnviz.analysis import structural
+from attnviz.analysis.heads import STATISTICS, label_rows
 from attnviz.analysis.score import METRICS, score_stream
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.store import quant
@@ -278,12 +279,20 @@ def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
     }
 
 
+def _tokens_and_padding(run: Run, samples: int) -> tuple:
+    """The probe's token ids and padding of its first `samples` samples (None: it has none)."""
+    tokens = structural.probe_tokens(run.probe.x)
+    padding = structural.probe_padding(run.probe.x)
+    return (None if tokens is None else tokens[:samples],
+            None if padding is None else padding[:samples])
+
+
 def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
                 masks: dict[str, np.ndarray], maps: MapPlan) -> dict:
     """A layer's maps (encoded, as `maps` says), its heads' statistics at every epoch, and
     its scores against the masks over its keys, read in one pass."""
     masks = {name: mask for name, mask in masks.items() if mask.shape[-1] == layer.shape[-1]}
-    encoded, statistics, largest = [], [], 0.0
+    encoded, statistics, labels, largest = [], [], [], 0.0
     with_maps = set(maps.epochs)
     stored_q8 = run.layer(layer.name)["dtype"] == quant.Q8
 
@@ -302,15 +311,16 @@ def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
             else:
                 encoded.append(_encode_q8(weights[:maps.samples]))
             if layer.kind == SELF:
-                values = head_statistics(weights)
-                statistics.append([[None if values[name] is None else _finite(
-                    float(values[name][head]), 4) for name in STATISTICS]
-                    for head in range(layer.heads)])
+                rows = label_rows(weights, *_tokens_and_padding(run, samples))
+                statistics.append([[_finite(row["statistics"][name], 4) for name in STATISTICS]
+                                   for row in rows])
+                labels.append([[row["label"], _finite(row["value"], 4)] for row in rows])
             yield epoch, weights
 
     scores = None
     if masks:
-        _, views, values = score_stream(stream(), masks, "last", f"{run.root} {layer.name}")
+        scored = score_stream(stream(), masks, "last", f"{run.root} {layer.name}")
+        views, values = scored.heads, scored.values
         scores = {"views": views, "masks": list(masks),  # values: [epoch][mask][view][metric]
                   "values": [[[[_finite(value, 4) for value in view] for view in mask]
                               for mask in epoch] for epoch in values.tolist()]}
@@ -324,6 +334,7 @@ def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
         "max": largest, "weights": encoded, "scores": scores,
         "encoding": "uint16" if maps.mode == "full" else "q8",
         "stats": statistics or None,  # [epoch][head][statistic], as DATA.statistics names
+        "labels": labels or None,  # [epoch][head]: [label, the number it rests on]
     }
 
 

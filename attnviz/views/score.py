@@ -55,6 +55,8 @@ def tables(report: ScoreReport, checks: list[Check], width: int = 80) -> list:
         for mask in report.masks:
             shown += _heads_table(report, mask)
     shown.append(_once_line(report))
+    if report.head_labels:
+        shown.append(_labels_line(report.head_labels[-1]))
     if len(report.epochs) > 1:
         shown += _curve_table(report, width)
     if checks:
@@ -122,6 +124,14 @@ def _once_line(report: ScoreReport):
     return Text("; ".join(parts) + "  (of ln L; the same for every mask)")
 
 
+def _labels_line(rows: list[dict]):
+    """What each head does at the last scored epoch (docs/metrics.md, Head labels)."""
+    from rich.text import Text
+
+    return Text("what each head does: " + " · ".join(
+        f"head {row['head']} {row['label']} {row['value']:.2f}" for row in rows))
+
+
 def _heads_table(report: ScoreReport, mask: str):
     table = _per_mask_metrics({head_label(head): head for head in report.heads},
                               lambda metric, head: report.value(metric, mask, head))
@@ -173,7 +183,7 @@ def _checks_table(report: ScoreReport, checks: list[Check]):
     if len(report.epochs) > 1:
         table.add_column("held since epoch", justify="right")
     for check in checks:
-        row = [escape(check.name), _epoch_label(check.epoch), f"{check.value:.3f}",
+        row = [escape(check.name), _epoch_label(check.epoch), _cell(check.value),
                "[green]pass[/]" if check.passed else "[bold red]FAIL[/]"]
         if len(report.epochs) > 1:
             row.append("-" if check.first_epoch is None else str(check.first_epoch))
@@ -222,6 +232,9 @@ def as_json(report: ScoreReport, checks: list[Check]) -> dict:
                            "rank_only": m.rank_only}
                     for name, m in METRICS.items()},
         "auprc_skipped": report.auprc_skipped,
+        "head_labels": None if report.head_labels is None else [
+            {"epoch": epoch, "heads": rows}
+            for epoch, rows in zip(report.epochs, report.head_labels, strict=True)],
         "scores": scores,
         "thresholds": [
             {"name": check.name, "metric": check.threshold.metric, "mask": check.mask,
@@ -263,9 +276,17 @@ def _junit_suite(suites, report: ScoreReport, checks: list[Check]) -> None:
                         ("head", head_label(report.heads[0]))):
         ET.SubElement(properties, "property", name=name, value=value)
     for check in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"attnviz.score.{check.mask}",
+        case = ET.SubElement(suite, "testcase",
+                             classname=f"attnviz.score.{check.mask or 'heads'}",
                              name=check.name, time="0")
-        if not check.passed:
+        if not check.passed and check.threshold.head:
+            nearest = ("no head has it" if check.head is None
+                       else f"head {check.head} has {check.value:.4f}")
+            failure = ET.SubElement(case, "failure", type="head-label",
+                                    message=f"{check.name}: {nearest} at epoch "
+                                            f"{_epoch_label(check.epoch)}")
+            failure.text = "what each head does: docs/metrics.md, Head labels"
+        elif not check.passed:
             failure = ET.SubElement(
                 case, "failure", type="threshold",
                 message=f"{check.threshold.metric}@{check.mask} = {check.value:.4f} at epoch "

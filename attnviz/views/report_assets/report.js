@@ -464,7 +464,10 @@
     first: "mass on the first key",
     self: "mass on the query's own position",
     prev: "mass on the previous position",
+    next: "mass on the next position",
     distance: "mean distance to the keys looked at (positions)",
+    special: "mass on special tokens ([CLS], [SEP])",
+    induction: "mass on the token after an earlier copy of the query's token",
   };
   let headsBoxes = null;
 
@@ -553,6 +556,11 @@
     drawColourBar(ctx, left + H * cellW + 12, top, Math.max(items.length * cellH - 2, 60), high,
                   low);
     headsBoxes = { left, top, cellW, cellH, items, H, s };
+    const chosen = items.find((item) => item.index === state.layer) || items[0];
+    $("heads-labels").textContent = chosen.spec.labels ? "What each head of " +
+      chosen.spec.name + " does at epoch " + DATA.epochs[state.epoch] + " (the number it " +
+      "rests on; docs/metrics.md, Head labels): " + chosen.spec.labels[state.epoch].map(
+      ([label, number], h) => h + " " + label + " " + format(number, 2)).join(" · ") : "";
     canvas.setAttribute("aria-label", "statistic " + name + " of " + items.length +
       " layers by " + H + " heads over " + E + " epochs");
   }
@@ -571,8 +579,13 @@
     const at = headAt(event);
     if (!at) return hideTooltip();
     const value = at.item.spec.stats[state.epoch][at.head][headsBoxes.s];
-    showTooltip(event, [at.item.spec.name, "head " + at.head + " · epoch " +
-      DATA.epochs[state.epoch], state.statistic + " " + format(value, 3)]);
+    const lines = [at.item.spec.name, "head " + at.head + " · epoch " +
+      DATA.epochs[state.epoch], state.statistic + " " + format(value, 3)];
+    if (at.item.spec.labels) {
+      const [label, number] = at.item.spec.labels[state.epoch][at.head];
+      lines.push(label + " (" + format(number, 2) + ")");
+    }
+    showTooltip(event, lines);
   });
   $("heads").addEventListener("mouseleave", hideTooltip);
   $("heads").addEventListener("click", (event) => {
