@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from attnviz import __version__
+from attnviz.analysis.tasks import TOKEN_DEFAULTS
 from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
 from attnviz.keras.backend import quiet_import
 from attnviz.store.config import TrainConfig
@@ -25,6 +26,7 @@ from attnviz.views.terminal import closed_pipe, console, fail
 from attnviz.views.usage import UsageErrorsInOneLine, click_errors
 
 _DEFAULTS = TrainConfig()
+_TOKENS = dict(TOKEN_DEFAULTS)  # what the token tasks train with unless told
 RESUME_MORE = 10  # the epochs `train --resume` on a finished run suggests adding
 
 app = typer.Typer(
@@ -113,25 +115,53 @@ def train(
         "runs/latest"
     ),
     task: Annotated[str, typer.Option(help="add-before-delimiter | add-after-delimiters | "
-                                      "find-max | mean-before-delimiter")] = _DEFAULTS.task,
-    encoder: Annotated[str, typer.Option(help="lstm | gru | bilstm | dense (position-wise).")]
-    = _DEFAULTS.encoder,
-    attention: Annotated[str, typer.Option(help="luong | bahdanau | self (multi-head).")]
-    = _DEFAULTS.attention,
-    seq_len: Annotated[int, typer.Option(help="Sequence length L.")] = _DEFAULTS.seq_len,
-    units: Annotated[int, typer.Option(help="Encoder width.")] = _DEFAULTS.units,
-    heads: Annotated[int, typer.Option(help="Heads of self-attention.")] = _DEFAULTS.heads,
-    samples: Annotated[int, typer.Option(help="Training samples.")] = _DEFAULTS.samples,
-    val_samples: Annotated[int, typer.Option(help="Validation samples.")] = _DEFAULTS.val_samples,
+                                      "find-max | mean-before-delimiter; token tasks: repeat | "
+                                      "induction (docs/heads.md).")] = _DEFAULTS.task,
+    encoder: Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional)
+        help=f"lstm | gru | bilstm | dense (position-wise) | embedding (token tasks). Default: "
+        f"{_DEFAULTS.encoder}; token tasks: {_TOKENS['encoder']}.", show_default=False)] = None,
+    attention: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help=f"luong | bahdanau | self (multi-head). Default: {_DEFAULTS.attention}; token "
+        f"tasks: {_TOKENS['attention']}.", show_default=False)] = None,
+    seq_len: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Sequence length L. Default: {_DEFAULTS.seq_len}; token tasks: "
+        f"{_TOKENS['seq_len']}.",
+        show_default=False)] = None,
+    units: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Encoder width. Default: {_DEFAULTS.units}; token tasks: {_TOKENS['units']}.",
+        show_default=False)] = None,
+    heads: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Heads of self-attention. Default: {_DEFAULTS.heads}; token tasks: "
+        f"{_TOKENS['heads']}.",
+        show_default=False)] = None,
+    layers: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Token tasks: attention-only layers. Default: {_TOKENS['layers']}.",
+        show_default=False)] = None,
+    vocab: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Token tasks: the vocabulary size. Default: {_TOKENS['vocab']}.",
+        show_default=False)] = None,
+    samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Training samples. Default: {_DEFAULTS.samples}; token tasks: "
+        f"{_TOKENS['samples']} (100 steps an epoch).", show_default=False)] = None,
+    val_samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Validation samples. Default: {_DEFAULTS.val_samples}; token tasks: "
+        f"{_TOKENS['val_samples']}.", show_default=False)] = None,
     probe_size: Annotated[int, typer.Option(help="Samples in the recorded probe batch.")]
     = _DEFAULTS.probe_size,
     epochs: Annotated[Optional[int], typer.Option(  # noqa: UP045 (typer needs Optional)
         help=f"Epochs in total (default {_DEFAULTS.epochs}; with --resume: the run's).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = _DEFAULTS.batch_size,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")]
-    = _DEFAULTS.learning_rate,
-    seed: Annotated[int, typer.Option(help="Seed of data, weights and shuffling.")]
-    = _DEFAULTS.seed,
+    learning_rate: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        help=f"Adam learning rate. Default: {_DEFAULTS.learning_rate:g}; token tasks: "
+        f"{_TOKENS['learning_rate']:g}.",
+        show_default=False)] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Steps of linear learning-rate warm-up. Default: {_DEFAULTS.warmup_steps}; "
+        f"token tasks: {_TOKENS['warmup_steps']}.",
+        show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Seed of data, weights and shuffling. Default: {_DEFAULTS.seed}; token tasks: "
+        f"{_TOKENS['seed']}.", show_default=False)] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N epochs (and last).")]
     = _DEFAULTS.checkpoint_every,
     record_every: Annotated[int, typer.Option(help="Record attention every N epochs.")]
@@ -171,13 +201,15 @@ def train(
         raise AttnvizError(f"--cpu-devices must be at least 1, got {cpu_devices}")
     if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
         raise AttnvizError(f"--tensorboard {tensorboard} is a file: give a directory")
-    given = TrainConfig(  # what the options say, checked below for what is to train
-        task=task, encoder=encoder, attention=attention, seq_len=seq_len, units=units,
-        heads=heads, samples=samples, val_samples=val_samples, probe_size=probe_size,
-        epochs=_DEFAULTS.epochs if epochs is None else epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, checkpoint_every=checkpoint_every,
-        record_every=record_every, record_heads=record_heads, attribution=attribution,
-        strategy=strategy, jit_compile=jit,
+    from attnviz.analysis.tasks import config_for
+
+    given = config_for(  # what the options say, checked below for what is to train
+        task, encoder=encoder, attention=attention, seq_len=seq_len, units=units,
+        heads=heads, layers=layers, vocab=vocab, samples=samples, val_samples=val_samples,
+        probe_size=probe_size, epochs=_DEFAULTS.epochs if epochs is None else epochs,
+        batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_steps,
+        seed=seed, checkpoint_every=checkpoint_every, record_every=record_every,
+        record_heads=record_heads, attribution=attribution, strategy=strategy, jit_compile=jit,
     )
     config = user = None
     if not resume:
@@ -389,6 +421,9 @@ def inspect(
                                          "code from the file.")] = False,
     head: HeadOption = None,
     query: QueryOption = None,
+    rollout: Annotated[bool, typer.Option("--rollout", help="One view: attention followed "
+                                          "through every self-attention layer, the residual "
+                                          "as (A + I) / 2 (docs/inspect.md).")] = False,
     samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
         help="Heatmap rows: the first N samples (default: 20).", show_default=False)] = None,
     png: Annotated[Optional[Path], typer.Option(  # noqa: UP045
@@ -405,7 +440,7 @@ def inspect(
     options = core.InspectOptions(epoch=epoch, checkpoint=checkpoint, input=input_path,
                                   key=key, layers=tuple(layer or ()), unsafe=unsafe,
                                   imports=tuple(imports or ()), head=head, query=query,
-                                  samples=samples)
+                                  samples=samples, rollout=rollout)
     out, err = console(), console(stderr=True)
     if unsafe:
         err.print("[yellow]warning:[/] --unsafe runs Python code stored in the model file")
@@ -428,6 +463,8 @@ def inspect(
     else:
         inspect_target = core.inspect_target
     inspection = inspect_target(target, options)
+    if rollout:
+        inspection = core.with_rollout(inspection, options)
     written = show.write_files(inspection, save, png)
     if json_output:
         print(json.dumps({**inspection.to_json(), "written": written}, indent=2))
@@ -602,6 +639,31 @@ def explain(
 
 @app.command()
 @handle_errors
+def heads(
+    run: RunArgument,
+    every_head: Annotated[bool, typer.Option("--all", help="Every head, broad and mixed ones "
+                                             "too.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object (schema: "
+                                              "docs/heads.md).")] = False,
+) -> None:
+    """What each head became and when: previous-token, induction, first-token... heads, the
+    epoch each formed, the loss drop, and whether they make an induction circuit."""
+    from attnviz.analysis.circuits import run_circuits
+    from attnviz.store.run import Run
+
+    circuits = run_circuits(Run.open(run))
+    if json_output:
+        print(json.dumps(circuits.to_json(), indent=2))
+        return
+    from attnviz.views.heads import renderables
+
+    out = console()
+    for renderable in renderables(circuits, every_head):
+        out.print(renderable)
+
+
+@app.command()
+@handle_errors
 def report(
     run: RunArgument,
     output: Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional)
@@ -653,11 +715,15 @@ def data(
         "--output", "-o", help="Where to write: FILE.npz (x, y, mask_NAME), FILE.npy (x "
         "alone) or a FOLDER (x.npy, y.npy, NAME.npy per mask).", show_default=False)],
     task: Annotated[str, typer.Option(help="add-before-delimiter | add-after-delimiters | "
-                                      "find-max | mean-before-delimiter")] = _DEFAULTS.task,
+                                      "find-max | mean-before-delimiter | repeat | induction")]
+    = _DEFAULTS.task,
     samples: Annotated[int, typer.Option(help="Samples to write.")] = 10,
-    seq_len: Annotated[int, typer.Option(help="Sequence length L.")] = _DEFAULTS.seq_len,
-    seed: Annotated[int, typer.Option(help="The seed of the run whose samples these are.")]
-    = _DEFAULTS.seed,
+    seq_len: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Sequence length L. Default: {_DEFAULTS.seq_len}; token tasks: "
+        f"{_TOKENS['seq_len']}.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"The seed of the run whose samples these are. Default: {_DEFAULTS.seed}; token "
+        f"tasks: {_TOKENS['seed']}.", show_default=False)] = None,
     probe: Annotated[bool, typer.Option("--probe", help="The probe batch (fixed positions) "
                                         "instead of held-out samples.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
@@ -665,6 +731,10 @@ def data(
 ) -> None:
     """Write task samples and their masks to files, for inspect --input and score --mask."""
     from attnviz.analysis import data as core
+    from attnviz.analysis.tasks import config_for
+
+    config = config_for(task, seq_len=seq_len, seed=seed)  # the task's defaults if not given
+    seq_len, seed = config.seq_len, config.seed
     batch = core.make_samples(task, samples, seq_len, seed, probe)
     written = core.write_samples(batch, output, probe)
     if json_output:

@@ -287,11 +287,12 @@ def many_heads_run(root, layers: int = 12, heads: int = 12, keys: int = 16, samp
     return Run.open(root)
 
 
-def planted_heads_run(root, epochs: int = 3, samples: int = 4, half: int = 8):
+def planted_heads_run(root, epochs: int = 3, samples: int = 4, half: int = 8,
+                      previous: bool = True):
     """A run of 2 layers x 3 heads over token sequences whose second half repeats the first,
-    recorded without masks: layer 0 head 0 turns into a previous-token head and layer 1 head
-    1 into an induction head at epoch 2 (both uniform over the past before), every other head
-    stays causal-uniform. No TensorFlow."""
+    recorded without masks: layer 0 head 0 turns into a previous-token head (unless not
+    `previous`) and layer 1 head 1 into an induction head at epoch 2 (both uniform over the
+    past before), every other head stays causal-uniform. No TensorFlow."""
     from attnviz.store.run import RunSpec
     from attnviz.store.samples import TaskBatch
 
@@ -316,7 +317,7 @@ def planted_heads_run(root, epochs: int = 3, samples: int = 4, half: int = 8):
         run = RunWriter.create(root, spec, TaskBatch(x=x, y=None, masks={}))
         for epoch in range(epochs + 1):
             formed = epoch >= 2
-            heads = {names[0]: [prev if formed else uniform, uniform, uniform],
+            heads = {names[0]: [prev if formed and previous else uniform, uniform, uniform],
                      names[1]: [uniform, induction if formed else uniform, uniform]}
             run.save_attention(epoch, {
                 name: np.broadcast_to(np.stack(maps)[None], (samples, 3, length, length))

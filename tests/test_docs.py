@@ -17,7 +17,7 @@ spec = importlib.util.spec_from_file_location("docs_build", DOCS / "build.py")
 build = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(build)
 
-COMMANDS = ["", "train", "inspect", "animate", "score", "explain", "report", "data"]
+COMMANDS = ["", "train", "inspect", "animate", "score", "explain", "report", "data", "heads"]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")  # [text](path) and ![alt](path)
 PATH = re.compile(r"(?<![\w./-])((?:docs|examples|tests|benchmarks|attnviz)/[\w./-]+\.\w+)")
 

@@ -74,7 +74,10 @@ def test_baselines_by_hand_at_length_20():
     assert get_task("find-max").baselines(20)[0].mse == pytest.approx(1 / 12)
 
 
-@pytest.mark.parametrize("name", list(TASKS))
+REGRESSION = [name for name, task in TASKS.items() if not task.tokens]  # (n, L, 1) -> (n, 1)
+
+
+@pytest.mark.parametrize("name", REGRESSION)
 def test_baselines_match_simulation(name):
     task = get_task(name)
     batch = task.generate(40_000, 10, rng(4))
@@ -88,7 +91,7 @@ def test_baselines_match_simulation(name):
 
 
 @settings(max_examples=30, deadline=None)
-@given(name=st.sampled_from(list(TASKS)), n=st.integers(1, 20), seq_len=st.integers(4, 40),
+@given(name=st.sampled_from(REGRESSION), n=st.integers(1, 20), seq_len=st.integers(4, 40),
        seed=st.integers(0, 2**32 - 1))
 def test_shapes_dtypes_and_seeding(name, n, seq_len, seed):
     task = get_task(name)

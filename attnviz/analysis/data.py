@@ -20,9 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from attnviz.analysis.tasks import HELDOUT_STREAM, PROBE_STREAM, checked, task_data
+from attnviz.analysis.tasks import (
+    HELDOUT_STREAM,
+    PROBE_STREAM,
+    checked,
+    config_for,
+    task_data,
+)
 from attnviz.errors import AttnvizError
-from attnviz.store.config import TrainConfig
 from attnviz.store.files import atomic_write_bytes, check_output_file, check_writable_dir
 from attnviz.store.samples import TaskBatch
 
@@ -34,12 +39,13 @@ class Written:
     stream: str  # "held-out" or "probe": which of a run's random streams
 
 
-def make_samples(task: str, samples: int, seq_len: int, seed: int, probe: bool) -> TaskBatch:
+def make_samples(task: str, samples: int, seq_len: int | None, seed: int | None,
+                 probe: bool) -> TaskBatch:
     """`samples` samples of `task`: explain's held-out stream, or with `probe` the probe
     stream (fixed positions), of a run with this seed and L."""
     if samples < 1:
         raise AttnvizError(f"--samples {samples} must be at least 1")
-    config = checked(TrainConfig(task=task, seq_len=seq_len, seed=seed))
+    config = checked(config_for(task, seq_len=seq_len, seed=seed))
     return task_data(config, PROBE_STREAM if probe else HELDOUT_STREAM, samples)
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from attnviz.analysis import structural
 from attnviz.analysis.heads import label_rows, row_entropy
+from attnviz.analysis.rollout import rollout
 from attnviz.analysis.score import (
     attention_rows,
     check_recorded_heads,
@@ -55,6 +56,7 @@ class InspectOptions:
     head: str | None = None  # self-attention: a head index or "mean"
     query: str | None = None  # self-attention: a query index, "last" or "mean"
     samples: int | None = None  # heatmap rows
+    rollout: bool = False  # one view: attention followed through every self-attention layer
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,24 @@ def view_of(name: str, weights: np.ndarray, options: InspectOptions,
         tokens, padding = structural.probe_tokens(inputs), structural.probe_padding(inputs)
     return View(name, layer_class, np.asarray(weights, dtype=np.float32), rows, reduction,
                 summarize(rows, masks), head_stats(weights, tokens, padding))
+
+
+def with_rollout(inspection: Inspection, options: InspectOptions) -> Inspection:
+    """The inspection with one view instead of its layers': their rollout (analysis.rollout),
+    reduced to rows as --query says."""
+    layers = [view for view in inspection.views
+              if view.weights.ndim == 4 and view.weights.shape[2] == view.weights.shape[3]]
+    if not layers:
+        raise AttnvizError("--rollout follows self-attention (n, heads, L, L) from layer to "
+                           "layer, and none of these attention calls is that: drop --rollout")
+    if options.head is not None:
+        raise AttnvizError("--rollout averages the heads of every layer: drop --head")
+    flow = rollout([view.weights for view in layers])
+    view = view_of("rollout", flow, options, inspection.masks or None)
+    names = ", ".join(view.name for view in layers)
+    view = replace(view, reduction=f"rollout of {len(layers)} layers ({names}), "
+                   f"{view.reduction}")
+    return replace(inspection, views=[view])
 
 
 def samples_shown(options: InspectOptions) -> int:

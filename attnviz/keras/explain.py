@@ -34,6 +34,7 @@ import attnviz.keras.capture as capture
 import attnviz.keras.interventions as interventions
 import attnviz.keras.models  # noqa: F401  (registers the layers the built-in tasks' checkpoints hold)
 from attnviz.analysis.score import attention_rows
+from attnviz.analysis.tasks import get_task
 from attnviz.analysis.verdict import MSE_NAMES, NOISE_FLOOR
 from attnviz.errors import AttnvizError
 from attnviz.keras.attribution import (
@@ -322,6 +323,10 @@ def explain_run(root: Path | Run, options: ExplainOptions | None = None) -> dict
     checkpoint."""
     options = options or ExplainOptions()
     run = root if isinstance(root, Run) else Run.open(root)
+    if run.config is not None and get_task(run.config.task).tokens:
+        raise AttnvizError(f"explain measures a model that predicts one value; {run.root} "
+                           f"predicts tokens ({run.config.task}): `attnviz heads {run.root}` "
+                           "says what its heads do")
     run.checkpoint_path()  # a run without checkpoints says why before anything else
     layer = run.layer(options.layer)
     keys = layer["shape"][-1]

@@ -1,6 +1,6 @@
 """Keras 3 models whose attention weights are a real output of their attention layer.
 
-Every model reads (B, L, 1) sequences and predicts (B, 1):
+The regression tasks' models read (B, L, 1) sequences and predict (B, 1):
 
     encoder (B, L, U) -> attention -> (B, A) -> Dropout -> Dense(1)
 
@@ -14,9 +14,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from attnviz.analysis.tasks import ATTENTION_LAYER, attention_layer_names
 from attnviz.store.config import TrainConfig
-
-ATTENTION_LAYER = "attention"
 
 
 @keras.saving.register_keras_serializable(package="attnviz")
@@ -71,12 +70,21 @@ class TemporalAttention(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="attnviz")
 class PositionEmbedding(layers.Layer):
-    """Adds a learned vector per position, so a position-wise encoder knows where it is."""
+    """Adds a learned vector per position, so a position-wise encoder knows where it is.
+    The token model starts it as small as its token embedding ("uniform", Keras' Embedding
+    default): larger position vectors steer training to positional solutions."""
+
+    def __init__(self, initializer: str = "glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.initializer = initializer
 
     def build(self, input_shape):
         self.positions = self.add_weight(
-            shape=tuple(input_shape[1:]), initializer="glorot_uniform", name="positions"
+            shape=tuple(input_shape[1:]), initializer=self.initializer, name="positions"
         )
+
+    def get_config(self):
+        return {**super().get_config(), "initializer": self.initializer}
 
     def call(self, inputs):  # (B, L, U)
         return inputs + self.positions[None]
@@ -107,8 +115,30 @@ def _encoder(config: TrainConfig, inputs):
     return layers.Activation("relu")(PositionEmbedding(name="position_embedding")(projected))
 
 
+def build_token_model(config: TrainConfig) -> keras.Model:
+    """The token tasks' attention-only Transformer: token and learned position embeddings,
+    then `layers` blocks of pre-LayerNorm causal multi-head attention added to the residual
+    stream (no MLP), a final LayerNorm and the next token's logits (B, L, vocab). The
+    smallest model in which an induction circuit (a previous-token head feeding an
+    induction head in a later layer) can form (Olsson et al. 2022)."""
+    tokens = keras.Input((config.seq_len,), dtype="int32", name="tokens")
+    stream = layers.Embedding(config.vocab, config.units, name="token_embedding")(tokens)
+    stream = PositionEmbedding("uniform", name="position_embedding")(stream)
+    for index, name in enumerate(attention_layer_names(config)):
+        normed = layers.LayerNormalization(name=f"norm_{index}")(stream)
+        attended = layers.MultiHeadAttention(
+            num_heads=config.heads, key_dim=max(1, config.units // config.heads), name=name,
+        )(normed, normed, use_causal_mask=True)
+        stream = layers.Add(name=f"residual_{index}")([stream, attended])
+    logits = layers.Dense(config.vocab, name="unembed")(
+        layers.LayerNormalization(name="norm_out")(stream))
+    return keras.Model(tokens, logits, name=f"attention_only_{config.layers}")
+
+
 def build_model(config: TrainConfig) -> keras.Model:
     """The model of `config`, uncompiled; layer "attention" returns (output, weights)."""
+    if config.encoder == "embedding":
+        return build_token_model(config)
     inputs = keras.Input((config.seq_len, 1), name="sequence")
     states = _encoder(config, inputs)  # (B, L, U)
     if config.attention == "self":
@@ -136,9 +166,18 @@ def compile_model(model: keras.Model, config: TrainConfig, optimizer=None) -> ke
     before config.json recorded that still ask for them, hence `effective()` here too.
     """
     config = config.effective()
+    rate = config.learning_rate
+    if config.warmup_steps:  # linear from 0 to the rate, then constant (alpha 1: no decay)
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=1, alpha=1.0, warmup_target=config.learning_rate,
+            warmup_steps=config.warmup_steps)
+    if config.encoder == "embedding":  # next token, scored only where the task says
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
+    else:
+        loss = "mse"
     model.compile(
-        optimizer=optimizer or keras.optimizers.Adam(config.learning_rate),
-        loss="mse",
+        optimizer=optimizer or keras.optimizers.Adam(rate),
+        loss=loss,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )

@@ -15,6 +15,7 @@ from attnviz.analysis.tasks import (
     PROBE_STREAM,
     TRAIN_STREAM,
     VAL_STREAM,
+    attention_layer_names,
     checked,
     get_task,
     task_data,
@@ -115,16 +116,17 @@ def task_info(config: TrainConfig) -> dict:
 
 
 def run_spec(config: TrainConfig) -> RunSpec:
-    """What config.json records of a built-in task's run: its one layer, "attention"."""
+    """What config.json records of a built-in task's run: its attention layer "attention"
+    (or, for a token task, one per attention-only block)."""
     n, seq_len = config.probe_size, config.seq_len
     if config.attention == "self":
-        layer = stored_layer("attention", "MultiHeadAttention",
-                             [n, config.heads, seq_len, seq_len], config.record_heads)
+        layers = [stored_layer(name, "MultiHeadAttention", [n, config.heads, seq_len, seq_len],
+                               config.record_heads) for name in attention_layer_names(config)]
     else:
-        layer = stored_layer("attention", "TemporalAttention", [n, seq_len], "all")
+        layers = [stored_layer("attention", "TemporalAttention", [n, seq_len], "all")]
     task = task_info(config)
     return RunSpec(
-        layers=[layer],
+        layers=layers,
         recording={"epochs": config.epochs, "record_every": config.record_every,
                    "checkpoint_every": config.checkpoint_every,
                    "record_heads": config.record_heads},
@@ -329,6 +331,9 @@ def _checkpoint_bytes(run: Run, prepared: UserRunParts | None) -> int:
         return parameters * 4 * 3
     config = run.config
     units = config.units
+    if config.encoder == "embedding":  # embeddings, 4 projections a block, unembedding
+        params = (2 * config.vocab + config.seq_len) * units + config.layers * 4 * units * units
+        return params * 4 * 3
     recurrent = {"lstm": 4, "gru": 3, "bilstm": 4, "dense": 0}[config.encoder]
     params = recurrent * units * (units + 2) + units * (config.seq_len + 2)
     params += 2 * units * max(units, config.attention_units) + config.attention_units
@@ -356,9 +361,9 @@ def fit(
     if plan.start_epoch >= run.epochs_planned:
         return TrainResult(run, run.epochs_done, interrupted=False)
     if run.config is not None:
-        model, (x, y), validation, batch_size = _task_parts(plan)
+        model, train, validation = _task_parts(plan)
     else:
-        model, (x, y), validation, batch_size = _user_parts(plan)
+        model, train, validation = _user_parts(plan)
     attribute = None
     if run.config is not None and run.config.attribution:
         from attnviz.keras.attribution import gradient_x_input
@@ -386,14 +391,12 @@ def fit(
             else contextlib.nullcontext()
         with failing:
             model.fit(
-                x, y,
+                **{key: value for key, value in train.items() if key != "callbacks"},
                 validation_data=validation,
                 epochs=run.epochs_planned,
                 initial_epoch=plan.start_epoch,
-                batch_size=batch_size,
-                shuffle=True,
                 verbose=0,
-                callbacks=callbacks,
+                callbacks=[*train.get("callbacks", []), *callbacks],
             )
     finally:
         if board is not None:
@@ -409,7 +412,14 @@ def _task_parts(plan: TrainPlan):
 
     run, config = plan.run, plan.run.config
     _deterministic(config.seed + plan.start_epoch)
-    train = task_data(config, TRAIN_STREAM, config.samples)
+    if get_task(config.task).tokens:  # new sequences every epoch
+        from attnviz.keras.batches import FreshBatches
+
+        fresh = FreshBatches(config)
+        train = {"x": fresh.dataset, "shuffle": False, "callbacks": [fresh]}
+    else:
+        batch = task_data(config, TRAIN_STREAM, config.samples)
+        train = {"x": batch.x, "y": batch.y, "batch_size": config.batch_size, "shuffle": True}
     val = task_data(config, VAL_STREAM, config.val_samples)
     with _strategy_scope(config.strategy):
         if plan.start_epoch > 0:
@@ -417,7 +427,7 @@ def _task_parts(plan: TrainPlan):
             compile_model(model, config, optimizer=model.optimizer)
         else:
             model = compile_model(build_model(config), config)
-    return model, (train.x, train.y), (val.x, val.y), config.batch_size
+    return model, train, (val.x, val.y)
 
 
 def _user_parts(plan: TrainPlan):
@@ -435,7 +445,8 @@ def _user_parts(plan: TrainPlan):
                                         custom_objects=custom, safe_mode=True)
     data = prepared.data
     validation = None if data.x_val is None else (data.x_val, data.y_val)
-    return model, (data.x, data.y), validation, fit["batch_size"]
+    train = {"x": data.x, "y": data.y, "batch_size": fit["batch_size"], "shuffle": True}
+    return model, train, validation
 
 
 def _deterministic(seed: int) -> None:

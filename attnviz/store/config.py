@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from attnviz.errors import AttnvizError, did_you_mean
 from attnviz.store.layers import RECORD_HEADS
 
-ENCODERS = ("lstm", "gru", "bilstm", "dense")
+ENCODERS = ("lstm", "gru", "bilstm", "dense", "embedding")
 ATTENTIONS = ("luong", "bahdanau", "self")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -18,7 +18,8 @@ class TrainConfig:
     """Everything needed to rebuild the data, the model and the training of a run."""
 
     task: str = "add-before-delimiter"  # a name from attnviz.analysis.tasks.TASKS
-    encoder: str = "lstm"  # lstm | gru | bilstm | dense (position-wise, no recurrence)
+    encoder: str = "lstm"  # lstm | gru | bilstm | dense (position-wise, no recurrence) |
+    # embedding (token and position embeddings: the token tasks' attention-only Transformer)
     attention: str = "luong"  # luong | bahdanau | self (multi-head self-attention)
     seq_len: int = 20  # L, the sequence length
     units: int = 100  # encoder width, as in the founding case's LSTM(100)
@@ -39,6 +40,9 @@ class TrainConfig:
     jit_compile: bool = False  # XLA-compile the train step: measured slower on 2-core EPYC CPUs
     steps_per_execution: int = 32  # batches per compiled call (~15 % faster epochs on CPU)
     strategy: str = "default"  # default | mirrored | multi-worker (tf.distribute)
+    layers: int = 1  # token tasks: attention-only Transformer blocks (causal, no MLP)
+    vocab: int = 32  # token tasks: the token ids 0..vocab-1
+    warmup_steps: int = 0  # steps of linear learning-rate warm-up from 0 (then constant)
 
     def validate(self) -> TrainConfig:
         """Raise AttnvizError naming the first bad field; return self when all are fine.
@@ -60,6 +64,7 @@ class TrainConfig:
             ("epochs", 1), ("units", 1), ("attention_units", 1), ("heads", 1),
             ("probe_size", 1), ("batch_size", 1), ("checkpoint_every", 1),
             ("record_every", 1), ("steps_per_execution", 1), ("val_samples", 1),
+            ("layers", 1), ("vocab", 2), ("warmup_steps", 0),
         ):
             value = getattr(self, name)
             if value < minimum:

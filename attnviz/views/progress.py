@@ -21,7 +21,8 @@ def epoch_line(entry: dict, total: int) -> str:
     """
     masses = ", ".join(f"{name} {value:.2f}" for name, value in entry["mass"].items())
     return (f"epoch {entry['epoch']:>{len(str(total))}}/{total}: loss {_fmt(entry['loss'])}, "
-            f"val_loss {_fmt(entry['val_loss'])}, {entry['seconds']:.1f}s; mass {masses}")
+            f"val_loss {_fmt(entry['val_loss'])}, {entry['seconds']:.1f}s"
+            + (f"; mass {masses}" if masses else ""))
 
 
 class TrainDisplay:
