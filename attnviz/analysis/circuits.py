@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from attnviz.analysis import structural
-from attnviz.analysis.heads import PEAKED, default_gate, label_bound, label_rows
+from attnviz.analysis.heads import PEAKED, default_gate, first_held, label_bound, label_rows
 from attnviz.errors import AttnvizError
 from attnviz.store.layers import MULTI_HEAD
 
@@ -77,14 +77,6 @@ def best_offset(weights: np.ndarray, padding: np.ndarray | None = None) -> tuple
         better = value > mass
         best[better], mass[better] = offset, value[better]
     return best, mass
-
-
-def first_held(epochs: list[int], held: list[bool]) -> int | None:
-    """The first epoch from which `held` is true through the last, or None."""
-    if not held or not held[-1]:
-        return None
-    misses = [i for i, ok in enumerate(held) if not ok]
-    return epochs[misses[-1] + 1] if misses else epochs[0]
 
 
 def loss_drop(history: list[dict]) -> int | None:

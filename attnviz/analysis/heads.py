@@ -172,6 +172,15 @@ def default_gate(label: str) -> float:
     return {"local": LOCAL, "broad": BROAD, "mixed": 0.0}.get(label, PEAKED)
 
 
+def first_held(epochs, held) -> int | None:
+    """The first of `epochs` from which `held` (a bool per epoch) is true through the last,
+    or None when the last is not."""
+    if not len(held) or not held[-1]:
+        return None
+    misses = [i for i, ok in enumerate(held) if not ok]
+    return epochs[misses[-1] + 1] if misses else epochs[0]
+
+
 def label_rows(weights: np.ndarray, tokens: np.ndarray | None = None,
                padding: np.ndarray | None = None) -> list[dict]:
     """Per head of (n, H, Lq, Lk) weights: its label, the number it rests on and every

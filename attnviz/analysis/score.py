@@ -24,6 +24,7 @@ from attnviz.analysis.heads import (
     ALL_LABELS,
     LABEL_NUMBER,
     default_gate,
+    first_held,
     label_bound,
     label_rows,
     row_entropy,
@@ -823,10 +824,7 @@ def first_sustained_epoch(epochs: Sequence, values: np.ndarray, threshold: float
     values = np.asarray(values, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         meets = values >= threshold if bound == "min" else values <= threshold
-    if not meets.size or not meets[-1]:
-        return None
-    misses = np.flatnonzero(~meets)
-    return epochs[misses[-1] + 1] if misses.size else epochs[0]
+    return first_held(epochs, meets)
 
 
 def check_thresholds(report: ScoreReport, thresholds: Sequence[Threshold]) -> list[Check]:
@@ -876,9 +874,6 @@ def _check_head_label(report: ScoreReport, threshold: Threshold) -> Check:
     held = [best(rows)[1] for rows in report.head_labels]
     row, passed = best(report.head_labels[-1])
     value = math.nan if row is None else row["value"]
-    first = None
-    if report.epochs[0] is not None and held[-1]:
-        misses = [i for i, ok in enumerate(held) if not ok]
-        first = report.epochs[misses[-1] + 1] if misses else report.epochs[0]
+    first = first_held(report.epochs, held) if report.epochs[0] is not None else None
     return Check(threshold, None, None if row is None else row["head"], report.epochs[-1],
                  value, passed, first)
