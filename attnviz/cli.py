@@ -166,6 +166,10 @@ def train(
     = _DEFAULTS.checkpoint_every,
     record_every: Annotated[int, typer.Option(help="Record attention every N epochs.")]
     = _DEFAULTS.record_every,
+    record_steps: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help=f"Also record every N training steps inside epochs (0: at epoch ends only); the "
+        f"run's axis becomes steps. Default: {_DEFAULTS.record_steps}; token tasks: "
+        f"{_TOKENS['record_steps']}.", show_default=False)] = None,
     record_heads: Annotated[str, typer.Option(help="Self-attention: record 'all' heads or "
                                               "their 'mean'.")] = _DEFAULTS.record_heads,
     attribution: Annotated[bool, typer.Option(help="Also record gradient x input per epoch.")]
@@ -209,7 +213,8 @@ def train(
         probe_size=probe_size, epochs=_DEFAULTS.epochs if epochs is None else epochs,
         batch_size=batch_size, learning_rate=learning_rate, warmup_steps=warmup_steps,
         seed=seed, checkpoint_every=checkpoint_every, record_every=record_every,
-        record_heads=record_heads, attribution=attribution, strategy=strategy, jit_compile=jit,
+        record_steps=record_steps, record_heads=record_heads, attribution=attribution,
+        strategy=strategy, jit_compile=jit,
     )
     config = user = None
     if not resume:
@@ -374,7 +379,8 @@ def animate(
     ))
     if json_output:
         print(json.dumps({
-            "path": str(result.path), "frames": result.frames, "epochs": result.epochs,
+            "path": str(result.path), "frames": result.frames, "axis": result.axis,
+            f"{result.axis}s": result.epochs,
             "width": result.width, "height": result.height, "bytes": result.size_bytes,
             "vmax": result.vmax, "attribution": result.attribution,
             "png_paths": [str(p) for p in result.png_paths], "seconds": result.seconds,
@@ -382,7 +388,7 @@ def animate(
         return
     out = console()
     # "wrote PATH" lines stay whole however long: a path is something to copy
-    out.print(f"wrote {result.path}: {result.frames} frames (epochs {result.epochs[0]}-"
+    out.print(f"wrote {result.path}: {result.frames} frames ({result.axis}s {result.epochs[0]}-"
               f"{result.epochs[-1]}), {result.width}x{result.height} px, "
               f"{_size(result.size_bytes)}, in {result.seconds:.2f} s", soft_wrap=True)
     if result.png_paths:
@@ -396,6 +402,9 @@ def inspect(
                                            show_default=False)],
     epoch: Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer needs Optional)
         help="Run: a recorded epoch or 'last' (default: last).", show_default=False)] = None,
+    step: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Run recorded by steps (train --record-steps): a recorded step or 'last'.",
+        show_default=False)] = None,
     checkpoint: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Run: recompute attention with this checkpoint: an epoch, 'last' or its file "
         "name.", show_default=False)] = None,
@@ -437,7 +446,7 @@ def inspect(
     """Show attention: numbers, a terminal heatmap and files, for a run or a .keras model."""
     from attnviz.analysis import inspection as core
     from attnviz.views import inspection as show
-    options = core.InspectOptions(epoch=epoch, checkpoint=checkpoint, input=input_path,
+    options = core.InspectOptions(epoch=epoch, step=step, checkpoint=checkpoint, input=input_path,
                                   key=key, layers=tuple(layer or ()), unsafe=unsafe,
                                   imports=tuple(imports or ()), head=head, query=query,
                                   samples=samples, rollout=rollout)
@@ -695,14 +704,15 @@ def report(
             "explain": result.explained, "seconds": round(result.seconds, 3),
             "maps": {"mode": result.maps.mode, "samples": result.maps.samples,
                      "epochs": [result.epochs[i] for i in result.maps.epochs]},
+            "axis": result.axis,
         }, indent=2))
         return
-    shown = f"{len(result.epochs)} epochs ({result.epochs[0]}-{result.epochs[-1]})"
+    shown = f"{len(result.epochs)} {result.axis}s ({result.epochs[0]}-{result.epochs[-1]})"
     console().print(f"wrote {result.path}: {shown}, {len(result.layers)} layer(s), "
                     f"{result.heads} head(s), {_size(result.size_bytes)}"
                     + (", with the explain verdict" if result.explained else "")
                     + f", in {result.seconds:.2f} s", markup=False, soft_wrap=True)
-    compact = result.maps.said(result.epochs, result.samples)
+    compact = result.maps.said(result.epochs, result.samples, result.axis)
     if compact:
         console().print(f"compact page, within --max-mb: {compact}", markup=False,
                         soft_wrap=True)

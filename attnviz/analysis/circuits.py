@@ -14,6 +14,7 @@ the rules below are in docs/heads.md.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,9 +54,11 @@ class Circuits:
     loss_drop: int | None
     kind: str  # "induction circuit", "positional shortcut", "induction head" or "none"
     verdict: str  # one sentence that names the heads
+    axis: str = "epoch"  # what epochs, formed and loss_drop count: "step" by steps
 
     def to_json(self) -> dict:
-        return {"epochs": self.epochs, "loss_drop": self.loss_drop, "kind": self.kind,
+        return {"axis": self.axis, "epochs": self.epochs, "loss_drop": self.loss_drop,
+                "kind": self.kind,
                 "verdict": self.verdict, "heads": [head.to_json() for head in self.heads]}
 
 
@@ -79,10 +82,10 @@ def best_offset(weights: np.ndarray, padding: np.ndarray | None = None) -> tuple
     return best, mass
 
 
-def loss_drop(history: list[dict]) -> int | None:
-    """The first epoch whose training loss is at or below the midpoint of the first and last
-    epochs' losses; None with fewer than two losses or a loss that did not fall."""
-    losses = [(h["epoch"], h["loss"]) for h in history if h.get("loss") is not None]
+def loss_drop(points: dict[int, float | None]) -> int | None:
+    """The first point (epoch, or step) whose training loss is at or below the midpoint of
+    the first and last losses; None with fewer than two losses or a loss that did not fall."""
+    losses = [(point, loss) for point, loss in points.items() if loss is not None]
     if len(losses) < 2 or not losses[-1][1] < losses[0][1]:
         return None
     middle = (losses[0][1] + losses[-1][1]) / 2
@@ -96,7 +99,7 @@ def run_circuits(run) -> Circuits:
     if not layers:
         raise AttnvizError(f"{run.root} records no multi-head self-attention: its heads have "
                            "no labels (inspect and score show what it recorded)")
-    epochs = run.attention_epochs
+    epochs = run.points
     if not epochs:
         raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
     if run.layer_info(layers[0]["name"]).get("record_heads") == "mean":
@@ -107,7 +110,7 @@ def run_circuits(run) -> Circuits:
     heads = []
     for index, layer in enumerate(layers):
         rows, last = [], None
-        for _, weights in run.iter_attention(epochs, layer["name"]):
+        for _, weights in run.iter_points(epochs, layer["name"]):
             rows.append(label_rows(weights, tokens, padding))
             last = weights
         offsets, masses = best_offset(last, padding)
@@ -122,15 +125,19 @@ def run_circuits(run) -> Circuits:
             formed = None if label == "mixed" else first_held(epochs, held)
             heads.append(Head(layer["name"], index, head, label, final["value"], formed,
                               int(offsets[head]), float(masses[head])))
-    drop = loss_drop(run.history)
-    kind, verdict = _verdict(heads, drop)
-    return Circuits(list(epochs), heads, drop, kind, verdict)
+    losses = run.point_losses() if run.axis == "step" else {
+        h["epoch"]: h.get("loss") for h in run.history}
+    drop = loss_drop(losses)
+    kind, verdict = _verdict(heads, drop, run.axis)
+    return Circuits(list(epochs), heads, drop, kind, verdict, run.axis)
 
 
-def _verdict(heads: list[Head], drop: int | None) -> tuple[str, str]:
+def _verdict(heads: list[Head], drop: int | None, axis: str = "epoch") -> tuple[str, str]:
     induction = [h for h in heads if h.label == "induction"]
     previous = [h for h in heads if h.label == "previous-token"]
-    after_drop = "" if drop is None else f"; the loss dropped at epoch {drop}"
+    after_drop = "" if drop is None else f"; the loss dropped at {axis} {drop}"
+    names = functools.partial(_names, axis=axis)
+
     if not induction:
         return "none", ("no induction head: no head attends to the token after an earlier "
                         "copy of its own (induction mass >= 0.5)" + after_drop)
@@ -138,29 +145,29 @@ def _verdict(heads: list[Head], drop: int | None) -> tuple[str, str]:
     if fed:
         feeding = [p for p in previous if p.index < min(h.index for h in fed)]
         return "induction circuit", (
-            f"induction circuit: previous-token {_names(feeding, 'prev')} feed induction "
-            f"{_names(fed, 'induction')}{after_drop}")
+            f"induction circuit: previous-token {names(feeding, 'prev')} feed induction "
+            f"{names(fed, 'induction')}{after_drop}")
     fixed = [h for h in induction if h.offset_mass >= PEAKED and h.offset < 0]
     if fixed:
         offsets = sorted({-h.offset for h in fixed})
         return "positional shortcut", (
-            f"positional shortcut, not an induction circuit: {_names(fixed, 'induction')} "
+            f"positional shortcut, not an induction circuit: {names(fixed, 'induction')} "
             f"look a fixed {' or '.join(map(str, offsets))} positions back "
             f"({', '.join(f'{h.offset_mass:.2f}' for h in fixed)} of their attention), which "
             "lands on the token after the earlier copy only because the data repeat with that "
             "period; no earlier layer has a previous-token head" + after_drop)
     return "induction head", (
-        f"induction {_names(induction, 'induction')}, with no previous-token head in an "
+        f"induction {names(induction, 'induction')}, with no previous-token head in an "
         "earlier layer: they find the earlier copy some other way" + after_drop)
 
 
-def _names(heads: list[Head], number: str) -> str:
+def _names(heads: list[Head], number: str, axis: str = "epoch") -> str:
     """'attention_0 heads 2, 3 (prev 0.83, 0.89; formed at epoch 7)', layer by layer."""
     parts = []
     for layer in dict.fromkeys(head.layer for head in heads):
         group = [head for head in heads if head.layer == layer]
         formed = sorted({head.formed for head in group if head.formed is not None})
-        when = "" if not formed else f"; formed at epoch {', '.join(map(str, formed))}"
+        when = "" if not formed else f"; formed at {axis} {', '.join(map(str, formed))}"
         parts.append(f"{layer} head{'s' if len(group) > 1 else ''} "
                      f"{', '.join(str(head.head) for head in group)} ({number} "
                      f"{', '.join(f'{head.value:.2f}' for head in group)}{when})")

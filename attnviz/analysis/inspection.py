@@ -47,6 +47,7 @@ class InspectOptions:
     """The options of `attnviz inspect`, as the command line gives them."""
 
     epoch: str | None = None  # a recorded epoch or "last" (runs)
+    step: str | None = None  # a recorded step or "last" (runs recorded by steps)
     checkpoint: str | None = None  # an epoch, "last" or a file under RUN/checkpoints
     input: Path | None = None  # .npy, .npz or .csv
     key: str | None = None  # the array of an .npz
@@ -260,10 +261,17 @@ def samples_shown(options: InspectOptions) -> int:
 # ---- runs ----------------------------------------------------------------------------------
 
 
-def run_facts(run: Run, epoch: int) -> dict:
-    """What trained, epochs trained and the loss at `epoch` next to the task's baselines."""
+def run_facts(run: Run, point: int) -> dict:
+    """What trained, epochs trained and the loss at `point` (an epoch, or a step on a run
+    recorded by steps) next to the task's baselines."""
     config = run.config
+    step = None
+    epoch = point
+    if run.axis == "step":
+        step, epoch = point, run.point_epoch(point)
     record = run.history[epoch - 1] if 1 <= epoch <= run.epochs_done else None
+    if step is not None and run.epoch_of(step) is None:  # inside an epoch: its steps' loss
+        record = {"loss": run.point_losses().get(step), "val_loss": None}
     if config is not None:
         model = {"encoder": config.encoder, "attention": config.attention,
                  "units": config.units, "seq_len": config.seq_len,
@@ -280,6 +288,7 @@ def run_facts(run: Run, epoch: int) -> dict:
         "epochs_trained": run.epochs_done,
         "epochs_planned": run.epochs_planned,
         "epoch": epoch,
+        "step": step,
         "loss": None if record is None else {"loss": record["loss"],
                                              "val_loss": record["val_loss"]},
         "baselines": [{"name": b["name"], "mse": b["mse"]} for b in run.baselines],
@@ -297,15 +306,28 @@ def inspect_run(run: Run, options: InspectOptions) -> Inspection:
                 f"{flag} reads a checkpoint or a model file: add --checkpoint N (or last) to "
                 f"recompute {run.root}'s attention on new data"
             )
-    epoch = run.resolve_epoch(options.epoch)
+    point = chosen_point(run, options)
     names = run.pick_layers(options.layers)
     views = []
     for name in names:
         check_recorded_heads(run, options.head, name)
-        views.append(view_of(name, run.attention(epoch, name), options, run.masks_for(name),
+        views.append(view_of(name, run.attention_at(point, name), options, run.masks_for(name),
                              run.layer(name)["class"], run.probe.x))
     masks = run.masks_for(names[0])
-    return Inspection("run", run_facts(run, epoch), views, masks, samples_shown(options))
+    return Inspection("run", run_facts(run, point), views, masks, samples_shown(options))
+
+
+def chosen_point(run: Run, options: InspectOptions) -> int:
+    """--step or --epoch as a point on the run's axis (a run recorded by steps: --epoch N is
+    the record at epoch N's end)."""
+    if options.step is None:
+        return run.resolve_epoch_point(options.epoch)
+    if options.epoch is not None:
+        raise AttnvizError("--epoch and --step both pick the record to show: give one")
+    if run.axis != "step":
+        raise AttnvizError(f"--step: {run.root} records at epoch ends only (train "
+                           "--record-steps N records inside epochs): use --epoch")
+    return run.resolve_point(options.step)
 
 
 def checkpoint_epoch(run: Run, name: str) -> int:

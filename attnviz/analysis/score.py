@@ -396,6 +396,8 @@ class ScoreReport:
     mask_choices: tuple[str, ...] = ()  # every mask --mask could name (a run's)
     # multi-head self-attention: per scored epoch, what each head does (heads.label_rows)
     head_labels: list[list[dict]] | None = None
+    axis: str = "epoch"  # what `epochs` count: "step" for a run recorded by steps
+    epoch_ends: dict[int, int] | None = None  # by steps: epoch -> the step it ended at
 
     def value(self, metric: str, mask: str, head=None, epoch_index: int = -1) -> float:
         head = self.heads[0] if head is None else head
@@ -412,7 +414,10 @@ class ScoreReport:
         """The report at --epoch `epoch`: "all" keeps every scored epoch, else one of them."""
         if epoch == "all" or len(self.epochs) == 1:
             return self
-        index = len(self.epochs) - 1 if epoch == "last" else self.epochs.index(int(epoch))
+        point = int(epoch) if epoch != "last" else None
+        if point is not None and self.epoch_ends is not None:
+            point = self.epoch_ends[point]
+        index = len(self.epochs) - 1 if point is None else self.epochs.index(point)
         labels = None if self.head_labels is None else self.head_labels[index:index + 1]
         return replace(self, epochs=[self.epochs[index]], values=self.values[index:index + 1],
                        head_labels=labels)
@@ -563,18 +568,18 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
     if epoch not in ("all", "last") and not str(epoch).isdigit():
         raise AttnvizError(f"--epoch {epoch!r}: use last, all or a recorded epoch number")
     if epoch == "all":
-        epochs = run.attention_epochs
+        epochs = run.points
         if not epochs:
             raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
     else:
-        epochs = [run.resolve_epoch(epoch)]
+        epochs = [run.resolve_epoch_point(epoch)]
     kind = shown_kind(info["kind"])
     tokens = structural.probe_tokens(run.probe.x)
     padding = structural.probe_padding(run.probe.x)
     labels: list[list[dict]] | None = [] if len(info["shape"]) == 4 else None
 
     def stream():
-        for epoch, attention in run.iter_attention(epochs, info["name"]):
+        for epoch, attention in run.iter_points(epochs, info["name"]):
             if labels is not None:
                 labels.append(label_rows(attention, tokens, padding))
             yield epoch, attention
@@ -583,10 +588,25 @@ def score_run(run, masks: Sequence[str] | None = None, epoch: str | int = "last"
     return ScoreReport(
         source=str(run.root), kind=kind, query=parse_query(query) if kind == SELF else None,
         heads=scored.heads, masks=names, epochs=scored.epochs, samples=int(info["shape"][0]),
-        values=scored.values, auprc_skipped=scored.skipped, history=list(run.history),
+        values=scored.values, auprc_skipped=scored.skipped, history=loss_history(run),
         layer=info["name"], mask_choices=(*run.mask_names, *structural.NAMES),
-        head_labels=labels,
+        head_labels=labels, axis=run.axis,
+        epoch_ends=None if run.axis == "epoch" else {
+            e: run.epoch_step(e) for e in run.attention_epochs if run.epoch_step(e) is not None},
     )
+
+
+def loss_history(run) -> list[dict]:
+    """The losses `score --plot` draws, on the run's axis: the history's per-epoch records,
+    or by steps {"step", "loss", "val_loss"} at every recorded step."""
+    if run.axis == "epoch":
+        return list(run.history)
+    records = []
+    for point, loss in run.point_losses().items():
+        epoch = run.epoch_of(point)
+        val = run.history[epoch - 1].get("val_loss") if epoch else None
+        records.append({"step": point, "loss": loss, "val_loss": val})
+    return records
 
 
 def default_masks(run, info: dict) -> list[str]:
@@ -713,7 +733,7 @@ def score_target(run_dir: Path | None, attention: Path | None, masks: Sequence[s
 
     run = Run.open(run_dir)
     if over_epochs and epoch != "all":
-        run.resolve_epoch(epoch)  # refuse an unrecorded --epoch before scoring them all
+        run.resolve_epoch_point(epoch)  # refuse an unrecorded --epoch before scoring them all
     names = run.pick_layers([layer]) if layer is not None else [run.layer()["name"]]
     return [score_run(run, masks, "all" if over_epochs else epoch, query, name)
             for name in names]

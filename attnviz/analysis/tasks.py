@@ -220,7 +220,7 @@ def check_vocab(task: Task, seq_len: int, vocab: int) -> None:
 TOKEN_DEFAULTS = (("encoder", "embedding"), ("attention", "self"), ("layers", 2),
                   ("heads", 4), ("units", 64), ("seq_len", 32), ("vocab", 32),
                   ("learning_rate", 3e-3), ("warmup_steps", 200), ("dropout", 0.0),
-                  ("samples", 6400), ("val_samples", 640), ("seed", 0))
+                  ("samples", 6400), ("val_samples", 640), ("seed", 0), ("record_steps", 25))
 
 
 VOCAB = dict(TOKEN_DEFAULTS)["vocab"]  # Task.generate's; a run's config says its own

@@ -53,11 +53,19 @@ class AttentionRecorder(keras.callbacks.Callback):
         layers: optional attention calls to record: paths or globs as `attnviz inspect
             MODEL --list` shows them (default: every captured call).
         y: optional targets of the probe samples (kept in the run, shown by `explain`).
+        tokens: optional labels of the probe's positions, shown by inspect, animate and the
+            report: one list of strings per sample, or a callable from token id to string
+            (a keras_hub tokenizer's `id_to_token`) applied to the probe's token ids.
         validation: optional held-out samples `(x_val, y_val)`, as `validation_data` takes
             them: the run keeps the first of them, at most HELDOUT_SAMPLES (1000) and
             HELDOUT_BYTES (16 MB), so `attnviz explain RUN` measures on them with nothing
             else given.
         every: record every K epochs (epoch 0 and the last are always recorded).
+        every_steps: also record inside epochs, every N training steps (the run's axis is
+            then steps: curves, animate, the report and `attnviz heads` show "step S").
+            Recording reads the probe as a batch begins, so Keras' asynchronous dispatch
+            stays on; with steps_per_execution k, records fall on the first multiple of k
+            at or after each multiple of N.
         checkpoint_every: a .keras checkpoint every N epochs (and the last); 0: none.
         keep_checkpoints: keep the last K checkpoints (0: all).
         checkpoint_optimizer: keep the optimizer's state in checkpoints (Adam's: twice the
@@ -73,7 +81,9 @@ class AttentionRecorder(keras.callbacks.Callback):
 
     def __init__(self, directory, probe, masks: Mapping[str, np.ndarray] | None = None,
                  layers: str | Sequence[str] | None = None, *, y=None, validation=None,
-                 every: int = 1, checkpoint_every: int = 5, keep_checkpoints: int = 2,
+                 tokens=None,
+                 every: int = 1, every_steps: int | None = None,
+                 checkpoint_every: int = 5, keep_checkpoints: int = 2,
                  checkpoint_optimizer: bool = False, record_heads: str = "all",
                  max_run_mb: float | None = 1024, overwrite: bool = False):
         super().__init__()
@@ -83,7 +93,9 @@ class AttentionRecorder(keras.callbacks.Callback):
         self.masks = {name: np.asarray(mask) for name, mask in (masks or {}).items()}
         self.layers = patterns_of(layers) or None  # a string is one pattern
         self.validation = validation
+        self.tokens = tokens
         self.every = every
+        self.every_steps = every_steps
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_optimizer = checkpoint_optimizer
@@ -134,6 +146,18 @@ class AttentionRecorder(keras.callbacks.Callback):
             self._recorder.give_up(epoch, err)
             return
         self._recorder.on_epoch_begin(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        """Recording by steps (every_steps): the lock is taken only for a step that records."""
+        recorder = self._recorder
+        if recorder is None or recorder.stopped is not None or not recorder.every_steps \
+                or not recorder.step_due(batch):
+            return
+        try:
+            with self._writing():
+                recorder.on_train_batch_begin(batch, logs)  # its own failures: a warning
+        except (AttnvizError, OSError) as err:  # the lock: another process writes the run
+            recorder.give_up(self.run.epochs_done + 1, err)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._recorder is None or self._recorder.stopped is not None:
@@ -221,15 +245,21 @@ class AttentionRecorder(keras.callbacks.Callback):
     def _follow(self, epoch: int) -> None:
         """Make the run end at `epoch`, where Keras trains from."""
         run = self.run
-        if run.epochs_done > epoch:  # Keras trains from `epoch` again: forget what came after
+        inside = any(record["epoch"] >= epoch for record in run.step_records)
+        if run.epochs_done > epoch or inside:  # Keras trains from `epoch` again: forget after
             run.rollback_to(epoch)
             run.remove_stale_files()
         while run.epochs_done < epoch:  # restored past what was recorded (a backup)
             done = run.epochs_done + 1
             if done == epoch:
                 self._recorder.record(done, force=True)
-            run.commit({"epoch": done, "loss": None, "val_loss": None, "seconds": None,
-                        "restored": True})
+            entry = {"epoch": done, "loss": None, "val_loss": None, "seconds": None,
+                     "restored": True}
+            if run.recording.get("every_steps"):  # a backup restores the optimizer's count
+                from attnviz.keras.recording import optimizer_steps
+
+                entry["step"] = optimizer_steps(self.model) if done == epoch else None
+            run.commit(entry)
 
     # ---- setting up ------------------------------------------------------------------------
 
@@ -238,7 +268,9 @@ class AttentionRecorder(keras.callbacks.Callback):
 
         run = open_or_create(
             self.directory, self.model, self.probe_x, y=self.probe_y, masks=self.masks,
-            layers=self.layers, every=self.every, checkpoint_every=self.checkpoint_every,
+            layers=self.layers, every=self.every, every_steps=self.every_steps,
+            steps_per_epoch=(self.params or {}).get("steps"), tokens=self.tokens,
+            checkpoint_every=self.checkpoint_every,
             record_heads=self.record_heads, epochs=(self.params or {}).get("epochs"),
             source="callback", replace=self.overwrite, validation=self.validation,
             keep_checkpoints=self.keep_checkpoints,

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from attnviz.analysis.score import attention_rows, mass
+from attnviz.analysis.tokens import given_labels
 from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
 from attnviz.keras.capture import (
     Probe,
@@ -82,6 +83,8 @@ class Recorder(keras.callbacks.Callback):
             # Only then: a batch hook makes Keras wait for every step's logs (no async
             # dispatch), which costs a quiet run several percent of its epoch.
             self.on_train_batch_end = lambda batch, logs=None: on_batch(batch, logs or {})
+        self.every_steps = run.recording.get("every_steps")  # also inside epochs: every N
+        self._steps = _Steps()
         self.main_layer = run.layer_names[0]
         self.masks = run.masks_for(self.main_layer)
         self._probe: Probe | None = None
@@ -121,6 +124,37 @@ class Recorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
+        if self.every_steps:
+            start = self.run.epoch_step(epoch) if epoch <= self.run.epochs_done else None
+            self._steps = _Steps(epoch, optimizer_steps(self.model), start)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        """Recording by steps: read the probe once another `every_steps` steps are done.
+        A batch's begin, not its end: Keras waits for no step's logs (end hooks turn its
+        asynchronous dispatch off), and the weights are those after `batch` steps."""
+        if self.every_steps and self.stopped is None and self.step_due(batch):
+            try:
+                self.record_step(batch)
+            except Exception as err:  # noqa: BLE001 (a full disk, the user's model: never the fit)
+                if not self.tolerant:
+                    raise
+                self.give_up(self._steps.epoch + 1, err)
+
+    def step_due(self, batch: int) -> bool:
+        steps = self._steps
+        return (batch > 0 and steps.start is not None
+                and (steps.start + batch) // self.every_steps > steps.last // self.every_steps)
+
+    def record_step(self, batch: int) -> None:
+        """Record the probe after `batch` steps of this epoch, with the mean loss over the
+        steps since the record before, and commit."""
+        steps = self._steps
+        step = steps.start + batch
+        mean = _running_loss(self.model)  # Keras' mean over this epoch's steps so far
+        loss = steps.window_loss(mean, batch)
+        self.run.save_step_attention(step, steps.epoch, self.probe_attention(), loss)
+        self.run.commit()
+        steps.last, steps.batches, steps.mean = step, batch, mean
 
     def on_epoch_end(self, epoch, logs=None):
         if self.stopped is not None:
@@ -162,6 +196,8 @@ class Recorder(keras.callbacks.Callback):
             "seconds": round(fit_seconds, 4),
             "mass": masses,
         }
+        if self.every_steps:  # where the epoch ends on the step axis
+            entry.update(self._steps.epoch_end(self.model, self.params, entry["loss"]))
         if self.tolerant:  # a callback's fit may be continued by another: what it continues
             entry["weights"] = weights_fingerprint(self.model)
         metrics = {key: _number(value) for key, value in logs.items()
@@ -193,6 +229,59 @@ class Recorder(keras.callbacks.Callback):
             warnings.warn(f"attnviz: checkpoints skipped: {reason}; attention is still "
                           "recorded", stacklevel=3)
             self.run.skip_checkpoints(reason)
+
+
+class _Steps:
+    """Where recording by steps stands in the epoch being trained: the step it started from
+    (None: unknown, no step records), the last step recorded, and Keras' mean loss then."""
+
+    def __init__(self, epoch: int = 0, iterations: int | None = None,
+                 start: int | None = None):
+        self.epoch = epoch  # epochs done before this one
+        self.iterations = iterations  # the optimizer's step count when it began
+        self.start = iterations if start is None else start
+        self.last = self.start or 0
+        self.batches = 0  # this epoch's steps at the last record
+        self.mean: float | None = None  # Keras' mean loss over them
+
+    def window_loss(self, mean: float | None, batches: int) -> float | None:
+        """The mean loss over this epoch's steps since the last record, from Keras' running
+        means over its first `self.batches` and `batches` steps."""
+        if mean is None or batches <= self.batches:
+            return None
+        if self.batches == 0:
+            return mean
+        if self.mean is None:
+            return None
+        return _number((mean * batches - self.mean * self.batches) / (batches - self.batches))
+
+    def epoch_end(self, model, params, loss: float | None) -> dict:
+        """The history entry's "step" (steps done at the epoch's end) and "step_loss" (mean
+        loss since the last record inside it)."""
+        now = optimizer_steps(model)
+        if now is not None and self.iterations is not None and now >= self.iterations:
+            done = now - self.iterations
+        else:
+            done = (params or {}).get("steps")
+        if self.start is None or done is None:
+            return {"step": None}
+        return {"step": self.start + done, "step_loss": self.window_loss(loss, done)}
+
+
+def optimizer_steps(model) -> int | None:
+    """The optimizer's count of the steps it applied (None when there is none to read)."""
+    try:
+        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    except Exception:  # noqa: BLE001 (an optimizer of the user's own: no step axis then)
+        return None
+
+
+def _running_loss(model) -> float | None:
+    """Keras' mean training loss over the epoch's steps so far (its logs' "loss")."""
+    try:
+        return _number(model.get_metrics_result().get("loss"))
+    except Exception:  # noqa: BLE001 (a model of the user's own with its own metrics)
+        return None
 
 
 def save_without_optimizer(model, path) -> None:
@@ -264,7 +353,8 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                    force: bool = False, replace: bool = False, fit: dict | None = None,
                    validation=None, keep_checkpoints: int = 0,
                    checkpoint_optimizer: bool = True,
-                   max_run_mb: float | None = None) -> RunWriter:
+                   max_run_mb: float | None = None, every_steps: int | None = None,
+                   steps_per_epoch: int | None = None, tokens=None) -> RunWriter:
     """The run that records `model` on `probe_x` in `directory`: everything is checked
     against the model before anything is written; then the run is created, or opened when it
     already records this model on this probe. `force` (`train --force`) replaces any run;
@@ -272,7 +362,13 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
     one being the callback's to start over. `validation`: (x, y) held-out samples whose
     first ones a new run keeps for explain (heldout_batch). A new run is planned within
     `max_run_mb` (attnviz.store.budget); `keep_checkpoints` (0: all) and
-    `checkpoint_optimizer` say what its checkpoints keep."""
+    `checkpoint_optimizer` say what its checkpoints keep. `every_steps`: record inside epochs
+    too, every N training steps (`steps_per_epoch`, when known, plans their disk). `tokens`:
+    the probe positions' labels (attnviz.analysis.tokens.given_labels), kept by a new run."""
+    if every_steps is not None and (isinstance(every_steps, bool) or not isinstance(
+            every_steps, int) or every_steps < 1):
+        raise AttnvizError(f"every_steps {every_steps!r}: give a number of training steps "
+                           "(at least 1), or None to record at epoch ends only")
     if every < 1 or checkpoint_every < 0 or keep_checkpoints < 0:
         raise AttnvizError(f"every must be at least 1, checkpoint_every and keep_checkpoints "
                            f"at least 0, got {every}, {checkpoint_every} and {keep_checkpoints}")
@@ -308,6 +404,8 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                for name, mask in (masks or {}).items()}
     if y is not None and len(y) != n:
         raise AttnvizError(f"y holds {len(y)} samples, the probe {n}")
+    labels = None if tokens is None else given_labels(
+        tokens, probe_x, n, [call.shape[-1] for call in calls])
     def layers(compact: bool) -> list[dict]:
         return [stored_layer(call.name, call.layer_class, call.shape, record_heads, compact)
                 for call in calls]
@@ -341,7 +439,8 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                                      + heldout.y.nbytes))
         plan = budget.fit(sizes, epochs or 0, None if max_run_mb is None or epochs is None
                           else int(max_run_mb * budget.MB), every=every,
-                          checkpoint_every=checkpoint_every, keep=keep_checkpoints)
+                          checkpoint_every=checkpoint_every, keep=keep_checkpoints,
+                          step_maps=_step_maps(epochs, steps_per_epoch, every_steps))
         if plan.gave_up:
             warnings.warn(f"attnviz: {plan.said(max_run_mb)}", stacklevel=3)
         spec = RunSpec(layers=layers(plan.compact),
@@ -350,10 +449,10 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
                                   else 0, "record_heads": record_heads,
                                   "keep_checkpoints": plan.keep,
                                   "checkpoint_optimizer": checkpoint_optimizer,
-                                  "max_run_mb": max_run_mb},
+                                  "max_run_mb": max_run_mb, "every_steps": every_steps},
                        model={**model_summary(model), "source": source,
                               "code": code_files(model), "script_classes": in_script,
-                              **({"fit": fit} if fit else {})})
+                              **({"fit": fit} if fit else {})}, tokens=labels)
         run = RunWriter.create(directory, spec, probe, force=force or replace, heldout=heldout,
                                heldout_given=given)
         if not plan.checkpoints and checkpoint_every:
@@ -375,6 +474,13 @@ def open_or_create(directory: Path, model, probe_x, *, y=None,
             run.skip_checkpoints(reason)
             run.commit()
     return run
+
+
+def _step_maps(epochs: int | None, steps_per_epoch: int | None, every_steps: int | None) -> int:
+    """About how many records by steps a fit adds inside its epochs."""
+    if not (epochs and steps_per_epoch and every_steps):
+        return 0
+    return epochs * ((steps_per_epoch - 1) // every_steps)
 
 
 def checkpoint_bytes(model, with_optimizer: bool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -39,6 +40,7 @@ class UserModel:
     record_every: int = 1
     checkpoint_every: int = 5
     record_heads: str = "all"
+    record_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def user_model(function: str, data: Path, imports: tuple[str, ...],
         raise AttnvizError("--epochs and --batch-size must be at least 1")
     return UserModel(function=function, data=Path(data), imports=imports, epochs=given.epochs,
                      batch_size=given.batch_size, record_every=given.record_every,
-                     checkpoint_every=given.checkpoint_every, record_heads=given.record_heads)
+                     checkpoint_every=given.checkpoint_every, record_heads=given.record_heads,
+                     record_steps=given.record_steps)
 
 
 @dataclass
@@ -129,7 +132,8 @@ def run_spec(config: TrainConfig) -> RunSpec:
         layers=layers,
         recording={"epochs": config.epochs, "record_every": config.record_every,
                    "checkpoint_every": config.checkpoint_every,
-                   "record_heads": config.record_heads},
+                   "record_heads": config.record_heads,
+                   "every_steps": config.record_steps or None},
         main_mask=task["main_mask"], config=config, task=task,
         model={"name": f"{config.encoder}_{config.attention}", "class": "Functional",
                "source": "attnviz train"},
@@ -190,6 +194,8 @@ def plan(
         if run.epochs_done > start:
             rolled_back_from = run.epochs_done
             run.rollback_to(start)
+        elif any(record["epoch"] >= start for record in run.step_records):
+            run.rollback_to(start)  # records inside the epoch a kill cut short
         run.remove_stale_files()
     elif user is not None:
         run, prepared = _create_user_run(user, out, force)
@@ -204,7 +210,9 @@ def plan(
     per_record = bytes_per_record(run)
     epochs = run.epochs_planned
     recording = run.recording
+    steps = -(-_samples(run, prepared) // _batch_size(run))
     records = len({*range(0, epochs + 1, recording["record_every"]), epochs})  # 0, K, last
+    records += step_records(epochs, steps, recording["every_steps"])
     every = recording["checkpoint_every"]
     checkpoints = 0 if not every or run.state.get("checkpoints_skipped") else len(
         {*range(every, epochs + 1, every), epochs})
@@ -212,11 +220,20 @@ def plan(
         run=run,
         start_epoch=start,
         rolled_back_from=rolled_back_from,
-        steps_per_epoch=-(-_samples(run, prepared) // _batch_size(run)),
+        steps_per_epoch=steps,
         bytes_per_record=per_record,
         projected_bytes=records * per_record + checkpoints * _checkpoint_bytes(run, prepared),
         prepared=prepared,
     )
+
+
+def step_records(epochs: int, steps_per_epoch: int, every_steps: int | None) -> int:
+    """Records recording by steps adds inside `epochs` epochs: every multiple of
+    `every_steps` that is not an epoch's end."""
+    if not every_steps:
+        return 0
+    total = epochs * steps_per_epoch - 1  # steps 1 .. total, the last epoch's end left out
+    return total // every_steps - total // math.lcm(every_steps, steps_per_epoch)
 
 
 def _create_user_run(user: UserModel, out: Path, force: bool) -> tuple[Run, UserRunParts]:
@@ -231,6 +248,7 @@ def _create_user_run(user: UserModel, out: Path, force: bool) -> tuple[Run, User
         out, model, data.probe, y=data.y_probe, masks=data.masks,
         every=user.record_every, checkpoint_every=user.checkpoint_every,
         record_heads=user.record_heads, epochs=user.epochs, source="attnviz train --model",
+        every_steps=user.record_steps or None,
         force=force, fit={"function": _absolute(user.function), "data": str(user.data.resolve()),
                           "data_sha256": data.sha256, "batch_size": user.batch_size,
                           "imports": [_absolute(spec) for spec in user.imports]})

@@ -65,21 +65,25 @@ def checkpoint_epochs(epochs: int, every: int) -> int:
 
 
 def run_size(sizes: Sizes, epochs: int, *, compact: bool, every: int, checkpoint_every: int,
-             keep: int) -> int:
+             keep: int, step_maps: int = 0) -> int:
+    """`step_maps`: records taken inside epochs (recording by steps), each one epoch's maps."""
     maps = sizes.maps_q8 if compact else sizes.maps
     kept = checkpoint_epochs(epochs, checkpoint_every)
     if keep:
         kept = min(kept, keep)
-    return sizes.once + recorded_epochs(epochs, every) * maps + kept * sizes.checkpoint
+    return (sizes.once + (recorded_epochs(epochs, every) + step_maps) * maps
+            + kept * sizes.checkpoint)
 
 
 def fit(sizes: Sizes, epochs: int, limit: int | None, *, every: int, checkpoint_every: int,
-        keep: int, compact_allowed: bool = True) -> Plan:
+        keep: int, compact_allowed: bool = True, step_maps: int = 0) -> Plan:
     """The least given up so that `epochs` of training stay within `limit` bytes (None: no
-    limit). When even the least the recorder can do is over, that is the plan, said so."""
+    limit). When even the least the recorder can do is over, that is the plan, said so.
+    `step_maps`: the records recording by steps adds inside epochs (never thinned)."""
     def size(compact, every, keep, checkpoints=True):
         return run_size(sizes, epochs, compact=compact, every=every,
-                        checkpoint_every=checkpoint_every if checkpoints else 0, keep=keep)
+                        checkpoint_every=checkpoint_every if checkpoints else 0, keep=keep,
+                        step_maps=step_maps)
 
     compact, gave_up = False, []
     checkpoints = True

@@ -43,6 +43,7 @@ class TrainConfig:
     layers: int = 1  # token tasks: attention-only Transformer blocks (causal, no MLP)
     vocab: int = 32  # token tasks: the token ids 0..vocab-1
     warmup_steps: int = 0  # steps of linear learning-rate warm-up from 0 (then constant)
+    record_steps: int = 0  # also record every N training steps inside epochs (0: epochs only)
 
     def validate(self) -> TrainConfig:
         """Raise AttnvizError naming the first bad field; return self when all are fine.
@@ -64,7 +65,7 @@ class TrainConfig:
             ("epochs", 1), ("units", 1), ("attention_units", 1), ("heads", 1),
             ("probe_size", 1), ("batch_size", 1), ("checkpoint_every", 1),
             ("record_every", 1), ("steps_per_execution", 1), ("val_samples", 1),
-            ("layers", 1), ("vocab", 2), ("warmup_steps", 0),
+            ("layers", 1), ("vocab", 2), ("warmup_steps", 0), ("record_steps", 0),
         ):
             value = getattr(self, name)
             if value < minimum:
@@ -84,10 +85,17 @@ class TrainConfig:
     def effective(self) -> TrainConfig:
         """The config as it trains: under a distribution strategy XLA and multi-step calls
         are off (with TensorFlow 2.21 both fail on recurrent layers across replicas), and
-        config.json records what ran."""
-        if self.strategy == "default":
-            return self
-        return self.replace(jit_compile=False, steps_per_execution=1)
+        config.json records what ran. Recording by steps takes steps_per_execution down to
+        the largest divisor of record_steps, so records fall on its multiples."""
+        if self.strategy != "default":
+            return self.replace(jit_compile=False, steps_per_execution=1)
+        if self.record_steps and self.record_steps % self.steps_per_execution:
+            # a compiled call of k steps is one batch to callbacks: records fall on
+            # multiples of record_steps when k divides it
+            k = max(d for d in range(1, self.steps_per_execution + 1)
+                    if self.record_steps % d == 0)
+            return self.replace(steps_per_execution=k)
+        return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

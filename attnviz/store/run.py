@@ -66,6 +66,7 @@ from attnviz.store.schema import (
     epoch_file,
     read_json,
     read_run_header,
+    step_file,
 )
 
 
@@ -79,6 +80,7 @@ class RunSpec:
     config: TrainConfig | None = None  # a built-in task's training config
     task: dict | None = None  # a built-in task: description, masks, baselines
     model: dict | None = None  # what trained: name, class, parameters, inputs, source
+    tokens: list[list[str]] | None = None  # the probe positions' labels, one row per sample
 
 
 
@@ -328,9 +330,11 @@ class Run:
         if epoch not in self.state["attention_epochs"]:
             raise AttnvizError(f"epoch {epoch} has no recorded attention in {self.root}")
         info = self.layer(layer)
-        name = epoch_file("attention_epochs", epoch, info["folder"])
         if info["dtype"] != Q8:
             raise RuntimeError(f"layer {info['name']} is stored as {info['dtype']}, not q8")
+        return self._q8_file(epoch_file("attention_epochs", epoch, info["folder"]), info)
+
+    def _q8_file(self, name: str, info: dict) -> np.ndarray:
         codes = read_npy(io.BytesIO(self._verify(name)), self.root / name, file_shape(info), "u")
         if codes.dtype != np.uint8:
             raise RunFormatError(f"{self.root / name}: dtype {codes.dtype} but the run stores "
@@ -345,6 +349,139 @@ class Run:
         """Yield (epoch, attention) one epoch at a time, so memory stays one epoch deep."""
         for epoch in self.state["attention_epochs"] if epochs is None else epochs:
             yield epoch, self.attention(epoch, layer)
+
+    # ---- the run's axis: epochs, or steps when it records by steps ---------------------
+
+    @property
+    def axis(self) -> str:
+        """What the run's records are numbered by: "step" when it records every N training
+        steps (recording.every_steps), else "epoch"."""
+        return "step" if self.recording.get("every_steps") else "epoch"
+
+    @property
+    def step_records(self) -> list[dict]:
+        """The records taken inside epochs: {"step", "epoch" (epochs done before it), "loss"
+        (the mean training loss over the steps since the record before)}."""
+        return list(self.state.get("steps", []))
+
+    def epoch_step(self, epoch: int) -> int | None:
+        """The training steps done at the end of `epoch` (None where the run does not say)."""
+        if epoch == 0:
+            return 0
+        return self.history[epoch - 1].get("step") if 0 < epoch <= self.epochs_done else None
+
+    @property
+    def points(self) -> list[int]:
+        """Every recorded attention in training order, numbered on the run's axis: its
+        epochs, or (by steps) the training steps done when each was read."""
+        if self.axis == "epoch":
+            return self.attention_epochs
+        ends = {self.epoch_step(e) for e in self.state["attention_epochs"]} - {None}
+        return sorted(ends | {record["step"] for record in self.state.get("steps", [])})
+
+    def _source(self, point: int) -> tuple[str, int]:
+        """("epoch", E) or ("step", S): where the record at `point` is kept."""
+        if self.axis == "epoch":
+            if point in self.state["attention_epochs"]:
+                return "epoch", point
+        else:
+            for epoch in self.state["attention_epochs"]:
+                if self.epoch_step(epoch) == point:
+                    return "epoch", epoch
+            if any(record["step"] == point for record in self.state.get("steps", [])):
+                return "step", point
+        raise AttnvizError(f"{self.axis} {point} has no recorded attention in {self.root}")
+
+    def attention_at(self, point: int, layer: str | None = None) -> np.ndarray:
+        """The attention of `layer` recorded at `point` on the run's axis (see points)."""
+        kind, number = self._source(point)
+        if kind == "epoch":
+            return self.attention(number, layer)
+        info = self.layer(layer)
+        name = step_file(number, info["folder"])
+        if info["dtype"] != Q8:
+            return self._load_npy(name, info["shape"])
+        return from_stored(info, self._q8_file(name, info))
+
+    def q8_codes_at(self, point: int, layer: str | None = None) -> np.ndarray:
+        """q8_codes of the record at `point` on the run's axis."""
+        kind, number = self._source(point)
+        if kind == "epoch":
+            return self.q8_codes(number, layer)
+        info = self.layer(layer)
+        if info["dtype"] != Q8:
+            raise RuntimeError(f"layer {info['name']} is stored as {info['dtype']}, not q8")
+        return self._q8_file(step_file(number, info["folder"]), info)
+
+    def iter_points(self, points: Iterable[int] | None = None,
+                    layer: str | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (point, attention) one record at a time, in the order given (default: all)."""
+        for point in self.points if points is None else points:
+            yield point, self.attention_at(point, layer)
+
+    def resolve_point(self, spec: str | int | None) -> int:
+        """'last', None or a number into a recorded point on the run's axis, or raise naming
+        the choices."""
+        if self.axis == "epoch":
+            return self.resolve_epoch(spec)
+        recorded = self.points
+        if not recorded:
+            raise AttnvizError(f"{self.root}: no attention recorded yet: train it first")
+        if spec is None or spec == "last":
+            return recorded[-1]
+        try:
+            step = int(spec)
+        except (TypeError, ValueError):
+            raise AttnvizError(f"--step {spec!r} is not a number or 'last'") from None
+        if step not in recorded:
+            raise AttnvizError(f"step {step} was not recorded in {self.root}: recorded steps "
+                               f"are {_few(recorded)}")
+        return step
+
+    def resolve_epoch_point(self, spec: str | int | None) -> int:
+        """--epoch as a point on the run's axis: a recorded epoch, or on a run recorded by
+        steps the record at epoch N's end ('last' or None: the last record)."""
+        if self.axis == "epoch" or spec in (None, "last"):
+            return self.resolve_point(spec)
+        epoch = self.resolve_epoch(spec)
+        point = self.epoch_step(epoch)
+        if point is None:
+            raise AttnvizError(f"{self.root} does not say at which step epoch {epoch} ended: "
+                               "pick a record with --step")
+        return point
+
+    def point_epoch(self, point: int) -> int:
+        """The epoch a point was recorded in: the epoch it ends, or (inside an epoch) the
+        epoch being trained."""
+        kind, number = self._source(point)
+        if kind == "epoch":
+            return number
+        return next(r["epoch"] for r in self.state["steps"] if r["step"] == number) + 1
+
+    def epoch_of(self, point: int) -> int | None:
+        """The epoch whose end `point` records (None: a record inside an epoch)."""
+        kind, number = self._source(point)
+        return number if kind == "epoch" else None
+
+    def point_title(self, point: int) -> str:
+        """How a point is named to people: "epoch 5/20", or "step 650 · epoch 7/12"."""
+        total = self.epochs_planned
+        if self.axis == "epoch":
+            return f"epoch {point}/{total}"
+        return f"step {point} · epoch {self.point_epoch(point)}/{total}"
+
+    def point_losses(self) -> dict[int, float | None]:
+        """The training loss at each point: by epochs, the epoch's mean loss; by steps, the
+        mean over the steps since the record before (the untrained model's: None)."""
+        losses: dict[int, float | None] = {}
+        for epoch in self.state["attention_epochs"]:
+            point = epoch if self.axis == "epoch" else self.epoch_step(epoch)
+            if point is not None:
+                entry = self.history[epoch - 1] if epoch else {}
+                losses[point] = entry.get("step_loss", entry.get("loss"))
+        if self.axis == "step":
+            losses.update({r["step"]: r.get("loss") for r in self.state.get("steps", [])})
+        return dict(sorted(losses.items()))
 
     def attribution(self, epoch: int) -> np.ndarray:
         if epoch not in self.state["attribution_epochs"]:
@@ -505,6 +642,21 @@ class RunWriter(Run):
                            to_stored(layer, array))
         self._add_epoch("attention_epochs", epoch)
 
+    def save_step_attention(self, step: int, epoch: int, weights: dict[str, np.ndarray],
+                            loss: float | None) -> None:
+        """Write a record taken inside an epoch, after `step` training steps in all and
+        `epoch` whole epochs (recording by steps); the caller commits."""
+        records = self.state.setdefault("steps", [])
+        if records and records[-1]["step"] >= step:
+            raise RuntimeError(f"step {step} recorded after step {records[-1]['step']}")
+        for layer in self.layers:
+            array = weights[layer["name"]]
+            if list(array.shape) != list(layer["shape"]):
+                raise RuntimeError(f"layer {layer['name']}: weights {array.shape}, the run "
+                                   f"records {tuple(layer['shape'])}")
+            self._save_npy(step_file(step, layer["folder"]), to_stored(layer, array))
+        records.append({"step": step, "epoch": epoch, "loss": loss})
+
     def save_attribution(self, epoch: int, values: np.ndarray) -> None:
         (self.root / "attribution").mkdir(exist_ok=True)
         self._save_npy(epoch_file("attribution_epochs", epoch), values.astype(np.float32))
@@ -560,6 +712,12 @@ class RunWriter(Run):
                 for name in self._epoch_names(key, dropped):
                     self.state["files"].pop(name, None)
             self.state[key] = [e for e in self.state[key] if e <= epoch]
+        if "steps" in self.state:  # records inside the epochs after `epoch` go too
+            dropped = [r for r in self.state["steps"] if r["epoch"] >= epoch]
+            for record in dropped:
+                for layer in self.layers:
+                    self.state["files"].pop(step_file(record["step"], layer["folder"]), None)
+            self.state["steps"] = [r for r in self.state["steps"] if r["epoch"] < epoch]
         self.commit()
 
     def prune_checkpoints(self, keep: int) -> None:
@@ -659,6 +817,8 @@ def _new_header(spec: RunSpec, probe: TaskBatch) -> dict:
     if not spec.layers:
         raise AttnvizError("no attention layer to record")
     probe_info = _probe_info(probe, spec.main_mask)
+    if spec.tokens is not None:  # checked by attnviz.analysis.tokens
+        probe_info["tokens"] = [list(row) for row in spec.tokens]
     keys = {int(layer["shape"][-1]) for layer in spec.layers}
     for name, width in zip(probe_info["masks"], probe_info["mask_widths"], strict=True):
         if width not in keys:
@@ -753,6 +913,13 @@ def _not_a_run(root: Path) -> str:
                     f"directory {shown}")
     return (f"{root} is not an attnviz run (it has no {STATE}): give a directory that "
             "`attnviz train` or AttentionRecorder wrote")
+
+
+def _few(points: list[int]) -> str:
+    """A long list of recorded points, its ends shown."""
+    if len(points) <= 12:
+        return ", ".join(map(str, points))
+    return f"{', '.join(map(str, points[:6]))}, ..., {', '.join(map(str, points[-3:]))}"
 
 
 def _ranges(epochs: list[int]) -> str:

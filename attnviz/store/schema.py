@@ -16,7 +16,8 @@ from attnviz.store.quant import Q8
 FORMAT_VERSION = 2
 # what a run's 'recording' says when it predates these keys: every checkpoint kept, each with
 # its optimizer state, no size limit
-RECORDING_DEFAULTS = {"keep_checkpoints": 0, "checkpoint_optimizer": True, "max_run_mb": None}
+RECORDING_DEFAULTS = {"keep_checkpoints": 0, "checkpoint_optimizer": True, "max_run_mb": None,
+                      "every_steps": None}
 CONFIG = "config.json"
 STATE = "state.json"
 PROBE = "probe.npz"
@@ -30,13 +31,13 @@ EPOCH_FILES = {"attention_epochs": ("attention", ".npy"),
 EPOCH_FOLDERS = tuple(folder for folder, _ in EPOCH_FILES.values())
 # every name state.json may list: a run never reads a path outside these
 LISTABLE = re.compile(r"config\.json|probe\.npz|heldout\.npz|explain\.json"
-                      r"|attention/(\d{2,}/)?epoch_\d{4,}\.npy"
+                      r"|attention/(\d{2,}/)?epoch_\d{4,}\.npy|attention/\d{2,}/step_\d{8,}\.npy"
                       r"|attribution/epoch_\d{4,}\.npy|checkpoints/epoch_\d{4,}\.keras")
 LAYER_FOLDER = re.compile(r"attention/\d{2,}")
-EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)")
+EPOCH_FILE = re.compile(r"epoch_\d{4,}\.(npy|keras)|step_\d{8,}\.npy")
 # what store.files.atomic_path leaves behind when a write is killed: .NAME.RANDOM.tmp[SUFFIX]
 TEMP_FILE = re.compile(r"\.(config\.json|state\.json|probe\.npz|heldout\.npz|explain\.json"
-                       r"|epoch_\d{4,}\.(npy|keras))"
+                       r"|epoch_\d{4,}\.(npy|keras)|step_\d{8,}\.npy)"
                        r"\.[A-Za-z0-9_]+\.tmp(\.keras)?")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -46,6 +47,12 @@ def epoch_file(key: str, epoch: int, folder: str | None = None) -> str:
     the layer's `folder`)."""
     default, suffix = EPOCH_FILES[key]
     return f"{folder or default}/epoch_{epoch:04d}{suffix}"
+
+
+def step_file(step: int, folder: str) -> str:
+    """The name of the attention file a layer's `folder` holds for a record taken after
+    `step` training steps, inside an epoch (recording by steps)."""
+    return f"{folder}/step_{step:08d}.npy"
 
 
 def read_run_header(root: Path) -> dict:
@@ -159,6 +166,14 @@ def check_header(path: Path, header: dict) -> None:
                                                               int)
             and recording["checkpoint_every"] >= 0, path,
             "'recording' needs record_every of at least 1 and checkpoint_every of at least 0")
+    tokens = header["probe"].get("tokens") if isinstance(header["probe"], dict) else None
+    expect(tokens is None or (isinstance(tokens, list) and len(tokens) ==
+                              header["probe"].get("size") and all(is_list(row, str)
+                                                                  for row in tokens)), path,
+           "probe 'tokens' is not one list of labels per probe sample")
+    every_steps = recording.get("every_steps")
+    expect(every_steps is None or (isinstance(every_steps, int) and every_steps >= 1), path,
+           "'recording' every_steps is not a count of steps (at least 1) or null")
     epochs = recording.get("epochs")
     expect(epochs is None or (isinstance(epochs, int) and epochs >= 0), path,
             f"recording 'epochs' {epochs!r} is not a count")
@@ -239,6 +254,16 @@ def check_state(path: Path, state: dict, header: dict) -> None:
                 f"'{key}' is not a sorted list of epochs")
         expect(all(low <= epoch <= done for epoch in values), path,
                 f"'{key}' {values} lie outside the {done} epochs trained")
+    steps = state.get("steps", [])
+    expect(isinstance(steps, list) and all(
+        isinstance(s, dict) and is_list([s.get("step"), s.get("epoch")], int)
+        and 0 <= s["epoch"] <= done and (s.get("loss") is None or is_number(s["loss"]))
+        for s in steps), path, "'steps' is not a list of step records (step, epoch, loss)")
+    numbers = [s["step"] for s in steps]
+    expect(numbers == sorted(set(numbers)) and all(n > 0 for n in numbers), path,
+           "'steps' are not in increasing order of their step")
+    expect(all(h.get("step") is None or isinstance(h.get("step"), int) for h in history),
+           path, "a history record's 'step' is not a count of steps")
     expect(isinstance(state["finished"], bool), path, "'finished' is not true or false")
     files = state["files"]
     expect(isinstance(files, dict) and all(
@@ -249,6 +274,8 @@ def check_state(path: Path, state: dict, header: dict) -> None:
     needed = [CONFIG, PROBE, *([HELDOUT] if header.get("heldout") is not None else [])]
     needed += [epoch_file("attention_epochs", epoch, layer["folder"])
                for epoch in state["attention_epochs"] for layer in header["layers"]]
+    needed += [step_file(record["step"], layer["folder"])
+               for record in steps for layer in header["layers"]]
     needed += [epoch_file(key, epoch) for key in ("attribution_epochs", "checkpoints")
                for epoch in state[key]]
     missing = [name for name in needed if name not in files]

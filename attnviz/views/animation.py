@@ -69,6 +69,7 @@ class Animation:
     attribution: bool  # whether the attribution panel is shown
     png_paths: list[Path]
     seconds: float  # reading, rendering and writing
+    axis: str = "epoch"  # what `epochs` counts: "step" for a run recorded by steps
 
 
 def animate(run_dir: Path, options: AnimateOptions) -> Animation:
@@ -102,7 +103,7 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
         png_paths = []
         if options.frames_dir is not None:
             png_paths = write_pngs(Path(options.frames_dir), pictures,
-                                   [frame.epoch for frame in frames], palette)
+                                   [frame.epoch for frame in frames], palette, run.axis)
     except OSError as err:
         raise AttnvizError(f"cannot write {err.filename or output}: {err.strerror}") from None
     height, width = pictures[0].shape
@@ -110,7 +111,7 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
         path=output, frames=len(pictures), width=width, height=height,
         size_bytes=output.stat().st_size, epochs=[frame.epoch for frame in frames], vmax=vmax,
         attribution=any(getattr(frame, "attribution", None) is not None for frame in frames),
-        png_paths=png_paths, seconds=time.perf_counter() - started,
+        png_paths=png_paths, seconds=time.perf_counter() - started, axis=run.axis,
     )
 
 
@@ -132,15 +133,14 @@ def collect_frames(
     samples = resolve_samples(options.samples, mask.shape[0])
     head, query = _resolve_reduction(run, layer, options.head, options.query)
     shown = view_line(run, info, head, query)
-    losses = {record["epoch"]: record.get("loss") for record in run.history}
+    losses = run.point_losses()
     attributed = set(run.attribution_epochs)
-    total = run.epochs_planned
     frames = []
-    for epoch, attention in run.iter_attention(epochs, layer):
+    for point, attention in run.iter_points(epochs, layer):
         rows = attention_rows(attention, head=head, query=query)  # (n, L)
-        loss = losses.get(epoch)
+        loss = losses.get(point)
         header = [
-            f"epoch {epoch}/{total}   loss " + ("-" if loss is None else f"{loss:.4g}"),
+            f"{run.point_title(point)}   loss " + ("-" if loss is None else f"{loss:.4g}"),
             f"mass on {mask_name} {mass(rows, mask):.3f}",
         ]
         if shown:
@@ -148,9 +148,10 @@ def collect_frames(
         if attributed:
             header.append("left: attention   right: |attribution| / its row maximum")
         attribution = None
+        epoch = run.epoch_of(point)
         if epoch in attributed:
             attribution = _normalise_rows(np.abs(run.attribution(epoch))[:samples])
-        frames.append(FrameData(epoch=epoch, rows=rows[:samples], attribution=attribution,
+        frames.append(FrameData(epoch=point, rows=rows[:samples], attribution=attribution,
                                 header=tuple(header)))
     return frames, mask[:samples], mask_name
 
@@ -175,19 +176,20 @@ def collect_heads(run: Run, options: AnimateOptions) -> list[HeadsFrame]:
                         "mean of heads (recorded so)" if run.recording["record_heads"] == "mean"
                         else f"all {heads} heads", f"sample {options.sample}",
                         f"queries (rows) x keys (columns), {queries} x {keys}"])
-    losses = {record["epoch"]: record.get("loss") for record in run.history}
-    total = run.epochs_planned
+    losses = run.point_losses()
     frames = []
-    for epoch, attention in run.iter_attention(keep_every(run, options.every), info["name"]):
-        loss = losses.get(epoch)
-        frames.append(HeadsFrame(epoch=epoch, maps=attention[options.sample], header=(
-            shown, f"epoch {epoch}/{total}   loss " + ("-" if loss is None else f"{loss:.4g}"))))
+    for point, attention in run.iter_points(keep_every(run, options.every), info["name"]):
+        loss = losses.get(point)
+        frames.append(HeadsFrame(epoch=point, maps=attention[options.sample], header=(
+            shown, f"{run.point_title(point)}   loss " + ("-" if loss is None
+                                                          else f"{loss:.4g}"))))
     return frames
 
 
 def keep_every(run: Run, every: int) -> list[int]:
-    """Every `every`-th recorded epoch of the run, and always the last."""
-    recorded = sorted(run.attention_epochs)
+    """Every `every`-th recorded point of the run (epoch, or step when it records by steps),
+    and always the last."""
+    recorded = run.points
     if not recorded:
         raise AttnvizError(f"{run.root}: no attention recorded yet: train it first")
     epochs = recorded[::every]

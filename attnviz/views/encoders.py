@@ -98,12 +98,14 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, height % 2), (0, width % 2)), constant_values=BACKGROUND)
 
 
-def write_pngs(directory: Path, frames: Sequence[np.ndarray], epochs: Sequence[int],
-               palette: np.ndarray) -> list[Path]:
-    """One palette PNG per frame, DIR/epoch_0007.png, each replaced whole."""
+def write_pngs(directory: Path, frames: Sequence[np.ndarray], points: Sequence[int],
+               palette: np.ndarray, axis: str = "epoch") -> list[Path]:
+    """One palette PNG per frame, DIR/epoch_0007.png (by steps: step_00000650.png), each
+    replaced whole."""
     paths = []
-    for frame, epoch in zip(frames, epochs, strict=True):
-        path = directory / f"epoch_{epoch:04d}.png"
+    for frame, point in zip(frames, points, strict=True):
+        path = directory / (f"epoch_{point:04d}.png" if axis == "epoch"
+                            else f"step_{point:08d}.png")
         with atomic_path(path, suffix=".png", make_folder=True) as tmp:
             _palette_image(frame, palette).save(tmp, format="PNG")
         paths.append(path)

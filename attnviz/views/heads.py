@@ -16,14 +16,14 @@ def renderables(circuits: Circuits, every_head: bool = False) -> list:
     shown = [head for head in circuits.heads
              if every_head or head.label not in UNSPECIALISED]
     left = len(circuits.heads) - len(shown)
-    epochs = circuits.epochs
-    out: list = [Text(f"{len(circuits.heads)} heads over epochs {epochs[0]}-{epochs[-1]}"
+    epochs, axis = circuits.epochs, circuits.axis
+    out: list = [Text(f"{len(circuits.heads)} heads over {axis}s {epochs[0]}-{epochs[-1]}"
                       + ("" if circuits.loss_drop is None
-                         else f"; the training loss dropped at epoch {circuits.loss_drop}"))]
+                         else f"; the training loss dropped at {axis} {circuits.loss_drop}"))]
     if shown:
-        table = Table(title="what each head does at the last epoch, and since when",
+        table = Table(title=f"what each head does at the last {axis}, and since when",
                       title_justify="left")
-        for column in ("layer", "head", "label", "number", "formed at epoch", "peak offset"):
+        for column in ("layer", "head", "label", "number", f"formed at {axis}", "peak offset"):
             table.add_column(column, justify="left" if column in ("layer", "label") else
                              "right", no_wrap=column == "layer")
         for head in shown:

@@ -56,7 +56,9 @@ def title(inspection: Inspection, view: View) -> str:
     """One line naming what a heatmap or figure shows."""
     facts = inspection.facts
     if inspection.kind == "run":
-        where = f"{facts['run']} · epoch {facts['epoch']}" + (
+        at = (f"epoch {facts['epoch']}" if facts.get("step") is None
+              else f"step {facts['step']} (epoch {facts['epoch']})")
+        where = f"{facts['run']} · {at}" + (
             f" · {view.name}" if len(facts["layers"]) > 1 else "")
     elif inspection.kind == "checkpoint":
         where = f"{facts['run']} · checkpoint epoch {facts['epoch']} · {facts['input']}"
@@ -251,9 +253,11 @@ def _fact_lines(inspection: Inspection) -> list[str]:
                  f"{model['parameters']} parameters) · {trained}"]
     loss = facts["loss"]
     baselines = facts["baselines"]
+    at = (f"epoch {facts['epoch']}" if facts.get("step") is None
+          else f"step {facts['step']} (epoch {facts['epoch']})")
     if loss is None:
         listed = " · ".join(f"{b['name']} {b['mse']:.4g}" for b in baselines)
-        lines.append(f"epoch {facts['epoch']}: untrained" + (
+        lines.append(f"{at}: untrained" + (
             f" · baselines (MSE): {listed}" if listed else ""))
     else:
         val = loss["val_loss"]
@@ -262,7 +266,7 @@ def _fact_lines(inspection: Inspection) -> list[str]:
             shown.append("baselines (MSE): " + " · ".join(
                 f"{b['name']} {b['mse']:.4g} ({'beaten' if val < b['mse'] else 'not beaten'})"
                 for b in baselines))
-        lines.append(f"epoch {facts['epoch']}: " + " · ".join(shown))
+        lines.append(f"{at}: " + " · ".join(shown))
     if inspection.kind == "checkpoint":
         lines.append(f"recomputed from checkpoint epoch {facts['epoch']} on {facts['input']} "
                      f"in {facts['seconds']['extract']:.2f} s")

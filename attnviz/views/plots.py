@@ -24,9 +24,10 @@ def plot_scores(path: Path, report: ScoreReport, checks: list[Check]) -> None:
 
 
 def score_figure(report: ScoreReport, checks: list[Check]):
-    """A panel per metric over epochs, each number once as `score`'s tables show it (one
-    line per mask; entropy, the same for every mask, once; topk-f1 standing for
-    topk-precision and topk-recall), thresholds dashed, and the loss."""
+    """A panel per metric over epochs (steps, for a run recorded by steps), each number
+    once as `score`'s tables show it (one line per mask; entropy, the same for every mask,
+    once; topk-f1 standing for topk-precision and topk-recall), thresholds dashed, and the
+    loss."""
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas
     from matplotlib.ticker import MaxNLocator
 
@@ -50,9 +51,9 @@ def score_figure(report: ScoreReport, checks: list[Check]):
         margin = 0.03 * (info.high - info.low)
         ax.set_ylim(info.low - margin, info.high + margin)
         ax.set_title(_panel_title(metric), fontsize=10)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(report.axis)
     axes[0].legend(title="mask", fontsize=8)
-    _plot_loss(axes[len(metrics)], report.history)
+    _plot_loss(axes[len(metrics)], report.history, report.axis)
     for ax in axes[:len(metrics) + 1]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     for ax in axes[len(metrics) + 1:]:
@@ -73,9 +74,9 @@ def _panel_title(metric: str) -> str:
     return f"{metric} ({'; '.join(notes)})"
 
 
-def _plot_loss(ax, history: list[dict]) -> None:
+def _plot_loss(ax, history: list[dict], axis: str = "epoch") -> None:
     for key in ("loss", "val_loss"):
-        points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        points = [(h[axis], h[key]) for h in history if h.get(key) is not None]
         if points:
             ax.plot(*zip(*points, strict=True), label=key)
     if ax.lines:
@@ -85,7 +86,7 @@ def _plot_loss(ax, history: list[dict]) -> None:
     else:
         ax.text(0.5, 0.5, "no loss recorded", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("loss", fontsize=10)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(axis)
 
 
 def attention_figure(rows: np.ndarray, masks: dict[str, np.ndarray], title: str):

@@ -87,6 +87,7 @@ class Report:
     explained: bool  # the run's explain report is shown
     seconds: float
     maps: MapPlan  # which maps the page holds
+    axis: str = "epoch"  # what `epochs` count: "step" for a run recorded by steps
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,13 @@ class MapPlan:
     epochs: tuple[int, ...]  # indexes into the page's epochs
     full_bytes: int  # what the full page would take
 
-    def said(self, shown: list[int], probe: int) -> str | None:
+    def said(self, shown: list[int], probe: int, axis: str = "epoch") -> str | None:
         if self.mode == "full":
             return None
-        at = ("every epoch" if len(self.epochs) == len(shown) else
-              f"epochs {', '.join(str(shown[i]) for i in self.epochs)}")
+        at = (f"every {axis}" if len(self.epochs) == len(shown) else
+              f"{axis}s {', '.join(str(shown[i]) for i in self.epochs)}")
         return (f"maps of {'sample 0' if self.samples == 1 else f'samples 0-{self.samples - 1}'}"
-                f" of {probe} at {at}, every head's statistics at every epoch (every map "
+                f" of {probe} at {at}, every head's statistics at every {axis} (every map "
                 f"would take {self.full_bytes / 1e6:,.0f} MB)")
 
 
@@ -170,7 +171,7 @@ def write_report(run_dir: Path, options: ReportOptions) -> Report:
         path=output, size_bytes=output.stat().st_size, budget_bytes=budget, epochs=epochs,
         layers=[layer.name for layer in layers], heads=sum(layer.heads for layer in layers),
         samples=samples, explained=data["explain"] is not None,
-        seconds=time.perf_counter() - started, maps=maps,
+        seconds=time.perf_counter() - started, maps=maps, axis=run.axis,
     )
 
 
@@ -256,12 +257,12 @@ def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
                  "main_mask": task.get("main_mask")} if task else None,
         "baselines": [{"name": b["name"], "mse": b["mse"], "description": b["description"]}
                       for b in task.get("baselines", [])],
-        "history": {key: [_finite(record.get(key)) for record in run.history]
-                    for key in ("epoch", "loss", "val_loss")},
+        "history": _history(run),
+        "axis": run.axis,  # what DATA.epochs and history.x count: "epoch" or "step"
         "epochs": epochs,
         "samples": shown,
         "maps": {"mode": maps.mode, "probe_samples": samples, "epochs": list(maps.epochs),
-                 "said": maps.said(epochs, samples)},
+                 "said": maps.said(epochs, samples, run.axis)},
         "statistics": list(STATISTICS),
         "inputs": None if inputs is None else np.round(
             inputs[:shown].astype(np.float64), 4).tolist(),
@@ -277,6 +278,19 @@ def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
         "colormap": lut.tobytes().hex(),
         "explain": _explain_data(run),
     }
+
+
+def _history(run: Run) -> dict:
+    """The loss curves on the run's axis: x (epochs, or steps), loss, val_loss."""
+    if run.axis == "epoch":
+        records = run.history
+        return {"x": [r["epoch"] for r in records],
+                **{key: [_finite(r.get(key)) for r in records] for key in ("loss", "val_loss")}}
+    losses = run.point_losses()
+    ends = [run.epoch_of(point) for point in losses]
+    return {"x": list(losses), "loss": [_finite(loss) for loss in losses.values()],
+            "val_loss": [_finite(run.history[e - 1].get("val_loss")) if e else None
+                         for e in ends]}
 
 
 def _tokens_and_padding(run: Run, samples: int) -> tuple:
@@ -299,14 +313,14 @@ def _layer_data(run: Run, layer: Layer, epochs: list[int], samples: int,
     def stream():
         nonlocal largest
         for index, epoch in enumerate(epochs):
-            weights = run.attention(epoch, layer.name)[:samples]
+            weights = run.attention_at(epoch, layer.name)[:samples]
             largest = max(largest, float(weights.max()))
             if maps.mode == "full":
                 encoded.append(_encode(weights))
             elif index not in with_maps:
                 encoded.append(None)
             elif stored_q8:  # as recorded: q8 of q8 would round twice
-                codes = run.q8_codes(epoch, layer.name)[:maps.samples]
+                codes = run.q8_codes_at(epoch, layer.name)[:maps.samples]
                 encoded.append(base64.b64encode(codes.tobytes()).decode("ascii"))
             else:
                 encoded.append(_encode_q8(weights[:maps.samples]))
@@ -394,6 +408,7 @@ def render_html(data: dict) -> str:
         "style": style,
         "data": embed_json(data),
         "script": script,
+        "axis": "step" if data.get("axis") == "step" else "epoch",
     }
     # one pass over the template: what is put in is never searched for placeholders again
     return re.sub(r"\{\{(\w+)\}\}", lambda match: parts[match[1]], page)

@@ -77,7 +77,7 @@ def _metrics_table(report: ScoreReport):
 
     parts = [report.source]
     if report.epochs[-1] is not None:
-        parts.append(f"epoch {report.epochs[-1]}")
+        parts.append(f"{report.axis} {report.epochs[-1]}")
     if report.kind == SELF:
         parts.append(f"self-attention, query {report.query}, "
                      + ("heads averaged" if len(report.heads) > 1 else "recorded head mean"))
@@ -170,7 +170,7 @@ def _curve_table(report: ScoreReport, width: int):
         table.add_row(_label(metric), "any" if mask is None else escape(mask),
                       sparkline(curve, info.low, info.high, curve_width),
                       f"{_cell(curve[0])} → {_cell(curve[-1])}")
-    return titled(f"over epochs {report.epochs[0]}-{report.epochs[-1]}{view}", table)
+    return titled(f"over {report.axis}s {report.epochs[0]}-{report.epochs[-1]}{view}", table)
 
 
 def _checks_table(report: ScoreReport, checks: list[Check]):
@@ -178,10 +178,10 @@ def _checks_table(report: ScoreReport, checks: list[Check]):
     from rich.table import Table
 
     table = Table()
-    for column in ("threshold", "epoch", "value", "result"):
-        table.add_column(column, justify="right" if column in ("epoch", "value") else "left")
+    for column in ("threshold", report.axis, "value", "result"):
+        table.add_column(column, justify="right" if column in (report.axis, "value") else "left")
     if len(report.epochs) > 1:
-        table.add_column("held since epoch", justify="right")
+        table.add_column(f"held since {report.axis}", justify="right")
     for check in checks:
         row = [escape(check.name), _epoch_label(check.epoch), _cell(check.value),
                "[green]pass[/]" if check.passed else "[bold red]FAIL[/]"]
@@ -226,6 +226,7 @@ def as_json(report: ScoreReport, checks: list[Check]) -> dict:
         "masks": report.masks,
         "heads": report.heads,
         "gated_head": report.heads[0],
+        "axis": report.axis,
         "epochs": report.epochs,
         "metrics": {name: {"better": m.better, "range": [m.low, m.high], "summary": m.summary,
                            "per_mask": m.per_mask, "same_as": m.same_as,
@@ -283,14 +284,15 @@ def _junit_suite(suites, report: ScoreReport, checks: list[Check]) -> None:
             nearest = ("no head has it" if check.head is None
                        else f"head {check.head} has {check.value:.4f}")
             failure = ET.SubElement(case, "failure", type="head-label",
-                                    message=f"{check.name}: {nearest} at epoch "
+                                    message=f"{check.name}: {nearest} at {report.axis} "
                                             f"{_epoch_label(check.epoch)}")
             failure.text = "what each head does: docs/metrics.md, Head labels"
         elif not check.passed:
             failure = ET.SubElement(
                 case, "failure", type="threshold",
-                message=f"{check.threshold.metric}@{check.mask} = {check.value:.4f} at epoch "
-                        f"{_epoch_label(check.epoch)}, needs {check.name.split(' ', 1)[1]}",
+                message=f"{check.threshold.metric}@{check.mask} = {check.value:.4f} at "
+                        f"{report.axis} {_epoch_label(check.epoch)}, needs "
+                        f"{check.name.split(' ', 1)[1]}",
             )
             failure.text = METRICS[check.threshold.metric].summary
 

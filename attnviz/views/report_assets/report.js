@@ -11,6 +11,7 @@
   // heatmaps are drawn on a dark ground, as in attnviz's GIFs: 'hot' ends in white
   const FIGURE = { ground: "#181818", text: "#f0f0f0", muted: "#a8afbd", line: "#808080" };
   const CACHE_LIMIT = 256; // decoded (layer, epoch) arrays kept
+  const AXIS = DATA.axis === "step" ? "step" : "epoch"; // what DATA.epochs count
 
   const state = {
     epoch: DATA.epochs.length - 1, // an index into DATA.epochs
@@ -491,9 +492,10 @@
     element.addEventListener("change", () => select({ statistic: element.value }));
     controls.statistic = element;
     $("heads-controls").append(wrapper);
-    $("heads-caption").textContent = "One cell per head, one stripe per recorded epoch from " +
-      "left to right, coloured by the chosen statistic of every probe sample and query " +
-      "(docs/metrics.md); the outlined stripe is the epoch shown. Click a head to show its map.";
+    $("heads-caption").textContent = "One cell per head, one stripe per recorded " + AXIS +
+      " from left to right, coloured by the chosen statistic of every probe sample and query " +
+      "(docs/metrics.md); the outlined stripe is the " + AXIS + " shown. Click a head to show " +
+      "its map.";
   }
 
   function statRange(name) {
@@ -558,11 +560,11 @@
     headsBoxes = { left, top, cellW, cellH, items, H, s };
     const chosen = items.find((item) => item.index === state.layer) || items[0];
     $("heads-labels").textContent = chosen.spec.labels ? "What each head of " +
-      chosen.spec.name + " does at epoch " + DATA.epochs[state.epoch] + " (the number it " +
+      chosen.spec.name + " does at " + AXIS + " " + DATA.epochs[state.epoch] + " (the number it " +
       "rests on; docs/metrics.md, Head labels): " + chosen.spec.labels[state.epoch].map(
       ([label, number], h) => h + " " + label + " " + format(number, 2)).join(" · ") : "";
     canvas.setAttribute("aria-label", "statistic " + name + " of " + items.length +
-      " layers by " + H + " heads over " + E + " epochs");
+      " layers by " + H + " heads over " + E + " " + AXIS + "s");
   }
 
   function headAt(event) {
@@ -579,7 +581,7 @@
     const at = headAt(event);
     if (!at) return hideTooltip();
     const value = at.item.spec.stats[state.epoch][at.head][headsBoxes.s];
-    const lines = [at.item.spec.name, "head " + at.head + " · epoch " +
+    const lines = [at.item.spec.name, "head " + at.head + " · " + AXIS + " " +
       DATA.epochs[state.epoch], state.statistic + " " + format(value, 3)];
     if (at.item.spec.labels) {
       const [label, number] = at.item.spec.labels[state.epoch][at.head];
@@ -664,7 +666,8 @@
     const losses = ["loss", "val_loss"].filter((key) => DATA.history[key].some((v) => v !== null));
     if (losses.length) {
       // the built-in tasks' loss; a user's model trains on its own
-      charts.push({ title: DATA.task ? "loss (mean squared error)" : "loss", kind: "loss",
+      charts.push({ title: !DATA.task ? "loss" : DATA.config.encoder === "embedding"
+        ? "loss (cross-entropy)" : "loss (mean squared error)", kind: "loss",
                     keys: losses });
     }
     const spec = layer();
@@ -707,7 +710,7 @@
 
   function chartSeries(chart) {
     if (chart.kind === "loss") {
-      const epochs = DATA.history.epoch;
+      const epochs = DATA.history.x;
       return chart.keys.map((key) => ({
         name: key, color: PALETTE[key === "loss" ? 0 : 1],
         points: epochs.map((e, i) => [e, DATA.history[key][i]]).filter((p) => p[1] !== null),
@@ -735,7 +738,7 @@
   function chartGeometry(chart, series) {
     const width = chartWidth(), height = 180;
     const box = { x: 44, y: 22, w: width - 56, h: height - 50, width, height };
-    const xs = [...DATA.epochs, ...DATA.history.epoch];
+    const xs = [...DATA.epochs, ...DATA.history.x];
     box.xmin = Math.min(...xs);
     box.xmax = Math.max(...xs, box.xmin + 1);
     if (chart.kind === "metric") {
@@ -789,7 +792,7 @@
     for (const epoch of niceTicks(box.xmin, box.xmax, 5).filter((e) => Number.isInteger(e))) {
       ctx.fillText(String(epoch), box.px(epoch), box.y + box.h + 10);
     }
-    ctx.fillText("epoch", box.x + box.w / 2, box.y + box.h + 24);
+    ctx.fillText(AXIS, box.x + box.w / 2, box.y + box.h + 24);
     if (chart.kind === "loss") {
       ctx.setLineDash([5, 4]);
       ctx.strokeStyle = MUTED;
@@ -850,7 +853,8 @@
     const epoch = chartEpoch(chart, event);
     if (epoch === null) return hideTooltip();
     const at = Math.round(epoch);
-    const lines = ["epoch " + at + " (click to show epoch " + DATA.epochs[nearestIndex(epoch)] + ")"];
+    const lines = [AXIS + " " + at + " (click to show " + AXIS + " " +
+      DATA.epochs[nearestIndex(epoch)] + ")"];
     for (const line of chart.series) {
       const point = line.points.find((p) => p[0] === at);
       if (point) lines.push(line.name + " " + format(point[1], 4));
@@ -1019,13 +1023,14 @@
   function render() {
     const spec = layer();
     const epoch = DATA.epochs[state.epoch];
-    const index = DATA.history.epoch.indexOf(epoch);
+    const index = DATA.history.x.indexOf(epoch);
     const loss = index >= 0 ? DATA.history.loss[index] : null;
     const valLoss = index >= 0 ? DATA.history.val_loss[index] : null;
-    $("epoch-label").textContent = "epoch " + epoch + " of " + DATA.run.epochs_done +
+    $("epoch-label").textContent = (AXIS === "step" ? "step " + epoch + " of " +
+      DATA.epochs[DATA.epochs.length - 1] : "epoch " + epoch + " of " + DATA.run.epochs_done) +
       (epoch === 0 ? " (untrained)" : "");
     const rows = probeRows(state.layer, state.epoch, state.head, state.query);
-    const parts = ["epoch " + epoch];
+    const parts = [AXIS + " " + epoch];
     if (loss !== null) parts.push("loss " + format(loss, 4));
     if (valLoss !== null) parts.push("val_loss " + format(valLoss, 4));
     const mass = masses(rows, spec.keys);
@@ -1055,11 +1060,13 @@
       ? DATA.config.encoder + " + " + DATA.config.attention : null,
       DATA.run.epochs_done + " epochs", "probe batch of " + DATA.maps.probe_samples]
       .filter(Boolean).join(" · ");
-    $("curves-caption").textContent = "Loss per epoch" +
+    $("curves-caption").textContent = (AXIS === "step"
+      ? "Training loss over the steps since the record before (val_loss at epoch ends)"
+      : "Loss per epoch") +
       (DATA.baselines.length ? " with the task's baselines (dashed)" : "") + "; " +
       "each score of the shown head against each mask, for the last query as attnviz score " +
       "computes it (topk-f1 is also topk-precision and topk-recall). The orange line is the " +
-      "epoch shown; click a chart to show another epoch.";
+      AXIS + " shown; click a chart to show another " + AXIS + ".";
     buildControls();
     buildHeads();
     buildGrid();
