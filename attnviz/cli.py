@@ -98,6 +98,10 @@ EveryOption = Annotated[int, typer.Option(help="Keep every K-th recorded epoch (
 SamplesOption = Annotated[Optional[int], typer.Option(  # noqa: UP045
     help="Show the first N probe samples (default: all).", show_default=False)]
 CmapOption = Annotated[str, typer.Option(help="A matplotlib colour map.")]
+TokensOption = Annotated[Optional[Path], typer.Option(  # noqa: UP045 (typer needs Optional)
+    "--tokens", metavar="FILE.json", help="Label positions with tokens: one list of strings per "
+    "sample, or {\"vocabulary\": [...]} naming the token ids (docs/inspect.md).",
+    show_default=False)]
 
 
 def _size(nbytes: float) -> str:
@@ -366,6 +370,7 @@ def animate(
     layer: Annotated[Optional[str], typer.Option(  # noqa: UP045
         metavar="NAME", help="The recorded layer to draw (default: the run's first).",
         show_default=False)] = None,
+    tokens: TokensOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
                                               "JSON object (schema: docs/animate.md).")] = False,
 ) -> None:
@@ -376,6 +381,7 @@ def animate(
     result = core(run, AnimateOptions(
         output=output, fps=fps, mask=mask, cmap=cmap, every=every, samples=samples, scale=scale,
         head=head, sample=sample, query=query, vmax=vmax, frames_dir=frames, layer=layer,
+        tokens=tokens,
     ))
     if json_output:
         print(json.dumps({
@@ -433,6 +439,7 @@ def inspect(
     rollout: Annotated[bool, typer.Option("--rollout", help="One view: attention followed "
                                           "through every self-attention layer, the residual "
                                           "as (A + I) / 2 (docs/inspect.md).")] = False,
+    tokens: TokensOption = None,
     samples: Annotated[Optional[int], typer.Option(  # noqa: UP045
         help="Heatmap rows: the first N samples (default: 20).", show_default=False)] = None,
     png: Annotated[Optional[Path], typer.Option(  # noqa: UP045
@@ -449,7 +456,7 @@ def inspect(
     options = core.InspectOptions(epoch=epoch, step=step, checkpoint=checkpoint, input=input_path,
                                   key=key, layers=tuple(layer or ()), unsafe=unsafe,
                                   imports=tuple(imports or ()), head=head, query=query,
-                                  samples=samples, rollout=rollout)
+                                  samples=samples, rollout=rollout, tokens=tokens)
     out, err = console(), console(stderr=True)
     if unsafe:
         err.print("[yellow]warning:[/] --unsafe runs Python code stored in the model file")
@@ -688,6 +695,7 @@ def report(
     max_mb: Annotated[float, typer.Option(help="The page's size in MB at most: past it, every "
                                           "head's statistics and the maps that fit; refused "
                                           "when not even those fit.")] = 25.0,
+    tokens: TokensOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as one "
                                               "JSON object (schema: docs/report.md).")] = False,
 ) -> None:
@@ -695,7 +703,8 @@ def report(
     from attnviz.views.report import ReportOptions, write_report
 
     result = write_report(run, ReportOptions(output=output, every=every, layers=tuple(layer or ()),
-                                             samples=samples, cmap=cmap, max_mb=max_mb))
+                                             samples=samples, cmap=cmap, max_mb=max_mb,
+                                             tokens=tokens))
     if json_output:
         print(json.dumps({
             "path": str(result.path), "bytes": result.size_bytes,

@@ -33,6 +33,7 @@ from attnviz.analysis.score import (
     parse_head,
     parse_query,
 )
+from attnviz.analysis.tokens import given_labels, load_tokens, position_labels
 from attnviz.errors import AttnvizError
 from attnviz.store.arrays import UNREADABLE, check_numeric, load_untrusted
 from attnviz.store.files import atomic_path, check_output_file
@@ -58,6 +59,7 @@ class InspectOptions:
     query: str | None = None  # self-attention: a query index, "last" or "mean"
     samples: int | None = None  # heatmap rows
     rollout: bool = False  # one view: attention followed through every self-attention layer
+    tokens: Path | None = None  # --tokens FILE.json: labels of the positions
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Inspection:
     views: list[View]
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # (n, L) bool, probe only
     samples: int = DEFAULT_SAMPLES  # heatmap rows to show
+    tokens: list[list[str]] | None = None  # labels of each sample's positions (tokens.py)
 
     def to_json(self) -> dict:
         shown = min(self.samples, self.views[0].rows.shape[0]) if self.views else 0
@@ -98,6 +101,7 @@ class Inspection:
             "kind": self.kind,
             **self.facts,
             "masks": {name: mask[:shown].astype(int).tolist() for name, mask in self.masks.items()},
+            "tokens": None if self.tokens is None else self.tokens[:shown],
             "views": [_view_json(view, shown) for view in self.views],
         }
 
@@ -314,7 +318,20 @@ def inspect_run(run: Run, options: InspectOptions) -> Inspection:
         views.append(view_of(name, run.attention_at(point, name), options, run.masks_for(name),
                              run.layer(name)["class"], run.probe.x))
     masks = run.masks_for(names[0])
-    return Inspection("run", run_facts(run, point), views, masks, samples_shown(options))
+    return Inspection("run", run_facts(run, point), views, masks, samples_shown(options),
+                      position_labels(run, options.tokens))
+
+
+def input_labels(path: Path | None, x, views: list[View]) -> list[list[str]] | None:
+    """Labels of the positions of inputs `x`: --tokens `path`, else their token ids."""
+    if not views:
+        return None
+    n = views[0].rows.shape[0]
+    if path is not None:
+        return given_labels(load_tokens(path), x, n, [view.rows.shape[-1] for view in views],
+                            f"--tokens {path}")
+    ids = structural.probe_tokens(x)
+    return None if ids is None else [[str(token) for token in row] for row in ids[:n].tolist()]
 
 
 def chosen_point(run: Run, options: InspectOptions) -> int:

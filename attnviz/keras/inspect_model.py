@@ -16,12 +16,14 @@ from attnviz.analysis.inspection import (
     Inspection,
     InspectOptions,
     checkpoint_epoch,
+    input_labels,
     is_model_file,
     load_input,
     run_facts,
     samples_shown,
     view_of,
 )
+from attnviz.analysis.tokens import position_labels
 from attnviz.errors import AttnvizError
 from attnviz.keras.capture import CallInfo, capture, resolve_layers
 from attnviz.keras.loading import (
@@ -71,8 +73,9 @@ def list_calls(path: Path, options: InspectOptions) -> tuple[list[CallInfo], str
 def inspect_model(path: Path, options: InspectOptions) -> Inspection:
     """Read the attention of every captured call (or of --layer) of a .keras model."""
     check_model_file(path)
-    if options.epoch is not None or options.checkpoint is not None:
-        raise AttnvizError("--epoch and --checkpoint apply to run directories, not model files")
+    if options.epoch is not None or options.step is not None or options.checkpoint is not None:
+        raise AttnvizError("--epoch, --step and --checkpoint apply to run directories, not "
+                           "model files")
     if options.input is None:
         raise AttnvizError(f"{path}: give --input X.npy (.npz, .csv) to read attention on it, "
                            "or --list to see the attention calls it computes")
@@ -89,14 +92,15 @@ def inspect_model(path: Path, options: InspectOptions) -> Inspection:
         "seconds": {"load": round(loaded - started, 4),
                     "extract": round(time.perf_counter() - loaded, 4)},
     }
-    return Inspection("model", facts, views, {}, samples_shown(options))
+    return Inspection("model", facts, views, {}, samples_shown(options),
+                      input_labels(options.tokens, _numpy_inputs(inputs), views))
 
 
 def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
     """Recompute the attention of a run's checkpoint on --input (default: the probe batch)."""
-    if options.epoch is not None:
-        raise AttnvizError("--epoch picks recorded attention and --checkpoint recomputes it: "
-                           "give one of them")
+    if options.epoch is not None or options.step is not None:
+        raise AttnvizError("--epoch and --step pick recorded attention and --checkpoint "
+                           "recomputes it: give one of them")
     epoch = checkpoint_epoch(run, options.checkpoint)
     if options.input is None:
         x, source = run.probe.x, "probe batch"
@@ -120,7 +124,9 @@ def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
         "seconds": {"load": round(loaded - started, 4),
                     "extract": round(time.perf_counter() - loaded, 4)},
     }
-    return Inspection("checkpoint", facts, views, masks, samples_shown(options))
+    labels = (position_labels(run, options.tokens) if options.input is None
+              else input_labels(options.tokens, _numpy_inputs(inputs), views))
+    return Inspection("checkpoint", facts, views, masks, samples_shown(options), labels)
 
 
 def _numpy_inputs(inputs):

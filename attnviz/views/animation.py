@@ -16,6 +16,7 @@ from attnviz.analysis.score import (
     parse_head,
     parse_query,
 )
+from attnviz.analysis.tokens import position_labels
 from attnviz.errors import AttnvizError
 from attnviz.store.files import check_output_file, check_writable_dir
 from attnviz.store.layers import TEMPORAL
@@ -33,6 +34,9 @@ from attnviz.views.frames import FrameData, render_frames
 from attnviz.views.head_grid import HeadsFrame, render_heads
 
 ALL_HEADS = "all"  # --head all: every head of the layer as a grid per frame
+
+
+NO_MASK = "no mask"  # the empty row under the attention of a run recorded without masks
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class AnimateOptions:
     vmax: str = "1"  # the value drawn in the top colour: a number, or "auto" (run maximum)
     frames_dir: Path | None = None  # also write one PNG per frame here
     layer: str | None = None  # a recorded layer (name or glob); None: the run's first
+    tokens: Path | None = None  # --tokens FILE.json: labels of the positions
 
 
 @dataclass(frozen=True)
@@ -88,12 +93,12 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
         vmax = fixed_vmax or max(float(frame.maps.max()) for frame in frames) or 1.0
         pictures = render_heads(frames, options.scale, vmax)
     else:
-        frames, mask, mask_name = collect_frames(run, options)
+        frames, mask, mask_name, positions = collect_frames(run, options)
         if options.frames_dir is not None:
             _prepare_frames_dir(Path(options.frames_dir))
         # 'auto': the largest attention value of the whole run, so frames share one scale
         vmax = fixed_vmax or max(float(frame.rows.max()) for frame in frames) or 1.0
-        pictures = render_frames(frames, mask, options.scale or 16, vmax, mask_name)
+        pictures = render_frames(frames, mask, options.scale or 16, vmax, mask_name, positions)
     palette = palette_for(lut)
     try:
         if output.suffix.lower() == ".mp4":
@@ -117,13 +122,15 @@ def animate(run_dir: Path, options: AnimateOptions) -> Animation:
 
 def collect_frames(
     run: Run, options: AnimateOptions
-) -> tuple[list[FrameData], np.ndarray, str]:
-    """The frames' data from a run, and the mask (n, L) shown under them with its name."""
+) -> tuple[list[FrameData], np.ndarray, str, list[str] | None]:
+    """The frames' data from a run, the mask (n, L) shown under them with its name, and the
+    tokens that name the positions when every sample shown has the same ones (else the
+    first sample's tokens are a header line)."""
     info = run.layer(options.layer)
     layer, keys = info["name"], info["shape"][-1]
     mask_name = options.mask or run.main_mask
     if mask_name is None:  # a run recorded without masks: an empty row
-        mask, mask_name = np.zeros((run.header["probe"]["size"], keys), bool), "no mask"
+        mask, mask_name = np.zeros((run.header["probe"]["size"], keys), bool), NO_MASK
     else:
         mask = run.mask(mask_name)
         if mask.shape[-1] != keys:
@@ -133,6 +140,7 @@ def collect_frames(
     samples = resolve_samples(options.samples, mask.shape[0])
     head, query = _resolve_reduction(run, layer, options.head, options.query)
     shown = view_line(run, info, head, query)
+    positions, tokens_line = _shown_tokens(run, options, keys, samples)
     losses = run.point_losses()
     attributed = set(run.attribution_epochs)
     frames = []
@@ -141,10 +149,12 @@ def collect_frames(
         loss = losses.get(point)
         header = [
             f"{run.point_title(point)}   loss " + ("-" if loss is None else f"{loss:.4g}"),
-            f"mass on {mask_name} {mass(rows, mask):.3f}",
+            *([f"mass on {mask_name} {mass(rows, mask):.3f}"] if mask_name != NO_MASK else []),
         ]
         if shown:
             header.insert(0, shown)
+        if tokens_line:
+            header.append(tokens_line)
         if attributed:
             header.append("left: attention   right: |attribution| / its row maximum")
         attribution = None
@@ -153,7 +163,38 @@ def collect_frames(
             attribution = _normalise_rows(np.abs(run.attribution(epoch))[:samples])
         frames.append(FrameData(epoch=point, rows=rows[:samples], attribution=attribution,
                                 header=tuple(header)))
-    return frames, mask[:samples], mask_name
+    return frames, mask[:samples], mask_name, positions
+
+
+TOKEN_CHARS = 8  # a token under a column: at most this many characters
+TOKENS_LINE_CHARS = 100  # a header line of one sample's tokens: at most this many
+
+
+def drawable(label: str, width: int = TOKEN_CHARS) -> str:
+    """A token as the frames' bitmap font can draw it: printable ASCII (others escaped),
+    at most `width` characters ('..' ending a shortened one)."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                    for c in label).encode("ascii", "backslashreplace").decode("ascii")
+    return shown if len(shown) <= width else shown[:max(width - 2, 1)] + ".."
+
+
+def _shown_tokens(run: Run, options: AnimateOptions, keys: int,
+                  samples: int) -> tuple[list[str] | None, str | None]:
+    """Tokens under the columns (every shown sample has the same), or a header line with the
+    first sample's; (None, None) when the run has no tokens over these keys."""
+    labels = position_labels(run, options.tokens)
+    if labels is None or len(labels[0]) != keys:
+        return None, None
+    rows = labels[:samples]
+    if all(row == rows[0] for row in rows):
+        return [drawable(label) for label in rows[0]], None
+    return None, tokens_line("sample 0", rows[0])
+
+
+def tokens_line(name: str, labels: list[str]) -> str:
+    """'sample 0: the cat sat ...', within TOKENS_LINE_CHARS."""
+    return drawable(f"{name}: " + " ".join(drawable(label) for label in labels),
+                    TOKENS_LINE_CHARS)
 
 
 def collect_heads(run: Run, options: AnimateOptions) -> list[HeadsFrame]:
@@ -177,12 +218,15 @@ def collect_heads(run: Run, options: AnimateOptions) -> list[HeadsFrame]:
                         else f"all {heads} heads", f"sample {options.sample}",
                         f"queries (rows) x keys (columns), {queries} x {keys}"])
     losses = run.point_losses()
+    labels = position_labels(run, options.tokens)
+    extra = () if labels is None or len(labels[0]) != keys else (
+        tokens_line(f"sample {options.sample}", labels[options.sample]),)
     frames = []
     for point, attention in run.iter_points(keep_every(run, options.every), info["name"]):
         loss = losses.get(point)
         frames.append(HeadsFrame(epoch=point, maps=attention[options.sample], header=(
             shown, f"{run.point_title(point)}   loss " + ("-" if loss is None
-                                                          else f"{loss:.4g}"))))
+                                                          else f"{loss:.4g}"), *extra)))
     return frames
 
 

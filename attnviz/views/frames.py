@@ -133,7 +133,8 @@ class FrameRenderer:
     """Turns FrameData into palette-index frames; the parts that never change are drawn once."""
 
     def __init__(self, mask: np.ndarray, headers: Sequence[Sequence[str]], scale: int,
-                 vmax: float, panel: bool, mask_name: str = "mask"):
+                 vmax: float, panel: bool, mask_name: str = "mask",
+                 names: Sequence[str] | None = None):
 
         # the bitmap font: ten times faster to draw than FreeType, and two-tone, so palette-safe
         self.font = bitmap_font()
@@ -141,6 +142,9 @@ class FrameRenderer:
         lines = max(len(header) for header in headers)
         samples, positions = mask.shape
         self.bar_labels = [f"{vmax:.3g}", f"{vmax / 2:.3g}", "0"]  # top, middle, bottom
+        # what names each position under the columns: its index, or its token
+        self.positions = list(names) if names is not None else [
+            str(p) for p in range(mask.shape[1])]
         self.layout = layout = Layout(
             samples=samples, positions=positions, scale=scale, panel=panel,
             header=lines * HEADER_LINE_PX + 2 * HEADER_PAD_PX,
@@ -180,12 +184,12 @@ class FrameRenderer:
         label(right, layout.mask_top + layout.samples * scale / 2, mask_name)
         numbers_centre = layout.ticks_top + TICK_PX + HEADER_LINE_PX / 2 + 1
         label(right, numbers_centre, AXIS_NAME)
-        step = label_step(scale, self._widest([str(layout.positions - 1)]) + LABEL_PAD_PX)
+        step = label_step(scale, self._widest(self.positions) + LABEL_PAD_PX)
         for left in layout.columns:
             for position in range(0, layout.positions, step):
                 centre = left + position * scale + scale // 2
                 template[layout.ticks_top : layout.ticks_top + TICK_PX, centre] = SEPARATOR
-                label(centre, numbers_centre, str(position), centred=True)
+                label(centre, numbers_centre, self.positions[position], centred=True)
         # the colour bar beside the attention rows: vmax at the top, 0 at the bottom
         height = layout.samples * scale
         levels = np.rint(np.linspace(CMAP_LEVELS - 1, 0, height)).astype(np.uint8)
@@ -242,17 +246,20 @@ def header_strip(font, width: int, height: int, lines: Sequence[str]) -> np.ndar
 
 
 def render_frames(frames: Sequence[FrameData], mask: np.ndarray, scale: int = 16,
-                  vmax: float = 1.0, mask_name: str = "mask") -> list[np.ndarray]:
+                  vmax: float = 1.0, mask_name: str = "mask",
+                  positions: Sequence[str] | None = None) -> list[np.ndarray]:
     """Palette-index frames for `frames`, with `mask` (n, L) drawn under the attention and
-    labelled `mask_name`."""
-    renderer = frame_renderer(frames, mask, scale, vmax, mask_name)
+    labelled `mask_name`; `positions` names the columns (default: their indices)."""
+    renderer = frame_renderer(frames, mask, scale, vmax, mask_name, positions)
     return [renderer.render(frame) for frame in frames]
 
 
 def frame_renderer(frames: Sequence[FrameData], mask: np.ndarray, scale: int = 16,
-                   vmax: float = 1.0, mask_name: str = "mask") -> FrameRenderer:
+                   vmax: float = 1.0, mask_name: str = "mask",
+                   positions: Sequence[str] | None = None) -> FrameRenderer:
     """The renderer (and so the layout) of `frames`."""
     if not frames:
         raise AttnvizError("no frames to render: the run has no recorded attention")
     panel = any(frame.attribution is not None for frame in frames)
-    return FrameRenderer(mask, [frame.header for frame in frames], scale, vmax, panel, mask_name)
+    return FrameRenderer(mask, [frame.header for frame in frames], scale, vmax, panel, mask_name,
+                         positions)

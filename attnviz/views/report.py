@@ -45,6 +45,7 @@ from attnviz import __version__
 from attnviz.analysis import structural
 from attnviz.analysis.heads import STATISTICS, label_rows
 from attnviz.analysis.score import METRICS, score_stream
+from attnviz.analysis.tokens import position_labels
 from attnviz.errors import AttnvizError, RunFormatError
 from attnviz.store import quant
 from attnviz.store.files import atomic_path, check_output_file
@@ -71,6 +72,7 @@ class ReportOptions:
     samples: int | None = None  # the first N probe samples; None: all
     cmap: str = "hot"  # a matplotlib colour map name
     max_mb: float = 25.0  # past this, a compact page; refuse one larger still
+    tokens: Path | None = None  # --tokens FILE.json: labels of the positions
 
 
 @dataclass(frozen=True)
@@ -136,16 +138,6 @@ def _layers(run: Run) -> list[Layer]:
                   tuple(layer["shape"])) for layer in run.layers]
 
 
-def _tokens(run: Run) -> list[list[str]] | None:
-    """(n, L) labels of the probe's tokens: the ids of a model that reads token ids."""
-    x = run.probe.x
-    if isinstance(x, dict):
-        x = x.get("token_ids")
-    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype.kind not in "iu":
-        return None
-    return [[str(token) for token in row] for row in x.tolist()]
-
-
 # ---- building -----------------------------------------------------------------------------
 
 
@@ -163,7 +155,8 @@ def write_report(run_dir: Path, options: ReportOptions) -> Report:
     masks = _masks(run, layers, samples)
     maps = plan_maps(len(epochs), layers, samples, len(masks), options.max_mb * 1e6)
     budget = estimate_bytes(len(epochs), layers, samples, len(masks), maps)
-    data = report_data(run, epochs, layers, samples, masks, lut, maps)
+    data = report_data(run, epochs, layers, samples, masks, lut, maps,
+                       position_labels(run, options.tokens))
     page = render_html(data)
     with atomic_path(output, suffix=".html", make_folder=True) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -228,7 +221,8 @@ def plan_maps(epochs: int, layers: list[Layer], samples: int, masks: int,
 
 def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
                 masks: dict[str, np.ndarray], lut: np.ndarray,
-                maps: MapPlan | None = None) -> dict:
+                maps: MapPlan | None = None,
+                tokens: list[list[str]] | None = None) -> dict:
     """Everything the page shows, JSON-ready; `masks` as `_masks` gives them. Scores and
     statistics are of every sample; a compact page's maps, masks and probe rows are of the
     samples it holds maps of."""
@@ -239,7 +233,7 @@ def report_data(run: Run, epochs: list[int], layers: list[Layer], samples: int,
     x = probe.x
     inputs = (x[:samples, :, 0] if isinstance(x, np.ndarray) and x.ndim == 3
               and x.shape[-1] == 1 else None)  # (n, L)
-    tokens = _tokens(run)
+    tokens = position_labels(run) if tokens is None else tokens
     return {
         "title": str(run.root),
         "attnviz_version": __version__,

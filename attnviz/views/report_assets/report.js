@@ -93,6 +93,10 @@
   }
 
   // attnviz.views.frames.label_step; tests/test_report_browser.py runs both on the same cases
+  function shortToken(token) {
+    return token.length > 8 ? token.slice(0, 7) + "\u2026" : token;
+  }
+
   function labelStep(cellPx, labelPx) {
     for (const magnitude of [1, 10, 100, 1000, 10000, 100000]) {
       for (const step of [magnitude, 2 * magnitude, 5 * magnitude]) {
@@ -373,7 +377,7 @@
     if (i >= 0 && i < box.n) {
       const lines = ["sample " + i + " · position " + k,
                      "attention " + format(box.rows[i * box.keys + k], 4)];
-      if (DATA.tokens) lines.push("token " + DATA.tokens[i][k]);
+      if (DATA.tokens && DATA.tokens[i].length === box.keys) lines.push("token " + DATA.tokens[i][k]);
       if (DATA.inputs) lines.push("input " + format(DATA.inputs[i][k], 4));
       if (DATA.targets) lines.push("target of sample " + i + ": " + format(DATA.targets[i], 4));
       return showTooltip(event, lines);
@@ -402,7 +406,10 @@
     const canvas = $("qk");
     const Q = spec.queries, K = spec.keys, top = vmax(spec);
     const map = queryMap(state.layer, state.epoch, state.head, state.sample);
-    const left = 44, gridTop = 8;
+    // tokens name the positions where they cover them (shortened: the tooltip has them whole)
+    const tokens = DATA.tokens && DATA.tokens[state.sample].length === K && Q === K
+      ? DATA.tokens[state.sample].map(shortToken) : null;
+    const left = tokens ? 64 : 44, gridTop = 8;
     const cell = Math.max(2, Math.min(18, Math.floor((availableWidth(canvas) - left - 80) / K)));
     const height = gridTop + Q * cell + 40;
     const ctx = setupCanvas(canvas, left + K * cell + 80, height);
@@ -417,8 +424,7 @@
       ctx.lineWidth = 1;
     }
     ctx.fillStyle = FIGURE.text;
-    const tokens = DATA.tokens ? DATA.tokens[state.sample] : null;
-    const qStep = labelStep(cell, 14), kStep = labelStep(cell, 24);
+    const qStep = labelStep(cell, 14), kStep = labelStep(cell, tokens ? 56 : 24);
     ctx.textAlign = "right";
     for (let q = 0; q < Q; q += qStep) {
       ctx.fillText(tokens ? tokens[q] : String(q), left - 4, gridTop + (q + 0.5) * cell);
@@ -449,8 +455,13 @@
     const at = queryAt(event);
     if (!at) return hideTooltip();
     const [q, k] = at;
-    showTooltip(event, ["query " + q + " → key " + k,
-                        "attention " + format(queryBoxes.map[q * queryBoxes.K + k], 4)]);
+    const lines = ["query " + q + " → key " + k,
+                   "attention " + format(queryBoxes.map[q * queryBoxes.K + k], 4)];
+    const tokens = DATA.tokens ? DATA.tokens[state.sample] : null;
+    if (tokens && tokens.length === queryBoxes.K && queryBoxes.Q === queryBoxes.K) {
+      lines.push("tokens " + tokens[q] + " → " + tokens[k]);
+    }
+    showTooltip(event, lines);
   });
   $("qk").addEventListener("mouseleave", hideTooltip);
   $("qk").addEventListener("click", (event) => {
@@ -915,7 +926,7 @@
       ["task", task ? task.name : "none"],
       ["what it asks", task ? task.description : null],
       ["epochs", run.epochs_done + " trained of " + run.epochs_planned + "; " +
-        DATA.epochs.length + " recorded epochs shown"],
+        DATA.epochs.length + " recorded " + AXIS + "s shown"],
       ["probe batch", DATA.maps.probe_samples + " samples"],
       ["maps", DATA.maps.said],
       ["layers", DATA.layers.map((spec) => spec.name + " (" + spec.kind + ", " +
