@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -205,13 +206,13 @@ def payload_run(root: Path, base: Run) -> Run:
     return Run.open(root)
 
 
-def test_names_from_a_run_or_a_model_are_text_never_markup(open_page, tmp_path, monkeypatch):
+def test_names_from_a_run_or_a_model_are_text_never_markup(open_page, tmp_path):
     base = make_synthetic_run(tmp_path / "base", attention="self", heads=2, epochs=2)
     run = payload_run(tmp_path / PAYLOADS[1], base)  # the run's path is a payload too
-    # token labels, as runs of models that read token ids hold
-    monkeypatch.setattr(report, "_tokens", lambda run: [[PAYLOADS[k % 2] for k in range(20)]
-                                                         for _ in range(10)])
-    page = open_page(write(run, tmp_path / "report.html"))
+    # token labels (--tokens FILE.json), shown on the axes and in tooltips
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps([[PAYLOADS[k % 2] for k in range(20)] for _ in range(10)]))
+    page = open_page(write(run, tmp_path / "report.html", tokens=tokens))
     body = page.page.inner_text("body")
     for payload in PAYLOADS:
         assert f"mask {payload}" in body  # the curves' legend
@@ -222,8 +223,9 @@ def test_names_from_a_run_or_a_model_are_text_never_markup(open_page, tmp_path, 
     assert page.page.evaluate("document.querySelectorAll('img, iframe').length") == 0
     assert page.page.evaluate("document.scripts.length") == 2  # the data and the viewer
     assert page.page.locator(f"#grid th:text-is('{PAYLOADS[0]}')").count() == 1  # the layer
-    page.page.locator("#qk").hover(position={"x": 44 + 2, "y": 8 + 2})
+    page.page.locator("#qk").hover(position={"x": 64 + 2, "y": 8 + 2})  # tokens: 64 px left
     assert "query 0 → key 0" in page.text("#tooltip")
+    assert f"tokens {PAYLOADS[0]} → {PAYLOADS[0]}" in page.text("#tooltip")
     heatmap = page.page.locator("#heatmap")
     heatmap.hover(position={"x": heatmap.bounding_box()["width"] / 2, "y": 12})
     assert "token " in page.text("#tooltip")
