@@ -294,12 +294,12 @@ def test_frames_say_which_layer_head_and_query_they_show(tmp_path):
     from attnviz.views.animation import AnimateOptions, collect_frames
 
     run = many_heads_run(tmp_path / "bert")
-    frames, _, _ = collect_frames(run, AnimateOptions(layer="*layer_3/*", head="5"))
+    frames, *_ = collect_frames(run, AnimateOptions(layer="*layer_3/*", head="5"))
     assert frames[0].header[0] == ("layer transformer_layer_3/self_attention/attention_softmax"
                                    " · head 5 of 12 · query 15 (last)")
-    frames, _, _ = collect_frames(run, AnimateOptions(layer="*layer_0/*", query="mean"))
+    frames, *_ = collect_frames(run, AnimateOptions(layer="*layer_0/*", query="mean"))
     assert frames[0].header[0].endswith("mean of 12 heads · mean of queries")
-    founding, _, _ = collect_frames(make_synthetic_run(tmp_path / "luong"), AnimateOptions())
+    founding, *_ = collect_frames(make_synthetic_run(tmp_path / "luong"), AnimateOptions())
     assert founding[0].header[0].startswith("epoch 0/")
 
 

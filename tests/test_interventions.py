@@ -44,6 +44,15 @@ def test_a_mask_outside_the_support_is_cut_and_a_missed_row_kept():
     assert np.array_equal(missed[0], PADDED[0]) and kept == 1
 
 
+def test_a_mask_per_query_moves_each_querys_row_and_keeps_the_rows_it_misses():
+    learned = np.full((1, 2, 3, 3), 1 / 3, np.float32)  # two heads, three queries
+    prev = np.array([[[0, 0, 0], [1, 0, 0], [0, 1, 0]]], bool)  # query 0 has no previous key
+    replaced, kept = interventions.on_mask(learned, prev)
+    for head in range(2):
+        assert np.allclose(replaced[0, head], [[1 / 3] * 3, [1, 0, 0], [0, 1, 0]])
+    assert kept == 1  # the sample kept query 0's learned row
+
+
 def test_permutations_shuffle_within_the_support_per_row():
     rng = np.random.default_rng(0)
     rows = rng.dirichlet(np.ones(6), size=(50, 2, 3)).astype(np.float32)  # (n, H, Lq, Lk)
@@ -156,7 +165,9 @@ def test_self_attention_interventions_replace_every_head(tmp_path):
     assert setup["shape"] == [2, 10, 10] and setup["replaced"] == "every head and every query row"
     names = [entry["name"] for entry in report["interventions"]]
     assert names == ["learned", "uniform", "permuted", "mask:delimiter", "mask:prefix",
-                     "argmax", "adversarial"]
+                     "mask:prev", "mask:self", "mask:first", "argmax", "adversarial"]
+    built_in = [entry for entry in report["interventions"] if entry.get("built_in")]
+    assert [entry["name"] for entry in built_in] == ["mask:prev", "mask:self", "mask:first"]
     _, model = load_checkpoint(run, None)
     heldout = task_data(run.config, HELDOUT_STREAM, 64)
     compiled = keras.saving.load_model(run.checkpoint_path())
@@ -284,6 +295,8 @@ def test_a_token_model_gets_interventions_and_no_attribution(tmp_path, fresh_nam
     assert report["integrated_gradients"] is None and report["faithfulness"] is None
     assert report["baselines"]["loss"] == "sparse_categorical_crossentropy"
     assert report["intervention_setup"]["replaced"] == "every head and every query row"
+    names = [entry["name"] for entry in report["interventions"]]
+    assert {"mask:prev", "mask:self", "mask:first", "mask:induction"} <= set(names)
     learned = report["interventions"][0]["loss"]
     evaluated = model.evaluate(x[192:], y[192:], verbose=0)[0]  # the model as saved last
     assert learned == pytest.approx(evaluated, rel=1e-4)

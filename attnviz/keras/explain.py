@@ -33,6 +33,7 @@ import numpy as np
 import attnviz.keras.capture as capture
 import attnviz.keras.interventions as interventions
 import attnviz.keras.models  # noqa: F401  (registers the layers the built-in tasks' checkpoints hold)
+from attnviz.analysis import structural
 from attnviz.analysis.score import attention_rows
 from attnviz.analysis.tasks import get_task
 from attnviz.analysis.verdict import MSE_NAMES, NOISE_FLOOR
@@ -250,6 +251,39 @@ def heldout_samples(run: Run, model, options: ExplainOptions, layer: dict,
         what = what[:-1] + "; it holds no x_val, so x and y are taken as held out)"
     return Samples(prepare_inputs(model, slice_samples(x, 0, n), f"{name} {key}", "--data"),
                    np.asarray(y[:n]), masks, what)
+
+
+BUILT_IN = ("prev", "self", "first", "induction")  # self-attention's built-in interventions
+
+
+def builtin_masks(x, learned: np.ndarray) -> dict[str, np.ndarray]:
+    """Self-attention (weights (n, [H,] L, L)): the built-in masks (attnviz.analysis.
+    structural) of the samples `x` an intervention moves attention onto, per query;
+    induction only where `x` holds token ids. Temporal attention: none."""
+    if learned.ndim < 3 or learned.shape[-1] != learned.shape[-2]:
+        return {}
+    n, length = len(learned), learned.shape[-1]
+    tokens = structural.probe_tokens(_as_numpy(x))
+    padding = structural.probe_padding(_as_numpy(x))
+    if tokens is not None and tokens.shape != (n, length):
+        tokens = None
+    if padding is not None and padding.shape != (n, length):
+        padding = None
+    names = [name for name in BUILT_IN if name != "induction" or tokens is not None]
+    masks = {}
+    for name in names:
+        mask = structural.structural_mask(name, n, length, length, tokens, padding)
+        if mask.any():
+            masks[name] = mask
+    return masks
+
+
+def _as_numpy(x):
+    if isinstance(x, dict):
+        return {key: np.asarray(value) for key, value in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(value) for value in x]
+    return np.asarray(x)
 
 
 def attribution_refused(x, keys: int) -> str | None:
@@ -516,6 +550,9 @@ def measure_interventions(intervener: interventions.Intervener, heldout: Samples
     for name, mask in heldout.masks.items():
         replaced, kept = interventions.on_mask(learned, mask)
         found.append(entry(f"mask:{name}", replaced, kept=kept))
+    for name, mask in builtin_masks(heldout.x, learned).items():
+        replaced, kept = interventions.on_mask(learned, mask)
+        found.append(entry(f"mask:{name}", replaced, kept=kept, built_in=True))
     found.append(entry("argmax", interventions.argmax(learned)))
     if options.adversarial_steps:
         found.append(_adversarial(intervener, x, y, learned, outputs, loss, options, rng))

@@ -7,7 +7,9 @@ call replaced, read and replaced through `attnviz.keras.capture`.
     permuted      each row's weights shuffled among its support, anew for every sample and
                   draw (Jain & Wallace 2019)
     mask:NAME     each row uniform over the mask's positions within its support (all of it on
-                  a one-position mask)
+                  a one-position mask); of self-attention, also the built-in masks prev,
+                  self and first (and induction on token ids), each query's row its own:
+                  "what if this layer attended only to the previous token?"
     argmax        all of each row on the learned row's largest weight
     adversarial   the attention farthest from the learned one (largest Jensen-Shannon
                   divergence) whose predictions stay within a tolerance of the learned
@@ -102,8 +104,10 @@ def compiled_loss(model) -> Loss | None:
 
 
 def _rows_mask(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """A (n, Lk) mask broadcast to every row of (n, ..., Lk) weights."""
-    return mask.reshape(len(mask), *([1] * (weights.ndim - 2)), mask.shape[-1]).astype(bool)
+    """A (n, Lk) mask broadcast to every row of (n, ..., Lk) weights; a mask per query,
+    (n, Lq, Lk), to every head's (n, ..., Lq, Lk)."""
+    lead = weights.ndim - mask.ndim
+    return mask.reshape(len(mask), *([1] * lead), *mask.shape[1:]).astype(bool)
 
 
 def _normalised(chosen: np.ndarray) -> np.ndarray:
@@ -118,8 +122,8 @@ def uniform(learned: np.ndarray) -> np.ndarray:
 
 
 def on_mask(learned: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each row uniform over the mask's positions within its support; samples whose rows the
-    mask misses keep their learned weights. Returns the weights and how many samples kept."""
+    """Each row uniform over the mask's positions within its support; rows the mask misses
+    keep their learned weights. Returns the weights and how many samples kept some row."""
     chosen = (learned > 0) & _rows_mask(mask, learned)
     replaced = _normalised(chosen)
     missed = ~chosen.any(axis=-1, keepdims=True) & (learned > 0).any(axis=-1, keepdims=True)

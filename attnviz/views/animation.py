@@ -15,6 +15,7 @@ from attnviz.analysis.score import (
     mass,
     parse_head,
     parse_query,
+    run_masks,
 )
 from attnviz.analysis.tokens import position_labels
 from attnviz.errors import AttnvizError
@@ -128,17 +129,19 @@ def collect_frames(
     first sample's tokens are a header line)."""
     info = run.layer(options.layer)
     layer, keys = info["name"], info["shape"][-1]
+    head, query = _resolve_reduction(run, layer, options.head, options.query)
     mask_name = options.mask or run.main_mask
     if mask_name is None:  # a run recorded without masks: an empty row
         mask, mask_name = np.zeros((run.header["probe"]["size"], keys), bool), NO_MASK
-    else:
+    elif mask_name in run.mask_names:
         mask = run.mask(mask_name)
         if mask.shape[-1] != keys:
             raise AttnvizError(f"mask {mask_name} covers {mask.shape[-1]} positions and layer "
                                f"{layer} attends over {keys}: pick another --mask or --layer")
+    else:  # a built-in mask (prev, first, induction, token:ID ...), or a name refused
+        mask = query_row(run_masks(run, info, [mask_name])[mask_name], mask_name, query)
     epochs = keep_every(run, options.every)
     samples = resolve_samples(options.samples, mask.shape[0])
-    head, query = _resolve_reduction(run, layer, options.head, options.query)
     shown = view_line(run, info, head, query)
     positions, tokens_line = _shown_tokens(run, options, keys, samples)
     losses = run.point_losses()
@@ -317,6 +320,21 @@ def view_line(run: Run, info: dict, head, query) -> str:
         parts.append("mean of queries" if query == "mean" else
                      f"query {queries - 1} (last)" if query == "last" else f"query {query}")
     return " · ".join(parts)
+
+
+def query_row(mask: np.ndarray, name: str, query) -> np.ndarray:
+    """A mask as the frames draw it, (n, keys): a mask per query gives the row of the query
+    the frames show (--query N or last)."""
+    if mask.ndim == 2:
+        return mask
+    queries = mask.shape[1]
+    if query == "mean":
+        raise AttnvizError(f"mask {name} marks keys per query: draw one query's row with "
+                           "--query N or last, not the mean of the queries")
+    index = queries - 1 if query == "last" else query
+    if not 0 <= index < queries:
+        raise AttnvizError(f"--query {query}: the layer has queries 0..{queries - 1}")
+    return mask[:, index, :]
 
 
 def _resolve_reduction(run: Run, layer: str, head: str | None, query: str | None) -> tuple:

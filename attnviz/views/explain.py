@@ -166,8 +166,9 @@ def _interventions_table(report: dict) -> TableData:
             loss += f" ± {entry['loss_spread']:.2g}"
             what = f"{_WHAT[name]}, {entry['draws']} draws"
         elif name.startswith("mask:"):
-            what = f"uniform over {name[5:]}" + (f" ({entry['kept']} kept)" if entry["kept"]
-                                                 else "")
+            what = (f"uniform over {name[5:]}" + (" (built in, per query)"
+                                                  if entry.get("built_in") else "")
+                    + (f" ({entry['kept']} kept)" if entry["kept"] else ""))
         elif name == "adversarial":
             what = (f"farthest within {entry['tolerance']:.2g} of the learned predictions: "
                     f"JSD >= {entry['very_different']:g} for {100 * entry['far']:.0f} % "
