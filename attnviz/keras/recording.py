@@ -148,11 +148,13 @@ class Recorder(keras.callbacks.Callback):
     def record_step(self, batch: int) -> None:
         """Record the probe after `batch` steps of this epoch, with the mean loss over the
         steps since the record before, and commit."""
+        started = time.perf_counter()
         steps = self._steps
         step = steps.start + batch
         mean = _running_loss(self.model)  # Keras' mean over this epoch's steps so far
         loss = steps.window_loss(mean, batch)
         self.run.save_step_attention(step, steps.epoch, self.probe_attention(), loss)
+        self.run.state["steps"][-1]["seconds"] = round(time.perf_counter() - started, 5)
         self.run.commit()
         steps.last, steps.batches, steps.mean = step, batch, mean
 
