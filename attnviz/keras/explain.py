@@ -48,7 +48,7 @@ from attnviz.keras.attribution import (
     predict,
 )
 from attnviz.keras.capture import BATCH_BYTES, batch_length, slice_samples
-from attnviz.keras.loading import load_model, prepare_inputs, run_code
+from attnviz.keras.loading import load_model, numpy_inputs, prepare_inputs, run_code
 from attnviz.store.run import Run
 
 HELDOUT_SAMPLES = 1000
@@ -263,8 +263,8 @@ def builtin_masks(x, learned: np.ndarray) -> dict[str, np.ndarray]:
     if learned.ndim < 3 or learned.shape[-1] != learned.shape[-2]:
         return {}
     n, length = len(learned), learned.shape[-1]
-    tokens = structural.probe_tokens(_as_numpy(x))
-    padding = structural.probe_padding(_as_numpy(x))
+    tokens = structural.probe_tokens(numpy_inputs(x))
+    padding = structural.probe_padding(numpy_inputs(x))
     if tokens is not None and tokens.shape != (n, length):
         tokens = None
     if padding is not None and padding.shape != (n, length):
@@ -276,14 +276,6 @@ def builtin_masks(x, learned: np.ndarray) -> dict[str, np.ndarray]:
         if mask.any():
             masks[name] = mask
     return masks
-
-
-def _as_numpy(x):
-    if isinstance(x, dict):
-        return {key: np.asarray(value) for key, value in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [np.asarray(value) for value in x]
-    return np.asarray(x)
 
 
 def attribution_refused(x, keys: int) -> str | None:

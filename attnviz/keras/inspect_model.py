@@ -10,8 +10,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import numpy as np
-
 from attnviz.analysis.inspection import (
     Inspection,
     InspectOptions,
@@ -32,6 +30,7 @@ from attnviz.keras.loading import (
     example_inputs,
     load_model,
     model_failures,
+    numpy_inputs,
     prepare_inputs,
     run_code,
 )
@@ -93,7 +92,7 @@ def inspect_model(path: Path, options: InspectOptions) -> Inspection:
                     "extract": round(time.perf_counter() - loaded, 4)},
     }
     return Inspection("model", facts, views, {}, samples_shown(options),
-                      input_labels(options.tokens, _numpy_inputs(inputs), views))
+                      input_labels(options.tokens, numpy_inputs(inputs), views))
 
 
 def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
@@ -125,17 +124,8 @@ def inspect_checkpoint(run: Run, options: InspectOptions) -> Inspection:
                     "extract": round(time.perf_counter() - loaded, 4)},
     }
     labels = (position_labels(run, options.tokens) if options.input is None
-              else input_labels(options.tokens, _numpy_inputs(inputs), views))
+              else input_labels(options.tokens, numpy_inputs(inputs), views))
     return Inspection("checkpoint", facts, views, masks, samples_shown(options), labels)
-
-
-def _numpy_inputs(inputs):
-    """The model's inputs as numpy (token ids and padding are read from them)."""
-    if isinstance(inputs, dict):
-        return {key: np.asarray(value) for key, value in inputs.items()}
-    if isinstance(inputs, (list, tuple)):
-        return [np.asarray(value) for value in inputs]
-    return np.asarray(inputs)
 
 
 def _views(model, inputs, options: InspectOptions, run: Run | None = None) -> list:
@@ -145,5 +135,5 @@ def _views(model, inputs, options: InspectOptions, run: Run | None = None) -> li
     captured = capture(model, inputs, layers=names, watch=watch)
     return [view_of(call.name, captured.weights[call.name], options,
                     run.masks_for(call.name) if run and call.name in run.layer_names else None,
-                    call.layer_class, _numpy_inputs(inputs))
+                    call.layer_class, numpy_inputs(inputs))
             for call in captured.calls]

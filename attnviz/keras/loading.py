@@ -242,6 +242,16 @@ def _structure(model):
     return "list" if specs and len(specs) > 1 else "one"
 
 
+def numpy_inputs(inputs):
+    """The model's inputs as numpy, in their structure (token ids and padding are read
+    from them)."""
+    if isinstance(inputs, dict):
+        return {key: np.asarray(value) for key, value in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return [np.asarray(value) for value in inputs]
+    return np.asarray(inputs)
+
+
 def prepare_inputs(model, data, source: str, flag: str = "--input"):
     """`data` (an array, or a dict of arrays from an .npz) as the model takes it, checked
     against its inputs' shapes and dtypes. A (n, L) array for an (n, L, 1) input gets the

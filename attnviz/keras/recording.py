@@ -147,7 +147,7 @@ class Recorder(keras.callbacks.Callback):
 
     def record_step(self, batch: int) -> None:
         """Record the probe after `batch` steps of this epoch, with the mean loss over the
-        steps since the record before, and commit."""
+        steps since the record before (listed in state.json by the epoch's commit)."""
         started = time.perf_counter()
         steps = self._steps
         step = steps.start + batch
@@ -155,7 +155,9 @@ class Recorder(keras.callbacks.Callback):
         loss = steps.window_loss(mean, batch)
         self.run.save_step_attention(step, steps.epoch, self.probe_attention(), loss)
         self.run.state["steps"][-1]["seconds"] = round(time.perf_counter() - started, 5)
-        self.run.commit()
+        # committed with the epoch's end, not now: a fit stopped inside an epoch trains it
+        # again from its start, dropping what was recorded inside it, so a commit here would
+        # keep nothing more, and costs a state.json write (its fsync) per record
         steps.last, steps.batches, steps.mean = step, batch, mean
 
     def on_epoch_end(self, epoch, logs=None):
