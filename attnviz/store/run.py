@@ -27,7 +27,7 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -299,20 +299,24 @@ class Run:
     def resolve_epoch(self, spec: str | int | None, recorded: Iterable[int] | None = None) -> int:
         """Turn 'last', None or a number into a recorded epoch, or raise naming the choices."""
         recorded = sorted(self.state["attention_epochs"] if recorded is None else recorded)
+        return self._resolve(spec, recorded, "epoch", _ranges)
+
+    def _resolve(self, spec: str | int | None, recorded: list[int], unit: str,
+                 listed: Callable[[list[int]], str]) -> int:
+        """'last', None or a number into one of `recorded` (epochs or steps, `unit`), or
+        raise naming the choices as `listed` writes them."""
         if not recorded:
             raise AttnvizError(f"{self.root}: no attention recorded yet: train it first")
         if spec is None or spec == "last":
             return recorded[-1]
         try:
-            epoch = int(spec)
+            point = int(spec)
         except (TypeError, ValueError):
-            raise AttnvizError(f"--epoch {spec!r} is not a number or 'last'") from None
-        if epoch not in recorded:
-            raise AttnvizError(
-                f"epoch {epoch} was not recorded in {self.root}: recorded epochs are "
-                f"{_ranges(recorded)}"
-            )
-        return epoch
+            raise AttnvizError(f"--{unit} {spec!r} is not a number or 'last'") from None
+        if point not in recorded:
+            raise AttnvizError(f"{unit} {point} was not recorded in {self.root}: recorded "
+                               f"{unit}s are {listed(recorded)}")
+        return point
 
     def attention(self, epoch: int, layer: str | None = None) -> np.ndarray:
         """Probe attention of `layer` recorded after `epoch`, float32, checksum checked."""
@@ -424,19 +428,7 @@ class Run:
         the choices."""
         if self.axis == "epoch":
             return self.resolve_epoch(spec)
-        recorded = self.points
-        if not recorded:
-            raise AttnvizError(f"{self.root}: no attention recorded yet: train it first")
-        if spec is None or spec == "last":
-            return recorded[-1]
-        try:
-            step = int(spec)
-        except (TypeError, ValueError):
-            raise AttnvizError(f"--step {spec!r} is not a number or 'last'") from None
-        if step not in recorded:
-            raise AttnvizError(f"step {step} was not recorded in {self.root}: recorded steps "
-                               f"are {_few(recorded)}")
-        return step
+        return self._resolve(spec, self.points, "step", _few)
 
     def resolve_epoch_point(self, spec: str | int | None) -> int:
         """--epoch as a point on the run's axis: a recorded epoch, or on a run recorded by
