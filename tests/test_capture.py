@@ -2,7 +2,7 @@
 
 Each model is saved and loaded again as attnviz loads it, then captured; the reference is the
 layer's own `return_attention_scores=True` (or its softmax sublayer's output) on the same
-tensors, within 1e-5.
+tensors, within 1e-5. make test runs this file on both backends (KERAS_BACKEND=jax again).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras import layers, ops
 
 from attnviz.errors import AttnvizError
@@ -29,6 +28,15 @@ RNG = np.random.default_rng(0)
 X = RNG.uniform(0, 1, (5, L, 1)).astype(np.float32)
 TOKENS = RNG.integers(1, 40, (4, L)).astype(np.int32)
 TOLERANCE = 1e-5
+# the backend's own softmax and its module: tf.nn, or jax.nn on KERAS_BACKEND=jax
+if keras.backend.backend() == "jax":
+    import jax
+
+    NN = jax.nn
+else:
+    import tensorflow as tf
+
+    NN = tf.nn
 
 
 @pytest.fixture(autouse=True)
@@ -220,15 +228,19 @@ def test_subclassed_model_with_a_layer_called_twice_keeps_each_call():
 
 
 def test_softmax_op_over_a_middle_axis_is_stored_with_that_axis_last():
-    class TfSoftmax(layers.Layer):
-        def call(self, x):  # (B, L, 1): softmax over time with tf.nn
-            return tf.reduce_sum(x * tf.nn.softmax(x, axis=1), axis=1)
+    class BackendSoftmax(layers.Layer):
+        def call(self, x):  # (B, L, 1): softmax over time with tf.nn or jax.nn
+            return ops.sum(x * NN.softmax(x, axis=1), axis=1)
+
+        def compute_output_shape(self, shape):
+            return (shape[0], shape[2])
 
     inputs = keras.Input((L, 1))
-    model = keras.Model(inputs, TfSoftmax(name="pool")(inputs))
+    model = keras.Model(inputs, BackendSoftmax(name="pool")(inputs))
     weights = capture.capture(model, X).weights["pool"]
     assert weights.shape == (5, 1, 1, L)  # softmax axis moved last: (B, 1, L), one query
-    expected = np.moveaxis(tf.nn.softmax(X, axis=1).numpy(), 1, -1)  # (B, 1, L)
+    exp = np.exp(X - X.max(axis=1, keepdims=True))
+    expected = np.moveaxis(exp / exp.sum(axis=1, keepdims=True), 1, -1)  # (B, 1, L)
     assert np.abs(weights[:, 0] - expected).max() < TOLERANCE
 
 
@@ -283,7 +295,7 @@ def test_replace_swaps_the_weights_the_rest_of_the_pass_uses(tmp_path):
 def test_probe_traced_equals_eager_capture(tmp_path):
     model = build_model(tiny_config(units=8, seq_len=L, attention="self", heads=2))
     probe = capture.Probe(model)
-    traced = probe(tf.constant(X))
+    traced = probe(ops.convert_to_tensor(X))
     eager = capture.capture(model, X)
     assert [c.name for c in probe.calls] == [c.name for c in eager.calls] == ["attention"]
     assert np.abs(traced["attention"] - eager.weights["attention"]).max() < TOLERANCE
@@ -299,7 +311,7 @@ def test_interception_is_undone_even_when_the_model_raises():
     with pytest.raises(ValueError, match="broken on purpose"):
         capture.capture(model, X[..., 0])
     assert keras.layers.Layer.__call__ is capture._ORIGINAL_CALL
-    assert tf.nn.softmax is capture._ORIGINAL_SOFTMAX
+    assert NN.softmax is capture._ORIGINAL_SOFTMAX
     assert keras.layers.MultiHeadAttention._compute_attention is capture._ORIGINAL_MHA
 
 
@@ -350,7 +362,7 @@ def test_probe_numbers_each_call_of_a_layer_by_its_own_softmax():
     eager = capture.capture(model, x)
     assert [c.name for c in eager.calls] == ["att", "att#2"]
     probe = capture.Probe(model, ["att", "att#2"])
-    traced = probe(tf.constant(x))
+    traced = probe(ops.convert_to_tensor(x))
     assert [c.name for c in probe.calls] == ["att", "att#2"]
     for name in ("att", "att#2"):
         assert traced[name].shape == (4, L)  # a distribution over the L positions...
@@ -434,14 +446,14 @@ def test_a_partial_install_is_rolled_back(monkeypatch):
         def __setattr__(self, key, value):
             raise AttributeError("read-only")
 
-    monkeypatch.setattr(capture, "_softmax_aliases", lambda: [(tf.nn, "softmax"),
+    monkeypatch.setattr(capture, "_softmax_aliases", lambda: [(NN, "softmax"),
                                                               (Stubborn(), "softmax")])
-    monkeypatch.setattr(capture, "_aliases", [(tf.nn, "softmax"), (Stubborn(), "softmax")])
+    monkeypatch.setattr(capture, "_aliases", [(NN, "softmax"), (Stubborn(), "softmax")])
     with pytest.raises(AttributeError, match="read-only"):
         with capture.Interceptor():
             pass
     assert keras.layers.Layer.__call__ is capture._ORIGINAL_CALL
-    assert tf.nn.softmax is capture._ORIGINAL_SOFTMAX
+    assert NN.softmax is capture._ORIGINAL_SOFTMAX
     assert capture._installed == 0
 
 

@@ -112,9 +112,14 @@ def test_grouped_query_heads_fold_into_the_heads_axis(tmp_path, family, build, k
         vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
         max_sequence_length=L, bucket_size=4)),
 ])
-def test_llama_mistral_and_deberta(tmp_path, family, build):
+def test_llama_mistral_and_deberta(tmp_path, family, build, monkeypatch):
     model = reloaded(build(), tmp_path)
-    result = capture.capture(model, TEXT)
+    result = capture.capture(model, TEXT)  # on JAX, through jax.nn.dot_product_attention
+    for name in ("llama.llama_attention", "mistral.mistral_attention"):
+        # the reference: the layer's own softmax sublayer, on its unfused path (on JAX
+        # keras_hub calls keras.ops.dot_product_attention instead)
+        monkeypatch.setattr(f"keras_hub.src.models.{name}.fused_attention_op_available",
+                            lambda: False)
     reference = softmax_sublayer_outputs(model, TEXT, "_softmax")
     assert len(result.calls) == len(reference) == 1
     weights = result.weights[result.calls[0].name]

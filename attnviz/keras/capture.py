@@ -6,9 +6,11 @@ context manager that restores everything in `finally`):
     Layer.__call__       a stack of the layers being called, so every softmax knows whose
                          `call` computed it, and the outputs of Softmax / Activation("softmax")
                          layers (masked softmax included)
-    tf.nn.softmax        every softmax op, wherever it is called from: keras.ops.softmax,
-                         keras.activations.softmax and keras.ops.dot_product_attention all
-                         reach it on the TensorFlow backend (MultiHeadAttention's fast path too)
+    the backend's softmax  every softmax op, wherever it is called from (tf.nn.softmax on
+                         TensorFlow, jax.nn.softmax on JAX, attnviz.keras.backend.softmax):
+                         keras.ops.softmax, keras.activations.softmax and
+                         keras.ops.dot_product_attention all reach it (MultiHeadAttention's
+                         fast path too); the backend's own modules' calls are left alone
 
 What counts as attention:
 - a Softmax or Activation("softmax") layer, unless it produces an output of the model being
@@ -54,8 +56,9 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+import attnviz.keras.backend as backend
 from attnviz.errors import AttnvizError
 from attnviz.keras.internals import (
     compute_attention,
@@ -75,7 +78,7 @@ BATCH_BYTES = 64 << 20  # the memory one step of work may hold: captured weights
 MAX_BYTES = 2 << 30  # refuse to hold more captured weights than this in memory
 SURVEY = 2  # samples of the first pass, which sizes the others
 
-Replacement = Callable[[tf.Tensor], tf.Tensor]
+Replacement = Callable[[object], object]  # backend tensor -> backend tensor
 
 
 @dataclass(frozen=True)
@@ -96,24 +99,24 @@ class CallInfo:
 
 
 _ORIGINAL_CALL = keras.layers.Layer.__call__
-_ORIGINAL_SOFTMAX = tf.nn.softmax
+_ORIGINAL_SOFTMAX, _BACKEND_MODULES = backend.softmax()
 _ORIGINAL_MHA = compute_attention(keras.layers.MultiHeadAttention)
 _ORIGINAL_GQA = compute_attention(keras.layers.GroupQueryAttention)
 _LOCAL = threading.local()  # .capture: the Interceptor active on this thread
 _INSTALL_LOCK = threading.Lock()
 _installed = 0  # Interceptors active on all threads
-_aliases: list[tuple[object, str]] = []  # (module, attribute) holding tf.nn.softmax
+_aliases: list[tuple[object, str]] = []  # (module, attribute) holding the backend's softmax
 _aliases_seen = 0  # len(sys.modules) when _aliases was made
 
 
 def _softmax_aliases() -> list[tuple[object, str]]:
-    """Every module attribute that is tf.nn.softmax (tf.nn, tf.math, a user's own alias), but
-    TensorFlow's implementation modules, whose own code calls them."""
+    """Every module attribute that is the backend's softmax (tf.nn, tf.math, jax.nn, a user's
+    own alias), but the backend's implementation modules, whose own code calls them."""
     global _aliases, _aliases_seen
     if len(sys.modules) != _aliases_seen:
         found = []
         for module_name, module in list(sys.modules.items()):
-            if module_name.startswith("tensorflow.python") or module_name == __name__:
+            if module_name.startswith(_BACKEND_MODULES) or module_name == __name__:
                 continue
             names = getattr(module, "__dict__", None)
             if not isinstance(names, dict):
@@ -131,11 +134,11 @@ def _layer_call(layer, *args, **kwargs):
     return capture.layer_call(layer, args, kwargs)
 
 
-def _softmax(logits, axis=None, name=None):
+def _softmax(logits, *args, **kwargs):
     capture = getattr(_LOCAL, "capture", None)
     if capture is None or capture.softmax_depth:
-        return _ORIGINAL_SOFTMAX(logits, axis=axis, name=name)
-    return capture.softmax_op(logits, axis, name)
+        return _ORIGINAL_SOFTMAX(logits, *args, **kwargs)
+    return capture.softmax_op(logits, args, kwargs)
 
 
 def _mha_attention(layer, *args, **kwargs):
@@ -163,10 +166,24 @@ _PATCHES = ((_set_call, _ORIGINAL_CALL, _layer_call),
              _ORIGINAL_MHA, _mha_attention),
             (lambda method: set_compute_attention(keras.layers.GroupQueryAttention, method),
              _ORIGINAL_GQA, _gqa_attention))
+if backend.name() == "jax":  # keras.ops.dot_product_attention goes to jax's fused call
+    import jax
+
+    import attnviz.keras.fused as fused
+
+    def _fused_attention(*args, **kwargs):
+        if getattr(_LOCAL, "capture", None) is None:
+            return fused.ORIGINAL(*args, **kwargs)
+        return fused.explicit(_softmax, *args, **kwargs)
+
+    def _set_fused(function) -> None:
+        jax.nn.dot_product_attention = function
+
+    _PATCHES = (*_PATCHES, (_set_fused, fused.ORIGINAL, _fused_attention))
 
 
 def _install() -> None:
-    """Patch Keras and every alias of tf.nn.softmax (once, however many threads capture);
+    """Patch Keras and every alias of the backend's softmax (once, however many threads capture);
     a patch that fails undoes those made before it."""
     global _installed
     with _INSTALL_LOCK:
@@ -255,7 +272,7 @@ class Interceptor:
         self.watch = set(watch)
         self.stack: list[tuple[object, str]] = []  # (layer, path) being called, outermost first
         self.softmax_depth = 0  # >0 inside a recorded softmax: its inner ops are not recorded
-        self.records: list[tuple[str, str, str, tf.Tensor]] = []
+        self.records: list[tuple[str, str, str, object]] = []  # ..., backend tensor
         self.layers: dict[str, object] = {}
         self.per_step: dict[str, str] = {}  # path -> the class of a PER_STEP layer whose
         # inner layer computed a softmax (refused: no call of its own to name)
@@ -314,12 +331,16 @@ class Interceptor:
                                  outputs))
         return outputs
 
-    def softmax_op(self, logits, axis, name):
+    def softmax_op(self, logits, args: tuple, kwargs: dict):
         self.softmax_depth += 1
         try:
-            outputs = _ORIGINAL_SOFTMAX(logits, axis=axis, name=name)
+            outputs = _ORIGINAL_SOFTMAX(logits, *args, **kwargs)
         finally:
             self.softmax_depth -= 1
+        axis = backend.softmax_axis(args, kwargs)
+        if not isinstance(axis, int) or "where" in kwargs:
+            return outputs  # over several axes at once, or masked by jax's `where`: not the
+            # shape keras.ops gives attention (it reshapes to one axis before calling)
         owner = self.stack[-1] if self.stack else None
         if owner is not None and isinstance(owner[0], keras.layers.TimeDistributed):
             wrapped = owner[0].layer  # called through its `call`: the softmax is its own
@@ -333,7 +354,7 @@ class Interceptor:
         if isinstance(owner[0], keras.layers.Lambda) and self._is_model_output(
                 owner[0], self.stack[-2] if len(self.stack) > 1 else None):
             return outputs  # a Lambda softmax that is the model's output: a classifier's head
-        return self._event(owner, "softmax op", outputs, -1 if axis is None else axis)
+        return self._event(owner, "softmax op", outputs, axis)
 
     # -- helpers --
 
@@ -374,17 +395,16 @@ class Interceptor:
                                  _flatten_positions(weights, key_axes)))
             return weights
         if name in self.replace:
-            moved = weights if last else tf.experimental.numpy.moveaxis(weights, axis, -1)
-            replaced = tf.cast(self.replace[name](moved), weights.dtype)
-            weights = replaced if last else tf.experimental.numpy.moveaxis(replaced, -1, axis)
-        stored = weights if last else tf.experimental.numpy.moveaxis(weights, axis, -1)
+            moved = weights if last else ops.moveaxis(weights, axis, -1)
+            replaced = ops.cast(self.replace[name](moved), weights.dtype)
+            weights = replaced if last else ops.moveaxis(replaced, -1, axis)
+        stored = weights if last else ops.moveaxis(weights, axis, -1)
         if len(stored.shape) == 5 and not isinstance(layer, keras.layers.MultiHeadAttention):
             # grouped-query heads (batch, kv_heads, groups, queries, keys): head kv * groups
             # + g, the layer's own query-head order. (MultiHeadAttention's rank 5 is attention
             # over an axis with another axis before it: no heads to fold; not stored.)
-            shape = tf.shape(stored)
-            stored = tf.reshape(stored, tf.stack([shape[0], shape[1] * shape[2], shape[3],
-                                                  shape[4]]))
+            shape = ops.shape(stored)
+            stored = ops.reshape(stored, (-1, shape[1] * shape[2], shape[3], shape[4]))
         self.records.append((name, type(layer).__name__, source, stored))
         return weights
 
@@ -409,13 +429,13 @@ def _flatten_positions(weights, key_axes: int):
     MultiHeadAttention's attention_axes give it; a spatial softmax (B, h, w) over (h, w) ->
     (B, h*w)."""
     rank = len(weights.shape)
-    shape = tf.shape(weights)
-    keys = tf.reduce_prod(shape[rank - key_axes:])
+    shape = ops.shape(weights)  # the batch may be unknown while tracing; the rest is static
+    keys = int(np.prod(shape[rank - key_axes:]))
     rest = rank - key_axes  # batch, then heads and query axes
     if rest <= 2:
-        return tf.reshape(weights, tf.concat([shape[:rest], [keys]], axis=0))
-    queries = tf.reduce_prod(shape[2:rest])
-    return tf.reshape(weights, tf.stack([shape[0], shape[1], queries, keys]))
+        return ops.reshape(weights, (-1, *shape[1:rest], keys))
+    queries = int(np.prod(shape[2:rest]))
+    return ops.reshape(weights, (-1, shape[1], queries, keys))
 
 
 def _standard(weights: np.ndarray) -> np.ndarray:
@@ -607,29 +627,30 @@ def per_step_error(per_step: dict[str, str]) -> AttnvizError:
 
 
 class Probe:
-    """Capture traced into one tf.function: about a plain forward pass per read.
+    """Capture traced once by the backend's compiler (tf.function, jax.jit: see
+    attnviz.keras.backend.compiled): about a plain forward pass per read.
 
     The names are fixed by the first trace; the recorder reads the probe batch with it
-    after every epoch.
+    after every epoch (and every N steps), with the weights the model has then.
     """
 
     def __init__(self, model, layers: Sequence[str] | None = None):
         self.model = model
         self.layers = patterns_of(layers) or None
         self.calls: list[CallInfo] = []
-        self._function = tf.function(self._traced)
+        self._function = backend.compiled(model, self._traced)
 
-    def _traced(self, inputs):
+    def _traced(self, run, inputs):
         with Interceptor(watch=self.layers or ()) as interceptor:
-            self.model(inputs, training=False)
+            run(inputs)
         chosen = [r for r in interceptor.records
                   if self.layers is None or matches(r[0], self.layers)]
         self.calls = [CallInfo(name, layer_class, source, tuple(tensor.shape))
                       for name, layer_class, source, tensor in chosen]
-        return {name: tf.cast(tensor, tf.float32) for name, _, _, tensor in chosen}
+        return {name: ops.cast(tensor, "float32") for name, _, _, tensor in chosen}
 
     def __call__(self, inputs) -> dict[str, np.ndarray]:
-        return {name: _standard(value.numpy()) for name, value in self._function(inputs).items()}
+        return {name: _standard(value) for name, value in self._function(inputs).items()}
 
 
 @contextlib.contextmanager

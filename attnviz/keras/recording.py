@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+import attnviz.keras.backend as backend
 from attnviz.analysis.score import attention_rows, mass
 from attnviz.analysis.tokens import given_labels
 from attnviz.errors import BUG, AttnvizError, raised_by_attnviz
@@ -340,10 +341,8 @@ def _number(value) -> float | None:
 
 
 def probe_tensors(x):
-    """The probe's arrays as tensors, in the structure the model takes."""
-    import tensorflow as tf
-
-    return keras.tree.map_structure(tf.constant, x)
+    """The probe's arrays as the backend's tensors, in the structure the model takes."""
+    return keras.tree.map_structure(backend.tensor, x)
 
 
 # ---- a run for a user's model --------------------------------------------------------------
