@@ -93,8 +93,8 @@ def test_every_pass_is_traced_once_whatever_the_number_of_samples(founding):
         x = np.concatenate([heldout.x, heldout.x])[:n]
         intervener.learned(x)
         intervener.outputs(x, np.concatenate([learned, learned])[:n])
-    assert intervener._learned.experimental_get_tracing_count() == 1
-    assert intervener._replaced.experimental_get_tracing_count() == 1
+    assert intervener._learned.tracing_count() == 1
+    assert intervener._replaced.tracing_count() == 1
 
 
 @pytest.mark.slow

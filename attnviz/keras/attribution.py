@@ -1,5 +1,5 @@
 """Which inputs move a model's prediction: gradient x input and integrated gradients, on
-the model's own traced forward pass (TensorFlow).
+the model's own forward pass, compiled by the backend (tf.function, jax.jit).
 
 Used by `attnviz explain` and by `attnviz train --attribution` (recorded every epoch).
 """
@@ -10,8 +10,9 @@ import weakref
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+import attnviz.keras.backend as backend
 from attnviz.errors import AttnvizError
 from attnviz.keras.capture import BATCH_BYTES
 
@@ -26,39 +27,29 @@ _TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _traced(model: keras.Model, gradient: bool):
-    """One tf.function per model: (x, index) -> the output at `index` of each sample (B,),
-    and with `gradient` also its gradient d/dx (B, L, ...)."""
+    """One compiled function per model: (x, index) -> the output at `index` of each sample
+    (B,), and with `gradient` also its gradient d/dx (B, L, ...)."""
     functions = _TRACED.setdefault(model, {})
     if gradient not in functions:
-        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        index_spec = tf.TensorSpec((None,), tf.int32)
-        this = weakref.ref(model)
+        def chosen(run, x, index):
+            outputs = ops.reshape(run(x), (ops.shape(x)[0], -1))  # (B, K)
+            return ops.take_along_axis(outputs, index[:, None], axis=1)[:, 0]  # (B,)
 
-        def chosen(x, index):
-            outputs = tf.reshape(this()(x, training=False), [tf.shape(x)[0], -1])  # (B, K)
-            return tf.gather(outputs, index, batch_dims=1)  # (B,)
-
-        @tf.function(input_signature=[spec, index_spec])
-        def forward(x, index):
-            return chosen(x, index)
-
-        @tf.function(input_signature=[spec, index_spec])
-        def with_gradient(x, index):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                prediction = chosen(x, index)
+        def objective(run, x, index):
             # Samples are independent at inference, so the gradient of the sum is per sample.
-            return prediction, tape.gradient(prediction, x)
+            prediction = chosen(run, x, index)
+            return ops.sum(prediction), prediction
 
-        functions[gradient] = with_gradient if gradient else forward
+        functions[gradient] = (backend.gradient(model, objective, wrt=0) if gradient
+                               else backend.compiled(model, chosen))
     return functions[gradient]
 
 
 def _chunks(x: np.ndarray, index: np.ndarray):
     step = max(1, CELLS_PER_CALL // (x.shape[1] * x.shape[1]))
     for start in range(0, len(x), step):
-        yield (tf.constant(x[start:start + step], tf.float32),
-               tf.constant(index[start:start + step], tf.int32))
+        yield (backend.tensor(x[start:start + step], "float32"),
+               backend.tensor(index[start:start + step], "int32"))
 
 
 def _index(x: np.ndarray, index: np.ndarray | None) -> np.ndarray:
@@ -68,7 +59,7 @@ def _index(x: np.ndarray, index: np.ndarray | None) -> np.ndarray:
 def predict(model: keras.Model, x: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """f(x) as (n,) float64: the output at `index` of each sample (default: the first)."""
     forward = _traced(model, gradient=False)
-    return np.concatenate([forward(*chunk).numpy() for chunk in _chunks(x, _index(x, index))]
+    return np.concatenate([forward(*chunk) for chunk in _chunks(x, _index(x, index))]
                           ).astype(np.float64)
 
 
@@ -77,8 +68,8 @@ def predictions_and_gradients(model: keras.Model, x: np.ndarray,
     """f(x) (n,) and df/dx (n, L, ...), in chunks."""
     with_gradient = _traced(model, gradient=True)
     pairs = [with_gradient(*chunk) for chunk in _chunks(x, _index(x, index))]
-    return (np.concatenate([p.numpy() for p, _ in pairs]),
-            np.concatenate([g.numpy() for _, g in pairs]))
+    return (np.concatenate([np.asarray(p) for p, _ in pairs]),
+            np.concatenate([np.asarray(g) for _, g in pairs]))
 
 
 def l1_normalise(values: np.ndarray) -> np.ndarray:

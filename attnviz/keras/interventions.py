@@ -34,8 +34,9 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+import attnviz.keras.backend as backend
 from attnviz.errors import AttnvizError
 from attnviz.keras.capture import BATCH_BYTES, batch_length, intercepted, slice_samples
 
@@ -93,7 +94,7 @@ def compiled_loss(model) -> Loss | None:
         return None
 
     def per_sample(y: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        values = np.asarray(call(tf.convert_to_tensor(y), tf.convert_to_tensor(outputs)),
+        values = np.asarray(call(ops.convert_to_tensor(y), ops.convert_to_tensor(outputs)),
                             np.float64)
         return values.reshape(len(values), -1).mean(axis=1)
 
@@ -169,74 +170,76 @@ def jsd(learned: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 
 class Intervener:
-    """Traced forward passes of `model` that read, or replace, the weights of one captured
-    attention call (`call`, a capture name such as "attention"). Each pass is traced once, for
-    any number of samples (an input signature from the first inputs it is given)."""
+    """Compiled forward passes of `model` that read, or replace, the weights of one captured
+    attention call (`call`, a capture name such as "attention"), compiled by the backend
+    (tf.function, jax.jit) for any number of samples."""
 
     def __init__(self, model, call: str):
         self.model = model
         self.call = call
-        self._specs = None  # (inputs, weights, outputs) TensorSpecs, batch dimension None
+        self._dtypes = None  # numpy dtypes of the inputs, as the passes were compiled for
+        self._weights_shape = None  # the call's weights of one sample, batch first
 
-    # -- traced bodies --
+    # -- compiled bodies: run(x) is the model's forward pass --
 
-    def _read_pass(self, x) -> tuple[object, list, list[str]]:
+    def _read_pass(self, run, x) -> tuple[object, list, list[str]]:
         """The model's output on `x`, the weights its call `self.call` computed, and the name
         of every call it computed."""
         with intercepted() as interceptor:
-            outputs = _single(self.model(x, training=False))
+            outputs = _single(run(x))
         found = [tensor for name, _, _, tensor in interceptor.records if name == self.call]
         return outputs, found, [name for name, *_ in interceptor.records]
 
-    def _learned_pass(self, x):
-        outputs, found, _ = self._read_pass(x)
-        return outputs, tf.cast(found[0], tf.float32)
+    def _learned_pass(self, run, x):
+        outputs, found, _ = self._read_pass(run, x)
+        return outputs, ops.cast(found[0], "float32")
 
-    def _replaced_pass(self, x, weights):
+    def _replaced_pass(self, run, x, weights):
         def replace(learned):
-            return tf.reshape(tf.cast(weights, learned.dtype), tf.shape(learned))
+            return ops.reshape(ops.cast(weights, learned.dtype), ops.shape(learned))
 
         with intercepted(replace={self.call: replace}):
-            return _single(self.model(x, training=False))
+            return _single(run(x))
+
+    def _objective(self, run, x, logits, bias, learned, target, tolerance):
+        """sum_i (JSD_i - penalty * max(0, change_i / tol - 1)), differentiable in the
+        logits; with (weights, change, JSD) per sample."""
+        weights = ops.softmax(logits + bias, axis=-1)
+        outputs = self._replaced_pass(run, x, weights)
+        change = _per_sample_max(ops.abs(ops.cast(outputs, "float32") - target))
+        divergence = _jsd_ops(learned, weights)
+        objective = ops.sum(divergence - ADVERSARIAL_PENALTY * ops.relu(change / tolerance
+                                                                         - 1.0))
+        return objective, (weights, change, divergence)
 
     def _trace(self, x) -> None:
-        """Run one sample eagerly (the call must be there), then trace every pass for inputs
-        shaped like `x`, weights and outputs shaped as that sample's."""
-        if self._specs is not None:
+        """Run one sample eagerly (the call must be there), then compile every pass."""
+        if self._dtypes is not None:
             return
-        outputs, found, names = self._read_pass(slice_samples(x, 0, 1))
+        outputs, found, names = self._read_pass(lambda x: self.model(x, training=False),
+                                                slice_samples(x, 0, 1))
         if not found:
             calls = ", ".join(dict.fromkeys(names)) or "none"
             raise AttnvizError(f"the model computes no attention call {self.call} on these "
                                f"inputs; the calls it computes are: {calls}")
-
-        def spec(shape, dtype=tf.float32):
-            return tf.TensorSpec((None, *shape[1:]), dtype)
-
-        inputs = keras.tree.map_structure(
-            lambda array: spec(np.shape(array), tf.as_dtype(np.asarray(array).dtype)), x)
-        weights, out = spec(tuple(found[0].shape)), spec(tuple(outputs.shape))
-        self._specs = (inputs, weights, out)
-        self._learned = tf.function(self._learned_pass, input_signature=[inputs])
-        self._replaced = tf.function(self._replaced_pass, input_signature=[inputs, weights])
-        scalar, per_sample = tf.TensorSpec((), tf.float32), tf.TensorSpec((None,), tf.float32)
-        self._step = tf.function(self._adversarial_step, input_signature=[
-            inputs, weights, weights, weights, scalar, weights, weights, out, scalar,
-            per_sample, weights])
+        self._dtypes = keras.tree.map_structure(lambda array: np.asarray(array).dtype, x)
+        self._weights_shape = tuple(found[0].shape)
+        self._learned = backend.compiled(self.model, self._learned_pass)
+        self._replaced = backend.compiled(self.model, self._replaced_pass)
+        self._step = backend.gradient(self.model, self._objective, wrt=1)
 
     # -- numpy in, numpy out, in bounded passes --
 
     def _chunks(self, n: int):
-        row_bytes = 16 * int(np.prod(self._specs[1].shape[1:]))  # weights, logits, moments
+        row_bytes = 16 * int(np.prod(self._weights_shape[1:]))  # weights, logits, moments
         size = max(1, min(SAMPLES_PER_CALL, BATCH_BYTES // max(row_bytes, 1)))
         for start in range(0, n, size):
             yield start, min(n, start + size)
 
     def _inputs(self, x, start: int, stop: int):
-        """Samples start..stop of `x`, in the dtypes the passes were traced for."""
+        """Samples start..stop of `x`, in the dtypes the passes were compiled for."""
         return keras.tree.map_structure(
-            lambda array, spec: np.asarray(array[start:stop], spec.dtype.as_numpy_dtype), x,
-            self._specs[0])
+            lambda array, dtype: np.asarray(array[start:stop], dtype), x, self._dtypes)
 
     def learned(self, x) -> tuple[np.ndarray, np.ndarray]:
         """(the model's outputs, the call's weights) on `x`, float32, batch first; the
@@ -245,8 +248,8 @@ class Intervener:
         outputs, weights = [], []
         for start, stop in self._chunks(batch_length(x)):
             out, w = self._learned(self._inputs(x, start, stop))
-            outputs.append(out.numpy())
-            weights.append(w.numpy())
+            outputs.append(out)
+            weights.append(w)
         return np.concatenate(outputs).astype(np.float32), np.concatenate(weights)
 
     def outputs(self, x, weights: np.ndarray) -> np.ndarray:
@@ -254,40 +257,16 @@ class Intervener:
         self._trace(x)
         return np.concatenate([
             self._replaced(self._inputs(x, start, stop),
-                           tf.constant(weights[start:stop], tf.float32)).numpy()
+                           np.asarray(weights[start:stop], np.float32))
             for start, stop in self._chunks(len(weights))]).astype(np.float32)
 
     # -- the adversarial search --
 
-    def _adversarial_step(self, x, logits, first, second, step, bias, learned, target,
-                          tolerance, best_jsd, best_weights):
-        """One Adam step of ascent on sum_i (JSD_i - penalty * max(0, change_i / tol - 1));
-        keeps, per sample, the farthest weights seen so far whose predictions stay within
-        the tolerance."""
-        with tf.GradientTape() as tape:
-            tape.watch(logits)
-            weights = tf.nn.softmax(logits + bias, axis=-1)
-            outputs = self._replaced_pass(x, weights)
-            change = _per_sample_max(tf.abs(tf.cast(outputs, tf.float32) - target))
-            divergence = _jsd_tf(learned, weights)
-            objective = tf.reduce_sum(
-                divergence - ADVERSARIAL_PENALTY * tf.nn.relu(change / tolerance - 1.0))
-        gradient = tape.gradient(objective, logits)
-        first = 0.9 * first + 0.1 * gradient
-        second = 0.999 * second + 0.001 * tf.square(gradient)
-        corrected = (first / (1.0 - 0.9 ** step)) / (
-            tf.sqrt(second / (1.0 - 0.999 ** step)) + 1e-8)
-        better = (change <= tolerance) & (divergence > best_jsd)
-        shape = tf.concat([tf.shape(better), tf.ones(tf.rank(weights) - 1, tf.int32)], 0)
-        best_weights = tf.where(tf.reshape(better, shape), weights, best_weights)
-        best_jsd = tf.where(better, divergence, best_jsd)
-        return logits + ADVERSARIAL_RATE * corrected, first, second, best_jsd, best_weights
-
     def adversarial(self, x, learned: np.ndarray, outputs: np.ndarray, tolerance: float,
                     rng: np.random.Generator, steps: int = ADVERSARIAL_STEPS) -> np.ndarray:
-        """Per sample, the weights farthest from `learned` found in `steps` Adam steps whose
-        outputs differ from `outputs` by at most `tolerance` (the learned weights where no
-        step stayed within it)."""
+        """Per sample, the weights farthest from `learned` found in `steps` Adam steps of
+        ascent on the objective, whose outputs differ from `outputs` by at most `tolerance`
+        (the learned weights where no step stayed within it)."""
         support = learned > 0
         bias = np.where(support, 0.0, -1e9).astype(np.float32)
         start = np.log(np.where(support, np.maximum(learned, 1e-12), 1.0)) + np.where(
@@ -296,40 +275,49 @@ class Intervener:
         found = []
         for begin, end in self._chunks(len(learned)):
             part = self._inputs(x, begin, end)
-            logits = tf.constant(start[begin:end], tf.float32)
-            first = second = tf.zeros_like(logits)
-            best_weights = tf.constant(learned[begin:end].astype(np.float32))
-            best_jsd = tf.zeros(end - begin, tf.float32)
-            constants = (tf.constant(bias[begin:end]),
-                         tf.constant(learned[begin:end].astype(np.float32)),
-                         tf.constant(outputs[begin:end].astype(np.float32)),
-                         tf.constant(tolerance, tf.float32))
+            logits = start[begin:end].astype(np.float32)
+            first = np.zeros_like(logits)
+            second = np.zeros_like(logits)
+            best_weights = learned[begin:end].astype(np.float32)
+            best_jsd = np.zeros(end - begin, np.float32)
+            constants = (bias[begin:end], learned[begin:end].astype(np.float32),
+                         outputs[begin:end].astype(np.float32), np.float32(tolerance))
             for step in range(1, steps + 1):
-                logits, first, second, best_jsd, best_weights = self._step(
-                    part, logits, first, second, tf.constant(float(step)), *constants,
-                    best_jsd, best_weights)
-            found.append(best_weights.numpy())
+                (weights, change, divergence), gradient = self._step(part, logits, *constants)
+                weights, change, divergence, gradient = (
+                    np.asarray(a, np.float32) for a in (weights, change, divergence, gradient))
+                # keep, per sample, the farthest weights whose predictions stay within
+                better = (change <= tolerance) & (divergence > best_jsd)
+                best_weights = np.where(better.reshape(-1, *[1] * (weights.ndim - 1)),
+                                        weights, best_weights)
+                best_jsd = np.where(better, divergence, best_jsd)
+                first = 0.9 * first + 0.1 * gradient  # Adam, ascending
+                second = 0.999 * second + 0.001 * np.square(gradient)
+                corrected = (first / (1.0 - 0.9 ** step)) / (
+                    np.sqrt(second / (1.0 - 0.999 ** step)) + 1e-8)
+                logits = (logits + ADVERSARIAL_RATE * corrected).astype(np.float32)
+            found.append(best_weights)
         return np.concatenate(found)
 
 
 def _per_sample_max(values):
-    return tf.reduce_max(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+    return ops.max(ops.reshape(values, (ops.shape(values)[0], -1)), axis=1)
 
 
-def _jsd_tf(learned, weights):
-    """`jsd` in TensorFlow, differentiable in `weights`."""
+def _jsd_ops(learned, weights):
+    """`jsd` in keras.ops, differentiable in `weights`."""
     middle = 0.5 * (learned + weights)
-    log_middle = tf.math.log(tf.maximum(middle, _TINY))
+    log_middle = ops.log(ops.maximum(middle, _TINY))
 
     def kl(a):
-        return tf.reduce_sum(tf.where(a > 0, a * (tf.math.log(tf.maximum(a, _TINY))
-                                                  - log_middle), 0.0), axis=-1)
+        return ops.sum(ops.where(a > 0, a * (ops.log(ops.maximum(a, _TINY)) - log_middle),
+                                 0.0), axis=-1)
 
     rows = 0.5 * (kl(learned) + kl(weights))
-    n = tf.shape(rows)[0]
-    rows = tf.reshape(rows, [n, -1])
-    valid = tf.cast(tf.reshape(tf.reduce_sum(learned, axis=-1) > 0, [n, -1]), tf.float32)
-    return tf.reduce_sum(rows * valid, axis=1) / tf.maximum(tf.reduce_sum(valid, axis=1), 1.0)
+    n = ops.shape(rows)[0]
+    rows = ops.reshape(rows, (n, -1))
+    valid = ops.cast(ops.reshape(ops.sum(learned, axis=-1) > 0, (n, -1)), "float32")
+    return ops.sum(rows * valid, axis=1) / ops.maximum(ops.sum(valid, axis=1), 1.0)
 
 
 def _single(outputs):
