@@ -178,10 +178,15 @@ def train(
                                               "their 'mean'.")] = _DEFAULTS.record_heads,
     attribution: Annotated[bool, typer.Option(help="Also record gradient x input per epoch.")]
     = False,
-    strategy: Annotated[str, typer.Option(help="default | mirrored | multi-worker.")]
+    strategy: Annotated[str, typer.Option(help="default | mirrored (TensorFlow) | "
+                                          "data-parallel (JAX) | multi-worker.")]
     = _DEFAULTS.strategy,
-    cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices "
-                                             "(try --strategy mirrored without GPUs).")] = 1,
+    backend: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Keras backend: tensorflow | jax (pip install 'attnviz[jax]'). Default: "
+        "KERAS_BACKEND, else tensorflow.", show_default=False)] = None,
+    cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices (try "
+                                             "--strategy mirrored or data-parallel without "
+                                             "GPUs).")] = 1,
     tensorboard: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Also write TensorBoard logs (loss, attention images, metrics) here.")] = None,
     jit: Annotated[bool, typer.Option("--jit/--no-jit", help="XLA-compile the training step "
@@ -204,7 +209,10 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Train a model on a task (or your own, --model) and record its attention every epoch."""
+    from attnviz.keras import backend as keras_backend
     from attnviz.keras import training as core
+
+    keras_backend.choose(backend)
     if cpu_devices < 1:
         raise AttnvizError(f"--cpu-devices must be at least 1, got {cpu_devices}")
     if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
@@ -232,7 +240,7 @@ def train(
         else:
             from attnviz.analysis.tasks import checked
 
-            config = checked(given)
+            config = checked(given).check_backend(keras_backend.requested())
     elif force:
         raise AttnvizError("--resume and --force contradict each other: pick one")
     elif not out.is_dir():  # before the lock, which would make the folder
@@ -248,6 +256,7 @@ def train(
 def _train_locked(request, quiet: bool, json_output: bool) -> None:
     """The train command once its options are valid and it holds the run's lock: the core
     plans and fits; this shows it."""
+    from attnviz.keras import backend as keras_backend
     from attnviz.keras import training as core
 
     out, resume = request.out, request.resume
@@ -274,8 +283,8 @@ def _train_locked(request, quiet: bool, json_output: bool) -> None:
     if show:
         where = (f"on {devices[0]}" if len(devices) == 1
                  else f"over {len(devices)} devices: {', '.join(devices)}")
-        err.print(f"strategy {strategy} {where}" + (
-            "" if strategy == "default" else
+        err.print(f"{keras_backend.name()} backend, strategy {strategy} {where}" + (
+            "" if strategy != "mirrored" else
             "; steps_per_execution 1 and no XLA under a strategy, as config.json records"),
             markup=False)
         if plan.rolled_back_from is not None:

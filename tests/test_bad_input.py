@@ -332,6 +332,8 @@ SYNTHETIC = {
                                   "--epoch", "did you mean --epochs?"),
     "train-misspelt-encoder": Case(("train", "--out", "{dir}/new", "--encoder", "lstn"),
                                    nothing, "--encoder 'lstn'", "did you mean lstm?"),
+    "train-unknown-backend": Case(("train", "--out", "{dir}/new", "--backend", "torch"),
+                                  nothing, "--backend torch", "tensorflow or jax"),
     "train-resume-nothing": Case(("train", "--out", "{dir}/none", "--resume"), nothing,
                                  "nothing to resume", "drop --resume"),
     "train-over-a-run": Case(("train", "--out", "{run}"), nothing, "already holds files",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+import attnviz.keras.backend as backend
 from attnviz.analysis.tasks import ATTENTION_LAYER, attention_layer_names
 from attnviz.store.config import TrainConfig
 
@@ -178,7 +179,8 @@ def compile_model(model: keras.Model, config: TrainConfig, optimizer=None) -> ke
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(rate),
         loss=loss,
-        jit_compile=config.jit_compile,
+        # JAX runs a step uncompiled without jit (~100x slower); --jit is XLA on TensorFlow
+        jit_compile=config.jit_compile or backend.name() == "jax",
         steps_per_execution=config.steps_per_execution,
     )
     return model

@@ -285,7 +285,14 @@ class _Refused(AttnvizError):
 
 
 def _is_writer(model) -> bool:
-    """One writer under tf.distribute: the chief (every worker of a one-machine strategy)."""
+    """One writer: under tf.distribute the chief (every worker of a one-machine strategy); on
+    JAX, process 0 of those jax.distributed.initialize joined."""
+    import attnviz.keras.backend as backend
+
+    if backend.name() == "jax":
+        import jax
+
+        return jax.process_index() == 0
     strategy = getattr(model, "distribute_strategy", None)
     extended = getattr(strategy, "extended", None)
     return bool(getattr(extended, "should_checkpoint", True))

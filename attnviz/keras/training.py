@@ -298,11 +298,16 @@ def plan_request(request: TrainRequest) -> TrainPlan:
 
 def devices_for(request: TrainRequest, run: Run) -> tuple[str, list[str]]:
     """The run's strategy and the devices it trains on ("/CPU:0", ...), the CPU split first
-    into --cpu-devices logical devices (before TensorFlow initialises them)."""
+    into --cpu-devices logical devices (before the backend initialises them); a resumed run's
+    strategy of the other backend refused."""
+    import attnviz.keras.backend as backend
+
     if request.cpu_devices > 1:
         split_cpu(request.cpu_devices)
     strategy = run.config.strategy if run.config is not None else "default"
-    return strategy, ["/" + name.split("device:")[-1] for name in strategy_devices(strategy)]
+    if run.config is not None:
+        run.config.check_backend(backend.name())
+    return strategy, ["/" + name for name in strategy_devices(strategy)]
 
 
 def is_user_run(out: Path) -> bool:
@@ -370,14 +375,20 @@ def fit(
 
     With `tensorboard`, Keras' scalars and attnviz's attention images and metrics go there.
     """
+    run = plan.run
+    if plan.start_epoch >= run.epochs_planned:
+        return TrainResult(run, run.epochs_done, interrupted=False)
+    with _distribution(run.config.strategy if run.config is not None else "default"):
+        return _fit(plan, on_epoch, on_batch, stop_requested, tensorboard)
+
+
+def _fit(plan, on_epoch, on_batch, stop_requested, tensorboard) -> TrainResult:
     import keras
 
     from attnviz.keras.loading import model_failures
     from attnviz.keras.recording import Recorder
 
     run = plan.run
-    if plan.start_epoch >= run.epochs_planned:
-        return TrainResult(run, run.epochs_done, interrupted=False)
     if run.config is not None:
         model, train, validation = _task_parts(plan)
     else:
@@ -388,6 +399,13 @@ def fit(
 
         def attribute(x):
             return gradient_x_input(model, x)
+
+    if on_batch is None and run.config is not None and run.config.strategy == "data-parallel":
+        # Keras waits for each call's logs only when a batch hook is set; without that wait,
+        # JAX's CPU devices queued steps until their all-reduce deadlocked (XLA's rendezvous
+        # timeout aborted 5 of 11 quiet runs on 2 cores; none of 13 with the hook)
+        def on_batch(batch, logs):
+            pass
 
     recorder = Recorder(run, attribute, on_epoch, on_batch, stop_requested)
     callbacks = [recorder]
@@ -478,27 +496,58 @@ def _deterministic(seed: int) -> None:
 
 
 def strategy_devices(name: str) -> list[str]:
-    """The devices a strategy trains on: under "mirrored" all local GPUs, or on a machine
-    without them all logical CPUs (see --cpu-devices); else the first of those.
-    (multi-worker is refused by TrainConfig.validate.)"""
-    import tensorflow as tf
+    """The devices a strategy trains on: under "mirrored" (TensorFlow) or "data-parallel"
+    (JAX) all local GPUs, or on a machine without them all logical CPUs (see --cpu-devices);
+    else the first of those. (multi-worker is refused by TrainConfig.validate.)"""
+    import attnviz.keras.backend as backend
 
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    names = [device.name for device in devices]
-    return names if name == "mirrored" else names[:1]
+    if backend.name() == "jax":
+        import jax
+
+        devices = jax.devices()
+        names = [f"{device.platform.upper()}:{device.id}" for device in devices]
+    else:
+        import tensorflow as tf
+
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        names = [device.name.split("device:")[-1] for device in devices]
+    return names if name in ("mirrored", "data-parallel") else names[:1]
 
 
 def _strategy_scope(name: str):
-    if name == "default":
+    """Where a model is built: under tf.distribute's mirrored strategy, its scope."""
+    if name != "mirrored":
         return contextlib.nullcontext()
     import tensorflow as tf
 
-    return tf.distribute.MirroredStrategy(strategy_devices(name)).scope()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([device.name for device in devices]).scope()
+
+
+def _distribution(name: str):
+    """Where a model is built and fit: under "data-parallel", keras.distribution's DataParallel
+    over every JAX device (each batch split between them, the weights replicated)."""
+    if name != "data-parallel":
+        return contextlib.nullcontext()
+    import keras
+
+    return keras.distribution.DataParallel(devices=keras.distribution.list_devices()).scope()
 
 
 def split_cpu(devices: int) -> None:
-    """Expose the CPU as `devices` logical devices (before TensorFlow initialises), so
-    `--strategy mirrored` can be tried, and tested, on a machine without GPUs."""
+    """Expose the CPU as `devices` logical devices (before the backend initialises them), so
+    `--strategy mirrored` or `data-parallel` can be tried, and tested, without GPUs."""
+    import attnviz.keras.backend as backend
+
+    if backend.name() == "jax":
+        flag = f"--xla_force_host_platform_device_count={devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+        import jax
+
+        if len(jax.devices("cpu")) != devices:
+            raise AttnvizError("--cpu-devices must be set before JAX starts: run it in a new "
+                               f"process, or set XLA_FLAGS={flag}")
+        return
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")

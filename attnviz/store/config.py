@@ -10,7 +10,9 @@ from attnviz.store.layers import RECORD_HEADS
 
 ENCODERS = ("lstm", "gru", "bilstm", "dense", "embedding")
 ATTENTIONS = ("luong", "bahdanau", "self")
-STRATEGIES = ("default", "mirrored", "multi-worker")
+STRATEGIES = ("default", "mirrored", "data-parallel", "multi-worker")
+# the backend each strategy needs (default runs on either)
+STRATEGY_BACKEND = {"mirrored": "tensorflow", "data-parallel": "jax", "multi-worker": "tensorflow"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class TrainConfig:
     attribution: bool = False  # also record gradient x input attribution on the probe batch
     jit_compile: bool = False  # XLA-compile the train step: measured slower on 2-core EPYC CPUs
     steps_per_execution: int = 32  # batches per compiled call (~15 % faster epochs on CPU)
-    strategy: str = "default"  # default | mirrored | multi-worker (tf.distribute)
+    strategy: str = "default"  # default | mirrored (tf.distribute) | data-parallel (JAX's
+    # keras.distribution.DataParallel) | multi-worker (refused)
     layers: int = 1  # token tasks: attention-only Transformer blocks (causal, no MLP)
     vocab: int = 32  # token tasks: the token ids 0..vocab-1
     warmup_steps: int = 0  # steps of linear learning-rate warm-up from 0 (then constant)
@@ -58,7 +61,8 @@ class TrainConfig:
             # that its metrics fail to trace. Refused here, before anything is written.
             raise AttnvizError(
                 "--strategy multi-worker fails inside Keras 3.15's fit with TensorFlow 2.21 "
-                "(see docs/train.md): use --strategy mirrored on one machine"
+                "(see docs/train.md): use --strategy mirrored on one machine, or "
+                "--backend jax --strategy data-parallel across devices and machines"
             )
         _choice("record-heads", self.record_heads, RECORD_HEADS)
         for name, minimum in (
@@ -82,12 +86,22 @@ class TrainConfig:
             raise AttnvizError(f"--learning-rate must be positive, got {self.learning_rate}")
         return self
 
+    def check_backend(self, backend: str) -> TrainConfig:
+        """Refuse, in one line, a strategy of the other backend (before anything is written)."""
+        needs = STRATEGY_BACKEND.get(self.strategy)
+        if needs is not None and needs != backend:
+            other = "data-parallel" if needs == "tensorflow" else "mirrored"
+            raise AttnvizError(
+                f"--strategy {self.strategy} runs on the {needs} backend, and Keras runs on "
+                f"{backend}: add --backend {needs}, or use --strategy {other} on {backend}")
+        return self
+
     def effective(self) -> TrainConfig:
-        """The config as it trains: under a distribution strategy XLA and multi-step calls
-        are off (with TensorFlow 2.21 both fail on recurrent layers across replicas), and
+        """The config as it trains: under tf.distribute's mirrored strategy XLA and multi-step
+        calls are off (with TensorFlow 2.21 both fail on recurrent layers across replicas), and
         config.json records what ran. Recording by steps takes steps_per_execution down to
         the largest divisor of record_steps, so records fall on its multiples."""
-        if self.strategy != "default":
+        if self.strategy == "mirrored":
             return self.replace(jit_compile=False, steps_per_execution=1)
         if self.record_steps and self.record_steps % self.steps_per_execution:
             # a compiled call of k steps is one batch to callbacks: records fall on
