@@ -29,8 +29,14 @@ demo: install
 	$(BIN)/attnviz score $(DEMO) --mask delimiter --mask prefix
 	@echo "run directory: $(DEMO)   GIF: $(DEMO)/attention.gif"
 
+# Then capture, the callback and training again on Keras' JAX backend (tests/test_jax.py
+# runs only there): the same 1e-5 equality against each layer's own attention.
+JAX_TESTS := tests/test_capture.py tests/test_capture_families.py \
+             tests/test_keras_callback.py tests/test_jax.py
+
 test: install
 	$(BIN)/python -m pytest -q --durations=15
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q --durations=5 $(JAX_TESTS)
 
 # The suite as another processor runs it: oneDNN on and one thread, so trainings land on
 # other digits than on this machine's (the docs check must still pass, docs/reliability.md).
