@@ -182,7 +182,7 @@ def train(
                                           "data-parallel (JAX) | multi-worker.")]
     = _DEFAULTS.strategy,
     backend: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Keras backend: tensorflow | jax (pip install 'attnviz[jax]'). Default: "
+        help="Keras backend: tensorflow | jax (pip install 'attnviz\\[jax]'). Default: "
         "KERAS_BACKEND, else tensorflow.", show_default=False)] = None,
     cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices (try "
                                              "--strategy mirrored or data-parallel without "
@@ -262,6 +262,8 @@ def _train_locked(request, quiet: bool, json_output: bool) -> None:
     out, resume = request.out, request.resume
     if request.user is not None or (resume and core.is_user_run(out)):
         quiet_import()  # a user's model is built while planning
+    if resume:
+        core.check_resume_backend(out)  # before planning extends or rolls back its state
     plan = core.plan_request(request)
     run = plan.run
     if plan.start_epoch >= run.epochs_planned:  # --resume of a finished run

@@ -97,3 +97,17 @@ def test_a_strategy_of_the_other_backend_is_refused_naming_its_backend(tmp_path)
     worker = attnviz("train", "--out", tmp_path / "mw", "--strategy", "multi-worker")
     assert worker.returncode == 2 and "--backend jax --strategy data-parallel" in worker.stderr
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_resuming_a_data_parallel_run_on_tensorflow_is_refused_before_it_is_touched(jax_runs,
+                                                                                     tmp_path):
+    root, *_ = jax_runs
+    copy = tmp_path / "parallel"
+    subprocess.run(["cp", "-r", str(root / "parallel"), str(copy)], check=True)
+    before = {path: path.read_bytes() for path in copy.rglob("*") if path.is_file()}
+    refused = attnviz("train", "--out", copy, "--resume", "--epochs", "3")  # TensorFlow
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: this run trains with --strategy data-parallel, which runs on the jax backend,"
+        " and Keras runs on tensorflow: resume it with --backend jax"]
+    assert {path: path.read_bytes() for path in copy.rglob("*") if path.is_file()} == before

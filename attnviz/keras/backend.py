@@ -16,10 +16,11 @@ TensorFlow is the default backend; JAX is chosen with KERAS_BACKEND=jax (`train 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 BACKENDS = ("tensorflow", "jax")
 
@@ -60,12 +61,22 @@ def quiet_import() -> None:
     /dev/null."""
     if "keras" in sys.modules:
         return
+    with quiet_stderr():
+        import keras  # noqa: F401  (imports its backend)
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Standard error, C++ included, sent to /dev/null: for imports whose start-up chatter
+    (TensorFlow's absl and CUDA lines) would reach the user, e.g. TensorFlow imported by
+    keras.utils.set_random_seed on JAX."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401  (imports its backend)
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -296,6 +296,16 @@ def plan_request(request: TrainRequest) -> TrainPlan:
                 epochs=request.epochs, user=request.user)
 
 
+def check_resume_backend(out: Path) -> None:
+    """`train --resume` of a run whose strategy needs the other backend: refused in one line
+    before planning touches the run (which extends and may roll back its state)."""
+    import attnviz.keras.backend as backend
+
+    config = read_config(out) if (out / CONFIG).is_file() else None  # None: a user's model
+    if config is not None:
+        config.check_backend(backend.requested(), resume=True)
+
+
 def devices_for(request: TrainRequest, run: Run) -> tuple[str, list[str]]:
     """The run's strategy and the devices it trains on ("/CPU:0", ...), the CPU split first
     into --cpu-devices logical devices (before the backend initialises them); a resumed run's
@@ -489,10 +499,14 @@ def _deterministic(seed: int) -> None:
     """Seed Python, numpy and TensorFlow. TF's op determinism is left off (Keras turns XLA off
     under it, so `--jit` would be ignored): the CPU kernels these models use are
     deterministic on their own, with and without XLA (the determinism test trains twice
-    and compares the recorded attention bit for bit)."""
+    and compares the recorded attention bit for bit). On JAX, Keras seeds TensorFlow too
+    when it is installed, importing it: its start-up lines are muted."""
     import keras
 
-    keras.utils.set_random_seed(seed)
+    import attnviz.keras.backend as backend
+
+    with backend.quiet_stderr():
+        keras.utils.set_random_seed(seed)
 
 
 def strategy_devices(name: str) -> list[str]:

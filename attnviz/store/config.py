@@ -86,9 +86,14 @@ class TrainConfig:
             raise AttnvizError(f"--learning-rate must be positive, got {self.learning_rate}")
         return self
 
-    def check_backend(self, backend: str) -> TrainConfig:
-        """Refuse, in one line, a strategy of the other backend (before anything is written)."""
+    def check_backend(self, backend: str, resume: bool = False) -> TrainConfig:
+        """Refuse, in one line, a strategy of the other backend (before anything is written);
+        a resumed run keeps its strategy, so then only --backend can help."""
         needs = STRATEGY_BACKEND.get(self.strategy)
+        if needs is not None and needs != backend and resume:
+            raise AttnvizError(
+                f"this run trains with --strategy {self.strategy}, which runs on the {needs} "
+                f"backend, and Keras runs on {backend}: resume it with --backend {needs}")
         if needs is not None and needs != backend:
             other = "data-parallel" if needs == "tensorflow" else "mirrored"
             raise AttnvizError(
