@@ -32,8 +32,12 @@ def _traced(model: keras.Model, gradient: bool):
     functions = _TRACED.setdefault(model, {})
     if gradient not in functions:
         def chosen(run, x, index):
-            outputs = ops.reshape(run(x), (ops.shape(x)[0], -1))  # (B, K)
-            return ops.take_along_axis(outputs, index[:, None], axis=1)[:, 0]  # (B,)
+            outputs = run(x)
+            width = int(np.prod(outputs.shape[1:]))  # K outputs per sample (static)
+            outputs = ops.reshape(outputs, (-1, width))  # (B, K)
+            # the output at `index` as a one-hot sum: take_along_axis's gradient crashed
+            # TensorFlow with oneDNN on (a segfault in integrated gradients' traced call)
+            return ops.sum(outputs * ops.one_hot(index, width, dtype=outputs.dtype), axis=1)
 
         def objective(run, x, index):
             # Samples are independent at inference, so the gradient of the sum is per sample.

@@ -521,10 +521,7 @@ def strategy_devices(name: str) -> list[str]:
         devices = jax.devices()
         names = [f"{device.platform.upper()}:{device.id}" for device in devices]
     else:
-        import tensorflow as tf
-
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        names = [device.name.split("device:")[-1] for device in devices]
+        names = [device.name.split("device:")[-1] for device in _tf_devices()]
     return names if name in ("mirrored", "data-parallel") else names[:1]
 
 
@@ -534,8 +531,14 @@ def _strategy_scope(name: str):
         return contextlib.nullcontext()
     import tensorflow as tf
 
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([device.name for device in devices]).scope()
+    return tf.distribute.MirroredStrategy([device.name for device in _tf_devices()]).scope()
+
+
+def _tf_devices() -> list:
+    """TensorFlow's logical GPUs, or its logical CPUs on a machine without them."""
+    import tensorflow as tf
+
+    return tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
 
 
 def _distribution(name: str):
