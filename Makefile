@@ -29,10 +29,11 @@ demo: install
 	$(BIN)/attnviz score $(DEMO) --mask delimiter --mask prefix
 	@echo "run directory: $(DEMO)   GIF: $(DEMO)/attention.gif"
 
-# Then capture, the callback and training again on Keras' JAX backend (tests/test_jax.py
-# runs only there): the same 1e-5 equality against each layer's own attention.
+# Then capture, the callback and training again on Keras' JAX backend: the same 1e-5 equality
+# against each layer's own attention; tests/test_jax.py and the two processes joined at
+# 127.0.0.1 of tests/test_processes.py train only there.
 JAX_TESTS := tests/test_capture.py tests/test_capture_families.py \
-             tests/test_keras_callback.py tests/test_jax.py
+             tests/test_keras_callback.py tests/test_jax.py tests/test_processes.py
 
 test: install
 	$(BIN)/python -m pytest -q --durations=15

@@ -187,6 +187,17 @@ def train(
     cpu_devices: Annotated[int, typer.Option(help="Split the CPU into N logical devices (try "
                                              "--strategy mirrored or data-parallel without "
                                              "GPUs).")] = 1,
+    coordinator: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        metavar="HOST:PORT", help="With --num-processes: where process 0 listens, the same "
+        "on every process (docs/train.md).", show_default=False)] = None,
+    num_processes: Annotated[int, typer.Option(help="Processes (hosts) training one model "
+                                               "(JAX, data-parallel); process 0 writes the "
+                                               "run.")] = 1,
+    process_id: Annotated[int, typer.Option(help="This process: 0 to --num-processes - 1.")
+                          ] = 0,
+    process_timeout: Annotated[int, typer.Option(help="Seconds a process waits for the "
+                                                 "others to join, or for one that stopped.")
+                               ] = 60,
     tensorboard: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Also write TensorBoard logs (loss, attention images, metrics) here.")] = None,
     jit: Annotated[bool, typer.Option("--jit/--no-jit", help="XLA-compile the training step "
@@ -211,10 +222,12 @@ def train(
     """Train a model on a task (or your own, --model) and record its attention every epoch."""
     from attnviz.keras import backend as keras_backend
     from attnviz.keras import training as core
+    from attnviz.keras.processes import Processes
 
     keras_backend.choose(backend)
     if cpu_devices < 1:
         raise AttnvizError(f"--cpu-devices must be at least 1, got {cpu_devices}")
+    processes = Processes(coordinator, num_processes, process_id, process_timeout).check()
     if tensorboard is not None and tensorboard.exists() and not tensorboard.is_dir():
         raise AttnvizError(f"--tensorboard {tensorboard} is a file: give a directory")
     from attnviz.analysis.tasks import config_for
@@ -245,17 +258,25 @@ def train(
         raise AttnvizError("--resume and --force contradict each other: pick one")
     elif not out.is_dir():  # before the lock, which would make the folder
         raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
+    if processes.many:
+        processes.check_training(core.resumed_config(out) if resume else config,
+                                 keras_backend.requested())
     from attnviz.store.lock import exclusive
 
     request = core.TrainRequest(out=out, config=config, user=user, resume=resume, force=force,
                                 epochs=epochs, cpu_devices=cpu_devices, tensorboard=tensorboard)
-    with exclusive(out):
-        _train_locked(request, quiet, json_output)
+    processes.join(cpu_devices)
+    if not processes.writer:
+        _train_follower(request, processes, quiet, json_output)
+        return
+    with processes.leading() as started, exclusive(out):
+        _train_locked(request, quiet, json_output, processes, started)
 
 
-def _train_locked(request, quiet: bool, json_output: bool) -> None:
+def _train_locked(request, quiet: bool, json_output: bool, processes, started) -> None:
     """The train command once its options are valid and it holds the run's lock: the core
-    plans and fits; this shows it."""
+    plans and fits; this shows it. `started(epoch)` tells other processes where training
+    starts (None: nothing to train)."""
     from attnviz.keras import backend as keras_backend
     from attnviz.keras import training as core
 
@@ -267,6 +288,7 @@ def _train_locked(request, quiet: bool, json_output: bool) -> None:
     plan = core.plan_request(request)
     run = plan.run
     if plan.start_epoch >= run.epochs_planned:  # --resume of a finished run
+        started(None)
         done = run.epochs_done
         if json_output:
             print(json.dumps(_train_summary(run), indent=2))
@@ -280,6 +302,7 @@ def _train_locked(request, quiet: bool, json_output: bool) -> None:
         return
     quiet_import()  # after the checks above: bad input is answered at once
     strategy, devices = core.devices_for(request, run)
+    started(plan.start_epoch)
     err = console(stderr=True)
     show = not (quiet or json_output)
     if show:
@@ -287,7 +310,9 @@ def _train_locked(request, quiet: bool, json_output: bool) -> None:
                  else f"over {len(devices)} devices: {', '.join(devices)}")
         err.print(f"{keras_backend.name()} backend, strategy {strategy} {where}" + (
             "" if strategy != "mirrored" else
-            "; steps_per_execution 1 and no XLA under a strategy, as config.json records"),
+            "; steps_per_execution 1 and no XLA under a strategy, as config.json records") + (
+            "" if not processes.many else
+            f", in {processes.count} processes: this one (0) writes the run"),
             markup=False)
         if plan.rolled_back_from is not None:
             err.print(f"resuming {out}: {plan.rolled_back_from} epochs were recorded, the last "
@@ -301,39 +326,84 @@ def _train_locked(request, quiet: bool, json_output: bool) -> None:
         if skipped:
             err.print(f"[yellow]warning:[/] checkpoints skipped: {skipped}", markup=True)
 
+    again = (f"`attnviz train --out {out} --resume`" if not processes.many else
+             "every process again, adding --resume")
+
     def announce_stop():
         err.print("[yellow]Ctrl-C: stopping after this epoch is saved (again to abort now)[/]")
 
     def announce_abort():
         err.show_cursor(True)  # the progress display hides it; the process ends right after
         err.print(f"interrupted: the run is kept as of its last commit; continue with "
-                  f"`attnviz train --out {out} --resume`", soft_wrap=True)  # one line to copy
+                  f"{again}", soft_wrap=True)  # one line to copy
 
     try:
-        with core.graceful_interrupt(announce_stop, announce_abort) as stop_requested:
+        with core.graceful_interrupt(announce_stop, announce_abort) as stop_requested, \
+                processes.exit_when_one_is_lost(out):
             if show:
                 from attnviz.views.progress import TrainDisplay
 
                 with TrainDisplay(err, run.epochs_planned, plan.start_epoch,
                                   plan.steps_per_epoch) as display:
                     result = core.fit(plan, on_epoch=display.on_epoch, on_batch=display.on_batch,
-                                      stop_requested=stop_requested,
+                                      stop_requested=processes.agreed(stop_requested),
                                       tensorboard=request.tensorboard)
             else:
-                result = core.fit(plan, stop_requested=stop_requested,
-                                      tensorboard=request.tensorboard)
+                result = core.fit(plan, stop_requested=processes.agreed(stop_requested),
+                                  tensorboard=request.tensorboard)
     except KeyboardInterrupt:  # a Ctrl-C in the instants before the handler is in place
         announce_abort()
         raise typer.Exit(130) from None
     if result.interrupted:
-        err.print(f"stopped after epoch {result.epochs_done}; continue with "
-                  f"`attnviz train --out {out} --resume`", soft_wrap=True)
+        err.print(f"stopped after epoch {result.epochs_done}; continue with {again}",
+                  soft_wrap=True)
         raise typer.Exit(130)
     summary = {**_train_summary(result.run), "devices": devices}
     if json_output:
         print(json.dumps(summary, indent=2))
     elif not quiet:  # the last epoch's numbers are on the line above
         err.print(f"[green]done[/]: {result.epochs_done} epochs in {out}")
+
+
+def _train_follower(request, processes, quiet: bool, json_output: bool) -> None:
+    """`train --process-id I` (I > 0): trains with process 0, which plans and writes the run;
+    this process only says how it went."""
+    from attnviz.keras import training as core
+
+    quiet_import()
+    err = console(stderr=True)
+    show = not (quiet or json_output)
+    who = f"process {processes.index} of {processes.count}"
+    if show:
+        err.print(f"{who}: training with process 0 ({processes.coordinator}), which writes "
+                  f"{request.out}", markup=False)
+
+    def announce_stop():
+        err.print(f"[yellow]Ctrl-C: every process stops after this epoch is saved (again to "
+                  f"abort {who} now)[/]")
+
+    def announce_abort():
+        err.print(f"{who} aborted: the others stop too; {request.out} is kept as of its last "
+                  f"commit: run every process again with --resume", soft_wrap=True)
+
+    with core.graceful_interrupt(announce_stop, announce_abort) as stop_requested, \
+            processes.exit_when_one_is_lost(request.out):
+        result = core.follow(request, processes, processes.agreed(stop_requested))
+    if result is None:
+        if show:
+            err.print(f"{who}: nothing to train (process 0 says why)", markup=False)
+        return
+    if result.interrupted:
+        err.print(f"{who}: stopped after epoch {result.epochs_done}; continue with every "
+                  "process again, adding --resume", markup=False)
+        raise typer.Exit(130)
+    if json_output:
+        print(json.dumps({"run": str(request.out), "process_id": processes.index,
+                          "num_processes": processes.count,
+                          "epochs_done": result.epochs_done}, indent=2))
+    elif not quiet:
+        err.print(f"[green]done[/]: {who}, {result.epochs_done} epochs trained with process 0 "
+                  f"(the run is in {request.out})")
 
 
 def _train_summary(run) -> dict:

@@ -95,7 +95,9 @@ def test_a_strategy_of_the_other_backend_is_refused_naming_its_backend(tmp_path)
     assert mirrored.returncode == 2
     assert "--strategy data-parallel on jax" in mirrored.stderr
     worker = attnviz("train", "--out", tmp_path / "mw", "--strategy", "multi-worker")
-    assert worker.returncode == 2 and "--backend jax --strategy data-parallel" in worker.stderr
+    said = " ".join(worker.stderr.split())
+    assert worker.returncode == 2 and "--backend jax --strategy data-parallel" in said
+    assert "--num-processes N across machines" in said
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 

@@ -34,6 +34,8 @@ KERAS_INTERNALS = "attnviz.keras.internals"
 OTHER_PRIVATE = {
     ("attnviz.views.usage", "typer._click"): "Click's exception classes, as typer ships them",
     ("attnviz.keras.training", "os._exit"): "leaves at once after a second Ctrl+C",
+    ("attnviz.keras.processes", "os._exit"): "leaves at once, past JAX's shutdown barrier, "
+                                             "when another process is lost",
 }
 
 

@@ -82,6 +82,16 @@ def quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def host_devices(devices: int) -> str:
+    """XLA's flag that splits the CPU into `devices` devices for JAX, set in XLA_FLAGS (once)
+    for JAX to read when it starts; returned for messages."""
+    flag = f"--xla_force_host_platform_device_count={devices}"
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count=")]
+    os.environ["XLA_FLAGS"] = " ".join([*flags, flag])
+    return flag
+
+
 def name() -> str:
     """The backend Keras runs on: "tensorflow" or "jax"; another is refused in one line."""
     import keras

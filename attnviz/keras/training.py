@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -306,6 +307,14 @@ def check_resume_backend(out: Path) -> None:
         config.check_backend(backend.requested(), resume=True)
 
 
+def resumed_config(out: Path) -> TrainConfig | None:
+    """The config of the run in `out` that --resume continues (None: a user's model)."""
+    if not (out / CONFIG).is_file():
+        raise AttnvizError(f"nothing to resume at {out}: no run there; drop --resume to start "
+                           "one")
+    return read_config(out)
+
+
 def devices_for(request: TrainRequest, run: Run) -> tuple[str, list[str]]:
     """The run's strategy and the devices it trains on ("/CPU:0", ...), the CPU split first
     into --cpu-devices logical devices (before the backend initialises them); a resumed run's
@@ -392,6 +401,34 @@ def fit(
         return _fit(plan, on_epoch, on_batch, stop_requested, tensorboard)
 
 
+def follow(request: TrainRequest, processes, stop_requested: Callable[[], bool]
+           ) -> TrainResult | None:
+    """A follower's training (attnviz.keras.processes): once process 0 has planned the run,
+    the same epochs into a scratch copy of what they start from, deleted at the end; the
+    run's directory is only read. None: process 0 had nothing to train."""
+    from attnviz.keras.processes import NOTHING_TO_TRAIN, REFUSED, copy_for_follower
+    from attnviz.store.lock import exclusive
+
+    start = processes.share(REFUSED)  # process 0's first epoch
+    if start == REFUSED:
+        raise AttnvizError(f"process 0 did not start training {request.out} (its output says "
+                           "why): nothing was trained")
+    if start == NOTHING_TO_TRAIN:
+        return None
+    scratch = processes.scratch(request.out)
+    try:
+        copy_for_follower(request.out, scratch, start)
+        processes.barrier("copied")  # process 0 writes its next commit only after this
+        with exclusive(scratch):
+            plan = plan_request(TrainRequest(out=scratch, resume=True))
+            if plan.start_epoch != start:
+                raise RuntimeError(f"process {processes.index} planned epoch "
+                                   f"{plan.start_epoch}, process 0 epoch {start}")
+            return fit(plan, stop_requested=stop_requested)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _fit(plan, on_epoch, on_batch, stop_requested, tensorboard) -> TrainResult:
     import keras
 
@@ -463,17 +500,22 @@ def _task_parts(plan: TrainPlan):
 
         fresh = FreshBatches(config)
         train = {"x": fresh.dataset, "shuffle": False, "callbacks": [fresh]}
+        val = task_data(config, VAL_STREAM, config.val_samples)
+        validation = (val.x, val.y)
     else:
+        from attnviz.keras.processes import training_data
+
         batch = task_data(config, TRAIN_STREAM, config.samples)
-        train = {"x": batch.x, "y": batch.y, "batch_size": config.batch_size, "shuffle": True}
-    val = task_data(config, VAL_STREAM, config.val_samples)
+        val = task_data(config, VAL_STREAM, config.val_samples)
+        # several JAX processes feed their shares of each batch (attnviz.keras.processes)
+        train, validation = training_data(batch.x, batch.y, config.batch_size, (val.x, val.y))
     with _strategy_scope(config.strategy):
         if plan.start_epoch > 0:
             model = keras.models.load_model(run.checkpoint_path(plan.start_epoch), safe_mode=True)
             compile_model(model, config, optimizer=model.optimizer)
         else:
             model = compile_model(build_model(config), config)
-    return model, train, (val.x, val.y)
+    return model, train, validation
 
 
 def _user_parts(plan: TrainPlan):
@@ -520,6 +562,10 @@ def strategy_devices(name: str) -> list[str]:
 
         devices = jax.devices()
         names = [f"{device.platform.upper()}:{device.id}" for device in devices]
+        if jax.process_count() > 1:  # several processes: numbered within each
+            names = [f"process{device.process_index}/{device.platform.upper()}:" +
+                     str([d for d in devices if d.process_index == device.process_index]
+                         .index(device)) for device in devices]
     else:
         names = [device.name.split("device:")[-1] for device in _tf_devices()]
     return names if name in ("mirrored", "data-parallel") else names[:1]
@@ -546,9 +592,13 @@ def _distribution(name: str):
     over every JAX device (each batch split between them, the weights replicated)."""
     if name != "data-parallel":
         return contextlib.nullcontext()
+    import jax
     import keras
 
-    return keras.distribution.DataParallel(devices=keras.distribution.list_devices()).scope()
+    distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+    if jax.process_count() > 1:  # each process feeds its own rows (processes.training_data)
+        distribution.auto_shard_dataset = False
+    return distribution.scope()
 
 
 def split_cpu(devices: int) -> None:
@@ -557,11 +607,10 @@ def split_cpu(devices: int) -> None:
     import attnviz.keras.backend as backend
 
     if backend.name() == "jax":
-        flag = f"--xla_force_host_platform_device_count={devices}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+        flag = backend.host_devices(devices)
         import jax
 
-        if len(jax.devices("cpu")) != devices:
+        if len(jax.local_devices(backend="cpu")) != devices:
             raise AttnvizError("--cpu-devices must be set before JAX starts: run it in a new "
                                f"process, or set XLA_FLAGS={flag}")
         return

@@ -61,8 +61,8 @@ class TrainConfig:
             # that its metrics fail to trace. Refused here, before anything is written.
             raise AttnvizError(
                 "--strategy multi-worker fails inside Keras 3.15's fit with TensorFlow 2.21 "
-                "(see docs/train.md): use --strategy mirrored, or --backend jax --strategy "
-                "data-parallel, over the devices of one machine"
+                "(see docs/train.md): use --strategy mirrored on one machine, or --backend jax "
+                "--strategy data-parallel, with --num-processes N across machines"
             )
         _choice("record-heads", self.record_heads, RECORD_HEADS)
         for name, minimum in (

@@ -1,0 +1,198 @@
+"""Several processes training one model: `attnviz train --num-processes 2` on Keras' JAX
+backend, joined with jax.distributed at 127.0.0.1, each in a fresh process as users run them.
+make test runs the training tests in its JAX session; the batch split is numpy alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attnviz.keras.processes import local_rows, scratch_path
+from attnviz.store.run import Run
+
+# the founding task, small: 544 samples are 8 whole batches of 64 and a last one of 32,
+# which the two processes split 16 and 16
+TINY = ["--samples", "544", "--val-samples", "80", "--units", "8", "--epochs", "2",
+        "--probe-size", "4", "--backend", "jax", "--strategy", "data-parallel"]
+# the processes' batches are one process's batches and their gradients are summed over both:
+# the same steps, up to float32 summation order (measured: 3e-8 after 3 epochs)
+TOLERANCE = 1e-4
+WAIT = 10  # --process-timeout of the tests: a lost process is noticed within it
+
+
+def test_the_processes_batches_make_one_process_batches():
+    order = np.random.default_rng(0).permutation(544)
+    shares = [local_rows(order, 64, 2, index) for index in (0, 1)]
+    assert [len(share) for share in shares] == [272, 272]
+    for k in range(9):  # batch k of 32 rows each (16 in the last) is the global batch k
+        rows = np.concatenate([share[k * 32:(k + 1) * 32] for share in shares])
+        assert sorted(rows) == sorted(order[k * 64:(k + 1) * 64]), k
+    # a last batch that does not split evenly (33 rows, 2 processes) is left out
+    assert sum(len(local_rows(np.arange(545), 64, 2, i)) for i in (0, 1)) == 512
+    # ... as one that does not split between each process's devices (36 rows: 18 for 4)
+    assert len(local_rows(np.arange(548), 64, 2, 0, devices=4)) == 256
+    assert len(local_rows(np.arange(552), 64, 2, 0, devices=4)) == 256 + 20
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _environment() -> dict:
+    environment = dict(os.environ)
+    environment.pop("KERAS_BACKEND", None)  # --backend jax, as users give it
+    environment.pop("XLA_FLAGS", None)
+    return environment
+
+
+def _attnviz(*args, timeout: float = 300):
+    return subprocess.run([sys.executable, "-m", "attnviz", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=_environment())
+
+
+def _start(out: Path, port: int, *args) -> list[subprocess.Popen]:
+    """Process 0 and process 1 of one training, as two hosts would start them."""
+    return [subprocess.Popen(
+        [sys.executable, "-m", "attnviz", "train", "--out", str(out), *map(str, args),
+         "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id",
+         str(index), "--process-timeout", str(WAIT)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment())
+        for index in (0, 1)]
+
+
+def _finish(processes: list[subprocess.Popen]) -> list[tuple[int, str]]:
+    """Each process's exit code and standard error, once it ended."""
+    errors = [p.communicate(timeout=300)[1] for p in processes]
+    return [(p.returncode, stderr) for p, stderr in zip(processes, errors, strict=True)]
+
+
+def _wait_for_epoch(out: Path, epochs: int, processes) -> None:
+    """Until the run has committed `epochs` (polled: a commit is a file replaced)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in processes):
+            raise AssertionError(f"a process ended early: {_finish(processes)}")
+        try:
+            if Run.open(out).epochs_done >= epochs:
+                return
+        except Exception:  # noqa: BLE001 (not created yet)
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{out} did not reach epoch {epochs}")
+
+
+jax_session = pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND") != "jax", reason="make test runs it in its JAX session")
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The same tiny training in one process and in two joined at 127.0.0.1."""
+    root = tmp_path_factory.mktemp("processes")
+    single = _attnviz("train", "--out", root / "single", *TINY)
+    assert single.returncode == 0, single.stderr[-2000:]
+    results = _finish(_start(root / "two", _free_port(), *TINY))
+    for code, stderr in results:
+        assert code == 0, stderr[-3000:]
+    return root, results
+
+
+@pytest.mark.slow
+@jax_session
+def test_two_processes_train_one_run_as_one_process_does(two_processes):
+    root, [(_, first), (_, second)] = two_processes
+    assert ("over 2 devices: /process0/CPU:0, /process1/CPU:0, in 2 processes: this one (0) "
+            "writes the run") in " ".join(first.split())
+    assert "process 1 of 2: training with process 0" in second
+    assert "done: process 1 of 2, 2 epochs trained with process 0" in " ".join(second.split())
+    one, two = Run.open(root / "single"), Run.open(root / "two")
+    assert two.epochs_done == 2 and two.attention_epochs == [0, 1, 2]
+    for epoch in (0, 1, 2):
+        assert np.abs(one.attention(epoch) - two.attention(epoch)).max() < TOLERANCE, epoch
+    assert not np.allclose(two.attention(0), two.attention(2))  # it did train
+    for a, b in zip(one.history, two.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=TOLERANCE)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=TOLERANCE)
+    # one writer: the run holds what one process writes, and process 1's scratch is gone
+    files = sorted(p.relative_to(root / "two") for p in (root / "two").rglob("*"))
+    assert files == sorted(p.relative_to(root / "single") for p in (root / "single").rglob("*"))
+    assert not scratch_path(root / "two", 1).exists()
+
+
+@pytest.mark.slow
+@jax_session
+def test_a_kill_of_either_process_leaves_a_run_that_resumes(tmp_path):
+    out, args = tmp_path / "run", [*TINY, "--epochs", "6", "--samples", "2048",
+                                   "--checkpoint-every", "1"]
+    processes = _start(out, _free_port(), *args)
+    _wait_for_epoch(out, 1, processes)
+    processes[1].send_signal(signal.SIGKILL)
+    [(code, _), _] = _finish(processes)  # process 0 notices within --process-timeout
+    assert code != 0
+    done = Run.open(out).epochs_done
+    assert 1 <= done < 6
+
+    processes = _start(out, _free_port(), *args, "--resume")
+    _wait_for_epoch(out, done + 1, processes)
+    processes[0].send_signal(signal.SIGKILL)
+    [_, (code, stderr)] = _finish(processes)
+    assert code == 1
+    assert "process 1 of 2 lost another process" in stderr
+    assert "Traceback" not in stderr
+    done = Run.open(out).epochs_done
+    assert done < 6
+
+    results = _finish(_start(out, _free_port(), *args, "--resume"))
+    for code, stderr in results:
+        assert code == 0, stderr[-3000:]
+    run = Run.open(out)
+    assert run.state["finished"] and [r["epoch"] for r in run.history] == [1, 2, 3, 4, 5, 6]
+    assert run.attention_epochs == [0, 1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--num-processes", "2"], "--num-processes 2 needs --coordinator HOST:PORT"),
+    (["--num-processes", "2", "--coordinator", "localhost"], "give HOST:PORT"),
+    (["--num-processes", "2", "--coordinator", "127.0.0.1:1", "--process-id", "2"],
+     "--process-id 2: give 0 to 1"),
+    (["--coordinator", "127.0.0.1:1"], "--coordinator goes with --num-processes"),
+    (["--num-processes", "2", "--coordinator", "127.0.0.1:1"],
+     "trains with --backend jax --strategy data-parallel"),
+    (["--num-processes", "2", "--coordinator", "127.0.0.1:1", "--backend", "jax", "--strategy",
+      "data-parallel", "--task", "induction"], "draws new sequences every epoch"),
+    (["--num-processes", "3", "--coordinator", "127.0.0.1:1", "--backend", "jax", "--strategy",
+      "data-parallel"], "--batch-size 64 does not split between 3 processes"),
+])
+def test_process_options_are_checked_in_one_line(tmp_path, args, says):
+    result = _attnviz("train", "--out", tmp_path / "run", *args, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert says in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_process_without_its_process_0_says_so_and_a_busy_port_too(tmp_path):
+    common = ["--num-processes", "2", "--backend", "jax", "--strategy", "data-parallel",
+              "--process-timeout", "1"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = _attnviz("train", "--out", tmp_path / "a", *common, "--coordinator",
+                         f"127.0.0.1:{port}", "--process-id", "0", timeout=120)
+    assert taken.returncode == 2
+    assert "process 0 cannot listen there" in " ".join(taken.stderr.split())
+    alone = _attnviz("train", "--out", tmp_path / "b", *common, "--coordinator",
+                     f"127.0.0.1:{_free_port()}", "--process-id", "1", timeout=120)
+    assert alone.returncode == 2
+    assert "no process 0 answered in 1 s" in " ".join(alone.stderr.split())
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
