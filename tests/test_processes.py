@@ -196,3 +196,51 @@ def test_a_process_without_its_process_0_says_so_and_a_busy_port_too(tmp_path):
     assert alone.returncode == 2
     assert "no process 0 answered in 1 s" in " ".join(alone.stderr.split())
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+USER_FIT = '''
+import os, sys
+index, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+import jax
+jax.distributed.initialize(f"127.0.0.1:{port}", 2, index, initialization_timeout=60,
+                           heartbeat_timeout_seconds=10)
+import keras
+import numpy as np
+from attnviz.keras import AttentionRecorder
+distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+distribution.auto_shard_dataset = False
+keras.distribution.set_distribution(distribution)
+keras.utils.set_random_seed(0)
+inputs = keras.Input((6, 4))
+attended = keras.layers.MultiHeadAttention(2, 4, name="mha")(inputs, inputs)
+pooled = keras.layers.GlobalAveragePooling1D()(attended)
+model = keras.Model(inputs, keras.layers.Dense(1)(pooled))
+model.compile("adam", "mse", jit_compile=True)
+x = np.random.default_rng(0).random((64, 6, 4), dtype=np.float32)
+y = x.sum(axis=(1, 2))[:, None]
+history = model.fit(x[index::2], y[index::2], batch_size=8, epochs=2, verbose=0,
+                    callbacks=[AttentionRecorder(out, probe=x[:4])])
+print("trained", len(history.history["loss"]))
+'''
+
+
+@pytest.mark.slow
+@jax_session
+def test_the_callback_leaves_a_fit_over_two_processes_unharmed_and_says_it_records_none(
+        tmp_path):
+    """A user's own fit over two JAX processes: the probe pass and model.save compute on
+    arrays of both, so process 0 recording alone would wait for the other forever; the
+    callback says it does not record such a fit, and the fit trains on."""
+    script, port = tmp_path / "fit.py", _free_port()
+    script.write_text(USER_FIT)
+    environment = {**_environment(), "KERAS_BACKEND": "jax"}
+    processes = [subprocess.Popen([sys.executable, str(script), str(index), str(port),
+                                   str(tmp_path / "run")], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=environment)
+                 for index in (0, 1)]
+    for process in processes:
+        out, err = process.communicate(timeout=240)
+        assert process.returncode == 0, err[-3000:]
+        assert "trained 2" in out
+        assert "does not record a fit over 2 JAX processes yet" in err
+    assert not (tmp_path / "run").exists()

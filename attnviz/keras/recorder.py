@@ -111,6 +111,15 @@ class AttentionRecorder(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._started = False
         self._recorder = self.run = None  # nothing of an earlier fit carries over
+        processes = _jax_processes()
+        if processes > 1:
+            # the probe pass and model.save compute on arrays spread over every process:
+            # process 0 doing them alone waits for the others forever (tried: model.save)
+            warnings.warn(f"attnviz: not recording {self.directory}: AttentionRecorder does not "
+                          f"record a fit over {processes} JAX processes yet; training goes on "
+                          "unrecorded (`attnviz train --num-processes` records a built-in "
+                          "task over several)", stacklevel=2)
+            return
         if not _is_writer(self.model):
             return
         try:
@@ -284,15 +293,20 @@ class _Refused(AttnvizError):
     """A fit that would record over a run: refused before its first step, deliberately."""
 
 
-def _is_writer(model) -> bool:
-    """One writer: under tf.distribute the chief (every worker of a one-machine strategy); on
-    JAX, process 0 of those jax.distributed.initialize joined."""
+def _jax_processes() -> int:
+    """How many processes jax.distributed joined (1 on TensorFlow)."""
     import attnviz.keras.backend as backend
 
-    if backend.name() == "jax":
-        import jax
+    if backend.name() != "jax":
+        return 1
+    import jax
 
-        return jax.process_index() == 0
+    return jax.process_count()
+
+
+def _is_writer(model) -> bool:
+    """One writer: under tf.distribute the chief (every worker of a one-machine strategy); on
+    JAX the one process (a fit over several is not recorded: on_train_begin)."""
     strategy = getattr(model, "distribute_strategy", None)
     extended = getattr(strategy, "extended", None)
     return bool(getattr(extended, "should_checkpoint", True))

@@ -200,6 +200,7 @@ class Recorder(keras.callbacks.Callback):
             "val_loss": _number(logs.get("val_loss")),
             "seconds": round(fit_seconds, 4),
             "mass": masses,
+            "backend": backend.name(),  # what trained it: a run resumes on either backend
         }
         if self.every_steps:  # where the epoch ends on the step axis
             entry.update(self._steps.epoch_end(self.model, self.params, entry["loss"]))
