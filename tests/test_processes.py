@@ -244,3 +244,24 @@ def test_the_callback_leaves_a_fit_over_two_processes_unharmed_and_says_it_recor
         assert "trained 2" in out
         assert "does not record a fit over 2 JAX processes yet" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@jax_session
+def test_the_callback_records_a_data_parallel_fit_over_the_devices_of_one_process(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(USER_FIT.replace(
+        '''jax.distributed.initialize(f"127.0.0.1:{port}", 2, index, initialization_timeout=60,
+                           heartbeat_timeout_seconds=10)''', "").replace(
+        "x[index::2], y[index::2]", "x, y"))
+    environment = {**_environment(), "KERAS_BACKEND": "jax",
+                   "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run([sys.executable, str(script), "0", "0", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=environment, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "trained 2" in done.stdout and "not recording" not in done.stderr
+    run = Run.open(tmp_path / "run")
+    assert run.attention_epochs == [0, 1, 2] and run.checkpoints == [2]
+    weights = run.attention(2)
+    assert weights.shape == (4, 2, 6, 6)  # stored as float16: rows sum to 1 within 1e-3
+    assert np.allclose(weights.sum(axis=-1), 1, atol=1e-3)
