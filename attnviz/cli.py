@@ -330,7 +330,12 @@ def _train_locked(request, quiet: bool, json_output: bool, processes, started) -
              "every process again, adding --resume")
 
     def announce_stop():
-        err.print("[yellow]Ctrl-C: stopping after this epoch is saved (again to abort now)[/]")
+        if processes.many:
+            err.print("[yellow]stop asked (Ctrl-C or SIGTERM): every process stops after this "
+                      "epoch is saved (again to abort now)[/]")
+        else:
+            err.print("[yellow]Ctrl-C: stopping after this epoch is saved (again to abort "
+                      "now)[/]")
 
     def announce_abort():
         err.show_cursor(True)  # the progress display hides it; the process ends right after
@@ -338,7 +343,8 @@ def _train_locked(request, quiet: bool, json_output: bool, processes, started) -
                   f"{again}", soft_wrap=True)  # one line to copy
 
     try:
-        with core.graceful_interrupt(announce_stop, announce_abort) as stop_requested, \
+        with core.graceful_interrupt(announce_stop, announce_abort,
+                                     terminate=processes.many) as stop_requested, \
                 processes.exit_when_one_is_lost(out):
             if show:
                 from attnviz.views.progress import TrainDisplay
@@ -379,14 +385,15 @@ def _train_follower(request, processes, quiet: bool, json_output: bool) -> None:
                   f"{request.out}", markup=False)
 
     def announce_stop():
-        err.print(f"[yellow]Ctrl-C: every process stops after this epoch is saved (again to "
-                  f"abort {who} now)[/]")
+        err.print(f"[yellow]stop asked (Ctrl-C or SIGTERM): every process stops after this "
+                  f"epoch is saved (again to abort {who} now)[/]")
 
     def announce_abort():
         err.print(f"{who} aborted: the others stop too; {request.out} is kept as of its last "
                   f"commit: run every process again with --resume", soft_wrap=True)
 
-    with core.graceful_interrupt(announce_stop, announce_abort) as stop_requested, \
+    with core.graceful_interrupt(announce_stop, announce_abort,
+                                 terminate=True) as stop_requested, \
             processes.exit_when_one_is_lost(request.out):
         result = core.follow(request, processes, processes.agreed(stop_requested))
     if result is None:

@@ -629,13 +629,15 @@ def split_cpu(devices: int) -> None:
 
 @contextlib.contextmanager
 def graceful_interrupt(on_first: Callable[[], None] | None = None,
-                       on_second: Callable[[], None] | None = None
-                       ) -> Iterator[Callable[[], bool]]:
+                       on_second: Callable[[], None] | None = None, *,
+                       terminate: bool = False) -> Iterator[Callable[[], bool]]:
     """First Ctrl-C asks training to stop after the current epoch is committed; a second
     one aborts at once: `on_second` says so and the process exits 130 right there, as a
     kill would end it (the run stays as of its last commit, and --resume continues it).
     Raising KeyboardInterrupt instead can land inside TensorFlow, which once turned it into
-    a ValueError and a traceback (CI, TF 2.21). Yields `stop_requested()`."""
+    a ValueError and a traceback (CI, TF 2.21). With `terminate`, SIGTERM does the same
+    (exit 143): under jax.distributed, JAX's preemption notifier catches SIGTERM and the
+    process went on training to the end. Yields `stop_requested()`."""
     requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield requested.is_set
@@ -647,13 +649,16 @@ def graceful_interrupt(on_first: Callable[[], None] | None = None,
                 on_second()
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(130)
+            os._exit(128 + signum)
         requested.set()
         if on_first is not None:
             on_first()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    signals = (signal.SIGINT, signal.SIGTERM) if terminate else (signal.SIGINT,)
+    previous = {number: signal.signal(number, handler) for number in signals}
     try:
         yield requested.is_set
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler_before in previous.items():
+            # None: a handler set outside Python (JAX's, in C++), which cannot be put back
+            signal.signal(number, signal.SIG_DFL if handler_before is None else handler_before)
