@@ -6,6 +6,7 @@ TensorFlow is imported inside the commands that need it, never at module level, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -258,19 +259,59 @@ def train(
         raise AttnvizError("--resume and --force contradict each other: pick one")
     elif not out.is_dir():  # before the lock, which would make the folder
         raise AttnvizError(f"nothing to resume at {out}: drop --resume to start a run there")
+    trains = config
     if processes.many:
-        processes.check_training(core.resumed_config(out) if resume else config,
-                                 keras_backend.requested())
+        trains = core.resumed_config(out) if resume else config
+        processes.check_training(trains, keras_backend.requested(), resume)
     from attnviz.store.lock import exclusive
 
     request = core.TrainRequest(out=out, config=config, user=user, resume=resume, force=force,
                                 epochs=epochs, cpu_devices=cpu_devices, tensorboard=tensorboard)
     processes.join(cpu_devices)
-    if not processes.writer:
-        _train_follower(request, processes, quiet, json_output)
+    with _ending_alone(processes, out):
+        processes.check_devices(trains, resume)
+        if not processes.writer:
+            _train_follower(request, processes, quiet, json_output)
+            return
+        with processes.leading() as started, exclusive(out):
+            _train_locked(request, quiet, json_output, processes, started)
+
+
+@contextlib.contextmanager
+def _ending_alone(processes, out: Path):
+    """Several processes: one that fails (bad input, a disk, a lost partner) says why and
+    ends at once, so the others see it gone within --process-timeout, instead of all of them
+    waiting at JAX's shutdown barrier while the others wait in a collective. A stop that all
+    processes take together (Ctrl-C, exit 130) ends as usual."""
+    if not processes.many:
+        yield
         return
-    with processes.leading() as started, exclusive(out):
-        _train_locked(request, quiet, json_output, processes, started)
+    try:
+        yield
+    except (typer.Exit, click_errors.ClickException):
+        raise
+    except BaseException as err:  # noqa: BLE001 (every failure ends this process now)
+        code = processes.say_lost(err, out)
+        if code is None:
+            code = _said(err)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _said(err: BaseException) -> int:
+    """Say `err` as every command does (handle_errors); its exit code."""
+    if isinstance(err, KeyboardInterrupt):
+        return 130
+
+    def reraise():
+        raise err
+
+    try:
+        handle_errors(reraise)()
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    return 1
 
 
 def _train_locked(request, quiet: bool, json_output: bool, processes, started) -> None:
@@ -344,8 +385,7 @@ def _train_locked(request, quiet: bool, json_output: bool, processes, started) -
 
     try:
         with core.graceful_interrupt(announce_stop, announce_abort,
-                                     terminate=processes.many) as stop_requested, \
-                processes.exit_when_one_is_lost(out):
+                                     terminate=processes.many) as stop_requested:
             if show:
                 from attnviz.views.progress import TrainDisplay
 
@@ -393,8 +433,7 @@ def _train_follower(request, processes, quiet: bool, json_output: bool) -> None:
                   f"commit: run every process again with --resume", soft_wrap=True)
 
     with core.graceful_interrupt(announce_stop, announce_abort,
-                                 terminate=True) as stop_requested, \
-            processes.exit_when_one_is_lost(request.out):
+                                 terminate=True) as stop_requested:
         result = core.follow(request, processes, processes.agreed(stop_requested))
     if result is None:
         if show:

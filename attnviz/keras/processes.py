@@ -78,7 +78,7 @@ class Processes:
                                "10.0.0.1:1234 (process 0's address and a free port)")
         return host, int(port)
 
-    def check_training(self, config, backend: str) -> None:
+    def check_training(self, config, backend: str, resume: bool = False) -> None:
         """What several processes can train: a built-in task of fixed samples (token tasks
         draw new sequences every epoch, in one process), on JAX, data-parallel, with a batch
         that splits evenly between them. `config` None: a user's --model (not yet)."""
@@ -91,15 +91,37 @@ class Processes:
                                "one process (--backend jax --strategy data-parallel uses all "
                                "of its devices)")
         if backend != "jax" or config.strategy != "data-parallel":
+            if resume and config.strategy != "data-parallel":
+                raise AttnvizError(f"this run trains with --strategy {config.strategy}: "
+                                   "resume it without --num-processes (several processes "
+                                   "train --strategy data-parallel runs)")
             raise AttnvizError(f"--num-processes {self.count} trains with --backend jax "
                                "--strategy data-parallel (keras.distribution over every "
-                               "process's devices): add those options")
+                               "process's devices): add " + (
+                                   "--backend jax" if resume else "those options"))
         if get_task(config.task).tokens:
             raise AttnvizError(f"--task {config.task} draws new sequences every epoch, in one "
                                "process: train it without --num-processes")
         if config.batch_size % self.count:
             raise AttnvizError(f"--batch-size {config.batch_size} does not split between "
-                               f"{self.count} processes: give a multiple of {self.count}")
+                               f"{self.count} processes: " + (
+                                   "give a --num-processes that divides it" if resume else
+                                   f"give a multiple of {self.count}"))
+
+    def check_devices(self, config, resume: bool = False) -> None:
+        """Once joined: each process's share of a batch must split between its devices."""
+        if not self.many or config is None:
+            return
+        import jax
+
+        devices = jax.local_device_count()
+        local = config.batch_size // self.count
+        if local % devices:
+            fix = (f"give a multiple of {self.count * devices}" if not resume else
+                   "give each process as many devices as divide it")
+            raise AttnvizError(f"--batch-size {config.batch_size} gives each of {self.count} "
+                               f"processes {local} samples, which do not split between its "
+                               f"{devices} devices: {fix}")
 
     def join(self, cpu_devices: int = 1) -> None:
         """jax.distributed.initialize, after checks that answer the common mistakes in one
@@ -115,7 +137,7 @@ class Processes:
         host, port = self.address()
         if self.writer:
             try:
-                with socket.create_server((host, port)):
+                with socket.create_server(("", port)):  # as JAX binds it: every interface
                     pass
             except OSError as err:
                 raise AttnvizError(f"--coordinator {self.coordinator}: process 0 cannot listen "
@@ -127,15 +149,17 @@ class Processes:
 
         jax.distributed.initialize(self.coordinator, self.count, self.index,
                                    initialization_timeout=self.timeout,
-                                   heartbeat_timeout_seconds=self.timeout)
+                                   heartbeat_timeout_seconds=self.timeout,
+                                   shutdown_timeout_seconds=self.timeout)
 
     def scratch(self, out: Path) -> Path:
         """A follower's empty scratch directory for the run in `out`: one name per run and
         process, so what a killed follower left there goes when it starts again."""
-        path = scratch_path(out, self.index)
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return path
+        prefix = scratch_prefix(out, self.index)
+        for old in Path(tempfile.gettempdir()).glob(f"{prefix}*"):  # a killed one's
+            if old.is_dir() and not old.is_symlink() and old.owner() == _user():
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=prefix))
 
     @contextlib.contextmanager
     def leading(self):
@@ -157,24 +181,37 @@ class Processes:
                 self.share(REFUSED)
             raise
 
+    def say_lost(self, err: BaseException, out: Path) -> int | None:
+        """When `err` says another process is gone (killed, crashed: its connection reset
+        under a collective), one line saying so and the exit code 1; else None."""
+        if not self.many or not any(mark in str(err) for mark in LOST):
+            return None
+        first = str(err).strip().splitlines()[0]
+        print(f"attnviz: process {self.index} of {self.count} lost another process ({first}); "
+              f"{out} is kept as of its last commit: start every process again with --resume",
+              file=sys.stderr)
+        return 1
+
     @contextlib.contextmanager
-    def exit_when_one_is_lost(self, out: Path):
-        """A step that failed because another process is gone (killed, crashed: its
-        connection reset under a collective) ends this one at once, in one line and exit code
-        1, without JAX's shutdown barrier (which would abort it with a stack trace). The run
-        is as of its last commit: every process started again with --resume continues it."""
+    def following(self, out: Path):
+        """A follower's side of the start (`leading`'s partner, call for call): yields the
+        first epoch and a scratch directory holding what training starts from, copied once
+        process 0 planned and before it commits again; None when process 0 has nothing to
+        train. The scratch directory goes at the end."""
+        start = self.share(REFUSED)  # process 0's first epoch
+        if start == REFUSED:
+            raise AttnvizError(f"process 0 did not start training {out} (its output says "
+                               "why): nothing was trained")
+        if start == NOTHING_TO_TRAIN:
+            yield None
+            return
+        scratch = self.scratch(out)
         try:
-            yield
-        except Exception as err:
-            if not self.many or not any(mark in str(err) for mark in LOST):
-                raise
-            first = str(err).strip().splitlines()[0]
-            print(f"attnviz: process {self.index} of {self.count} lost another process "
-                  f"({first}); {out} is kept as of its last commit: start every process again "
-                  "with --resume", file=sys.stderr)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
+            copy_for_follower(out, scratch, start)
+            self.barrier("copied")
+            yield start, scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def share(self, value: int) -> int:
         """Process 0's `value`, on every process (each calls this at the same point)."""
@@ -205,10 +242,24 @@ class Processes:
         return any_asked
 
 
-def scratch_path(out: Path, index: int) -> Path:
-    """Where follower `index` of the run in `out` records (in the system's temporary files)."""
+def scratch_prefix(out: Path, index: int) -> str:
+    """The name follower `index` of the run in `out` gives its scratch directory, before a
+    random tail (in the system's temporary files, private to the user)."""
     digest = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"attnviz-{digest}-process-{index}"
+    return f"attnviz-{digest}-process-{index}-"
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def forget_records(scratch: Path) -> None:
+    """A follower's recorded maps, once committed: nobody reads them (process 0 writes the
+    run's), so the scratch directory holds at most one epoch's and the checkpoints kept."""
+    for path in scratch.glob("*/**/*.npy"):
+        path.unlink(missing_ok=True)
 
 
 def _wait_for(host: str, port: int, timeout: int, coordinator: str) -> None:
@@ -254,17 +305,13 @@ def training_data(x: np.ndarray, y: np.ndarray, batch_size: int,
     import jax
 
     count, index = jax.process_count(), jax.process_index()
-    devices = jax.local_device_count()
-    local = batch_size // count
-    if local % devices:
-        raise AttnvizError(f"--batch-size {batch_size} gives each of {count} processes {local} "
-                           f"samples, which do not split between its {devices} devices: give a "
-                           f"multiple of {count * devices}")
+    devices = jax.local_device_count()  # that they divide a batch: check_devices
     x_val, y_val = validation
     val_rows = local_rows(np.arange(len(x_val)), batch_size, count, index, devices)
     batches = _local_batches(x, y, batch_size, count, index, devices)
-    return ({"x": batches, "shuffle": False, "validation_batch_size": local},
-            (x_val[val_rows], y_val[val_rows]))
+    validation = (x_val[val_rows], y_val[val_rows]) if len(val_rows) else None  # too few
+    return ({"x": batches, "shuffle": False, "validation_batch_size": batch_size // count},
+            validation)
 
 
 def _process_count() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -403,30 +402,23 @@ def fit(
 
 def follow(request: TrainRequest, processes, stop_requested: Callable[[], bool]
            ) -> TrainResult | None:
-    """A follower's training (attnviz.keras.processes): once process 0 has planned the run,
-    the same epochs into a scratch copy of what they start from, deleted at the end; the
-    run's directory is only read. None: process 0 had nothing to train."""
-    from attnviz.keras.processes import NOTHING_TO_TRAIN, REFUSED, copy_for_follower
+    """A follower's training (attnviz.keras.processes): the epochs process 0 planned, into a
+    scratch copy of what they start from; the run's directory is only read. None: process 0
+    had nothing to train."""
+    from attnviz.keras.processes import forget_records
     from attnviz.store.lock import exclusive
 
-    start = processes.share(REFUSED)  # process 0's first epoch
-    if start == REFUSED:
-        raise AttnvizError(f"process 0 did not start training {request.out} (its output says "
-                           "why): nothing was trained")
-    if start == NOTHING_TO_TRAIN:
-        return None
-    scratch = processes.scratch(request.out)
-    try:
-        copy_for_follower(request.out, scratch, start)
-        processes.barrier("copied")  # process 0 writes its next commit only after this
+    with processes.following(request.out) as started:
+        if started is None:
+            return None
+        start, scratch = started
         with exclusive(scratch):
             plan = plan_request(TrainRequest(out=scratch, resume=True))
             if plan.start_epoch != start:
                 raise RuntimeError(f"process {processes.index} planned epoch "
                                    f"{plan.start_epoch}, process 0 epoch {start}")
-            return fit(plan, stop_requested=stop_requested)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+            return fit(plan, stop_requested=stop_requested,
+                       on_epoch=lambda entry: forget_records(scratch))
 
 
 def _fit(plan, on_epoch, on_batch, stop_requested, tensorboard) -> TrainResult:
