@@ -293,6 +293,18 @@ def local_rows(order: np.ndarray, batch_size: int, count: int, index: int,
     return rows
 
 
+def steps_per_epoch(samples: int, batch_size: int) -> int:
+    """Global batches an epoch trains: all of them in one process; in several, the last
+    partial one only when local_rows splits it."""
+    if _process_count() == 1:
+        return -(-samples // batch_size)
+    import jax
+
+    rest = samples % batch_size
+    split = bool(rest) and rest % (jax.process_count() * jax.local_device_count()) == 0
+    return samples // batch_size + split
+
+
 def training_data(x: np.ndarray, y: np.ndarray, batch_size: int,
                   validation: tuple[np.ndarray, np.ndarray]) -> tuple[dict, tuple]:
     """fit's arguments for the training data, and the validation data, of this process. One
@@ -300,7 +312,7 @@ def training_data(x: np.ndarray, y: np.ndarray, batch_size: int,
     draw for one process (numpy's global generator, seeded alike on every process), each
     process feeding its slice of every batch in that order, so the global batches, and the
     training, are the same as one process's; validation is split the same way, unshuffled."""
-    if "jax" not in sys.modules or _process_count() == 1:
+    if _process_count() == 1:
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}, validation
     import jax
 
@@ -315,13 +327,13 @@ def training_data(x: np.ndarray, y: np.ndarray, batch_size: int,
 
 
 def _process_count() -> int:
-    import attnviz.keras.backend as backend
-
-    if backend.name() != "jax":
+    """How many processes jax.distributed joined: 1 when it did not (then JAX's devices are
+    not started by asking, so --cpu-devices can still split them)."""
+    if "jax" not in sys.modules:
         return 1
     import jax
 
-    return jax.process_count()
+    return jax.process_count() if jax.distributed.is_initialized() else 1
 
 
 def _local_batches(x, y, batch_size: int, count: int, index: int, devices: int):

@@ -22,6 +22,7 @@ from attnviz.analysis.tasks import (
     task_data,
 )
 from attnviz.errors import AttnvizError
+from attnviz.keras.processes import steps_per_epoch
 from attnviz.store.config import TrainConfig
 from attnviz.store.layers import stored_bytes, stored_layer
 from attnviz.store.run import CONFIG, STATE, Run, RunSpec, RunWriter, check_new_run_dir
@@ -210,7 +211,7 @@ def plan(
     per_record = bytes_per_record(run)
     epochs = run.epochs_planned
     recording = run.recording
-    steps = -(-_samples(run, prepared) // _batch_size(run))
+    steps = steps_per_epoch(_samples(run, prepared), _batch_size(run))
     records = len({*range(0, epochs + 1, recording["record_every"]), epochs})  # 0, K, last
     records += step_records(epochs, steps, recording["every_steps"])
     every = recording["checkpoint_every"]
