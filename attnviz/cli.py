@@ -262,7 +262,7 @@ def train(
     trains = config
     if processes.many:
         trains = core.resumed_config(out) if resume else config
-        processes.check_training(trains, keras_backend.requested(), resume)
+        processes.check_training(trains, keras_backend.requested(), resume, cpu_devices)
     from attnviz.store.lock import exclusive
 
     request = core.TrainRequest(out=out, config=config, user=user, resume=resume, force=force,

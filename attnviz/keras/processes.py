@@ -55,6 +55,9 @@ class Processes:
         """The options alone, refused in one line."""
         if self.count < 1:
             raise AttnvizError(f"--num-processes must be at least 1, got {self.count}")
+        if self.count == 1 and self.index != 0:
+            raise AttnvizError(f"--process-id {self.index} goes with --num-processes N (2 or "
+                               "more): the processes training one model")
         if not 0 <= self.index < self.count:
             raise AttnvizError(f"--process-id {self.index}: give 0 to {self.count - 1} (one "
                                f"per process of --num-processes {self.count})")
@@ -78,7 +81,8 @@ class Processes:
                                "10.0.0.1:1234 (process 0's address and a free port)")
         return host, int(port)
 
-    def check_training(self, config, backend: str, resume: bool = False) -> None:
+    def check_training(self, config, backend: str, resume: bool = False,
+                       cpu_devices: int = 1) -> None:
         """What several processes can train: a built-in task of fixed samples (token tasks
         draw new sequences every epoch, in one process), on JAX, data-parallel, with a batch
         that splits evenly between them. `config` None: a user's --model (not yet)."""
@@ -86,10 +90,16 @@ class Processes:
             return
         from attnviz.analysis.tasks import get_task
 
+        if cpu_devices > 1:
+            # tried: 2 processes of 2 CPU devices each hung in their first step (gloo)
+            raise AttnvizError(f"--cpu-devices {cpu_devices} with --num-processes: each "
+                               "process trains on one CPU device (several CPU devices in "
+                               "several processes hung in JAX's collectives here): drop "
+                               "--cpu-devices")
         if config is None:
             raise AttnvizError("--num-processes trains the built-in tasks; a --model trains in "
-                               "one process (--backend jax --strategy data-parallel uses all "
-                               "of its devices)")
+                               "one process (on JAX, your FUNCTION may build it under a "
+                               "keras.distribution over that process's devices)")
         if backend != "jax" or config.strategy != "data-parallel":
             if resume and config.strategy != "data-parallel":
                 raise AttnvizError(f"this run trains with --strategy {config.strategy}: "
@@ -145,6 +155,7 @@ class Processes:
                                    "machine") from None
         else:
             _wait_for(host, port, self.timeout, self.coordinator)
+        _c_output_to_stderr()
         import jax
 
         jax.distributed.initialize(self.coordinator, self.count, self.index,
@@ -186,7 +197,8 @@ class Processes:
         under a collective), one line saying so and the exit code 1; else None."""
         if not self.many or not any(mark in str(err) for mark in LOST):
             return None
-        first = str(err).strip().splitlines()[0]
+        text = str(err)
+        first = text[min(text.find(mark) for mark in LOST if mark in text):].splitlines()[0]
         print(f"attnviz: process {self.index} of {self.count} lost another process ({first}); "
               f"{out} is kept as of its last commit: start every process again with --resume",
               file=sys.stderr)
@@ -207,7 +219,12 @@ class Processes:
             return
         scratch = self.scratch(out)
         try:
-            copy_for_follower(out, scratch, start)
+            try:
+                copy_for_follower(out, scratch, start)
+            except (AttnvizError, OSError) as err:
+                raise AttnvizError(f"process {self.index} cannot read the run process 0 writes "
+                                   f"at {out} ({err}): --out must name the same directory on "
+                                   "every process (a shared filesystem)") from None
             self.barrier("copied")
             yield start, scratch
         finally:
@@ -260,6 +277,17 @@ def forget_records(scratch: Path) -> None:
     run's), so the scratch directory holds at most one epoch's and the checkpoints kept."""
     for path in scratch.glob("*/**/*.npy"):
         path.unlink(missing_ok=True)
+
+
+def _c_output_to_stderr() -> None:
+    """What C++ prints to standard output (gloo's "[Gloo] Rank 0 is connected to 1 peer
+    ranks" as processes connect) goes to standard error, so that `--json` stays one JSON
+    document on standard output: Python's sys.stdout keeps the original stream."""
+    sys.stdout.flush()
+    original = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(original, "w", buffering=1, encoding=sys.stdout.encoding,
+                           errors=sys.stdout.errors)
 
 
 def _wait_for(host: str, port: int, timeout: int, coordinator: str) -> None:
