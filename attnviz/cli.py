@@ -267,7 +267,7 @@ def train(
 
     request = core.TrainRequest(out=out, config=config, user=user, resume=resume, force=force,
                                 epochs=epochs, cpu_devices=cpu_devices, tensorboard=tensorboard)
-    processes.join(cpu_devices)
+    processes.join()
     with _ending_alone(processes, out):
         processes.check_devices(trains, resume)
         if not processes.writer:
@@ -435,18 +435,19 @@ def _train_follower(request, processes, quiet: bool, json_output: bool) -> None:
     with core.graceful_interrupt(announce_stop, announce_abort,
                                  terminate=True) as stop_requested:
         result = core.follow(request, processes, processes.agreed(stop_requested))
-    if result is None:
-        if show:
-            err.print(f"{who}: nothing to train (process 0 says why)", markup=False)
-        return
-    if result.interrupted:
+    if result is not None and result.interrupted:
         err.print(f"{who}: stopped after epoch {result.epochs_done}; continue with every "
                   "process again, adding --resume", markup=False)
         raise typer.Exit(130)
     if json_output:
+        from attnviz.store.run import Run
+
+        done = Run.open(request.out).epochs_done if result is None else result.epochs_done
         print(json.dumps({"run": str(request.out), "process_id": processes.index,
-                          "num_processes": processes.count,
-                          "epochs_done": result.epochs_done}, indent=2))
+                          "num_processes": processes.count, "epochs_done": done}, indent=2))
+    elif result is None:
+        if show:
+            err.print(f"{who}: nothing to train (process 0 says why)", markup=False)
     elif not quiet:
         err.print(f"[green]done[/]: {who}, {result.epochs_done} epochs trained with process 0 "
                   f"(the run is in {request.out})")

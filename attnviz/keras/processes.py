@@ -133,17 +133,12 @@ class Processes:
                                f"processes {local} samples, which do not split between its "
                                f"{devices} devices: {fix}")
 
-    def join(self, cpu_devices: int = 1) -> None:
+    def join(self) -> None:
         """jax.distributed.initialize, after checks that answer the common mistakes in one
         line (JAX itself aborts the process when the others never come): process 0 must be
-        able to listen on the port; another process waits up to the timeout for it there.
-        `cpu_devices`: this process's CPU split into that many devices (--cpu-devices)."""
+        able to listen on the port; another process waits up to the timeout for it there."""
         if not self.many:
             return
-        if "jax" in os.environ.get("KERAS_BACKEND", "") and cpu_devices > 1:
-            import attnviz.keras.backend as backend
-
-            backend.host_devices(cpu_devices)  # read when JAX starts, in initialize
         host, port = self.address()
         if self.writer:
             try:
@@ -168,7 +163,7 @@ class Processes:
         process, so what a killed follower left there goes when it starts again."""
         prefix = scratch_prefix(out, self.index)
         for old in Path(tempfile.gettempdir()).glob(f"{prefix}*"):  # a killed one's
-            if old.is_dir() and not old.is_symlink() and old.owner() == _user():
+            if old.is_dir() and not old.is_symlink() and old.stat().st_uid == os.getuid():
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix=prefix))
 
@@ -245,8 +240,8 @@ class Processes:
             multihost_utils.sync_global_devices(f"attnviz {name}")
 
     def agreed(self, stop_requested):
-        """A stop asked (Ctrl-C) of any process, seen by all at the same epoch end: they stop
-        together, or one would wait for the others' next step."""
+        """A stop asked (Ctrl-C, SIGTERM) of any process, seen by all at the same epoch end:
+        they stop together, or one would wait for the others' next step."""
         if not self.many:
             return stop_requested
 
@@ -264,12 +259,6 @@ def scratch_prefix(out: Path, index: int) -> str:
     random tail (in the system's temporary files, private to the user)."""
     digest = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:12]
     return f"attnviz-{digest}-process-{index}-"
-
-
-def _user() -> str:
-    import getpass
-
-    return getpass.getuser()
 
 
 def forget_records(scratch: Path) -> None:
