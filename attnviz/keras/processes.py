@@ -313,7 +313,7 @@ def local_rows(order: np.ndarray, batch_size: int, count: int, index: int,
 def steps_per_epoch(samples: int, batch_size: int) -> int:
     """Global batches an epoch trains: all of them in one process; in several, the last
     partial one only when local_rows splits it."""
-    if _process_count() == 1:
+    if process_count() == 1:
         return -(-samples // batch_size)
     import jax
 
@@ -329,7 +329,7 @@ def training_data(x: np.ndarray, y: np.ndarray, batch_size: int,
     draw for one process (numpy's global generator, seeded alike on every process), each
     process feeding its slice of every batch in that order, so the global batches, and the
     training, are the same as one process's; validation is split the same way, unshuffled."""
-    if _process_count() == 1:
+    if process_count() == 1:
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}, validation
     import jax
 
@@ -343,7 +343,7 @@ def training_data(x: np.ndarray, y: np.ndarray, batch_size: int,
             validation)
 
 
-def _process_count() -> int:
+def process_count() -> int:
     """How many processes jax.distributed joined: 1 when it did not (then JAX's devices are
     not started by asking, so --cpu-devices can still split them)."""
     if "jax" not in sys.modules:

@@ -34,6 +34,7 @@ import numpy as np
 
 from attnviz.errors import AttnvizError
 from attnviz.keras.internals import restored_by_backup
+from attnviz.keras.processes import process_count
 from attnviz.store import lock
 from attnviz.store.layers import patterns_of
 
@@ -111,7 +112,7 @@ class AttentionRecorder(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._started = False
         self._recorder = self.run = None  # nothing of an earlier fit carries over
-        processes = _jax_processes()
+        processes = process_count()
         if processes > 1:
             # the probe pass and model.save compute on arrays spread over every process:
             # process 0 doing them alone waits for the others forever (tried: model.save)
@@ -291,17 +292,6 @@ class AttentionRecorder(keras.callbacks.Callback):
 
 class _Refused(AttnvizError):
     """A fit that would record over a run: refused before its first step, deliberately."""
-
-
-def _jax_processes() -> int:
-    """How many processes jax.distributed joined (1 on TensorFlow)."""
-    import attnviz.keras.backend as backend
-
-    if backend.name() != "jax":
-        return 1
-    import jax
-
-    return jax.process_count()
 
 
 def _is_writer(model) -> bool:

@@ -22,7 +22,7 @@ from attnviz.analysis.tasks import (
     task_data,
 )
 from attnviz.errors import AttnvizError
-from attnviz.keras.processes import steps_per_epoch
+from attnviz.keras.processes import process_count, steps_per_epoch
 from attnviz.store.config import TrainConfig
 from attnviz.store.layers import stored_bytes, stored_layer
 from attnviz.store.run import CONFIG, STATE, Run, RunSpec, RunWriter, check_new_run_dir
@@ -585,11 +585,10 @@ def _distribution(name: str):
     over every JAX device (each batch split between them, the weights replicated)."""
     if name != "data-parallel":
         return contextlib.nullcontext()
-    import jax
     import keras
 
     distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
-    if jax.process_count() > 1:  # each process feeds its own rows (processes.training_data)
+    if process_count() > 1:  # each process feeds its own rows (processes.training_data)
         distribution.auto_shard_dataset = False
     return distribution.scope()
 
